@@ -1,0 +1,12 @@
+//! Sarafan's domain. Everything here is pure: no I/O, no async, no clocks or
+//! randomness of its own (callers pass time and entropy in), so every rule can
+//! be unit- and property-tested in isolation.
+
+pub mod apikey;
+pub mod error;
+pub mod ids;
+pub mod member;
+pub mod program;
+pub mod text;
+
+pub use error::FieldError;

@@ -1,0 +1,164 @@
+//! Programs (tenants): a store's loyalty and referral program.
+
+use crate::{text::bounded, FieldError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A program's display name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProgramName(String);
+
+impl ProgramName {
+    pub const MAX: usize = 120;
+
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        bounded("name", raw, 1, Self::MAX).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An ISO 4217 currency the program keeps money in, with its minor-unit
+/// exponent so amounts stay integers in minor units everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency {
+    code: &'static str,
+    exponent: u8,
+}
+
+/// ISO 4217 codes with their exponents, for the markets Sarafan serves first.
+const CURRENCIES: &[(&str, u8)] = &[
+    ("AED", 2), ("AMD", 2), ("AUD", 2), ("AZN", 2), ("BRL", 2), ("BYN", 2),
+    ("CAD", 2), ("CHF", 2), ("CNY", 2), ("CZK", 2), ("EUR", 2), ("GBP", 2),
+    ("GEL", 2), ("HKD", 2), ("INR", 2), ("IRR", 0), ("JPY", 0), ("KGS", 2),
+    ("KRW", 0), ("KZT", 2), ("MDL", 2), ("MXN", 2), ("NOK", 2), ("PLN", 2),
+    ("RSD", 2), ("RUB", 2), ("SAR", 2), ("SEK", 2), ("TJS", 2), ("TRY", 2),
+    ("UAH", 2), ("USD", 2), ("UZS", 2),
+];
+
+impl Currency {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let upper = raw.trim().to_ascii_uppercase();
+        CURRENCIES
+            .iter()
+            .find(|(code, _)| *code == upper)
+            .map(|&(code, exponent)| Self { code, exponent })
+            .ok_or_else(|| {
+                FieldError::new(
+                    "currency",
+                    format!("must be an ISO 4217 code Sarafan supports, e.g. RUB, USD, EUR, IRR (got {raw:?})"),
+                )
+            })
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// Digits after the decimal point: 2 for RUB (kopecks), 0 for IRR.
+    pub fn exponent(&self) -> u8 {
+        self.exponent
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code)
+    }
+}
+
+/// A BCP 47 language tag limited to language and optional region
+/// (`ru`, `en-US`, `fa-IR`): enough to pick texts and formats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Locale(String);
+
+impl Locale {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let s = raw.trim().replace('_', "-");
+        let mut parts = s.split('-');
+        let lang = parts.next().unwrap_or_default();
+        let region = parts.next();
+        let ok_lang = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_alphabetic());
+        let ok_region = region.is_none_or(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()));
+        if !ok_lang || !ok_region || parts.next().is_some() {
+            return Err(FieldError::new(
+                field,
+                format!("must be a language tag such as en, ru, fa or ru-RU (got {raw:?})"),
+            ));
+        }
+        Ok(Self(match region {
+            Some(r) => format!("{}-{}", lang.to_ascii_lowercase(), r.to_ascii_uppercase()),
+            None => lang.to_ascii_lowercase(),
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The language part alone (`ru-RU` → `ru`).
+    pub fn language(&self) -> &str {
+        self.0.split('-').next().unwrap_or(&self.0)
+    }
+}
+
+/// The program's rules text shown to members; plain text, may be long.
+pub fn parse_terms(raw: &str) -> Result<String, FieldError> {
+    bounded("terms", raw, 0, 20_000)
+}
+
+/// What a program does with an event for a customer it has not enrolled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownMemberPolicy {
+    /// Enrol the customer from the event's identifiers.
+    AutoEnrol,
+    /// Refuse the event with 404.
+    #[default]
+    Reject,
+}
+
+/// Per-program settings. Stored as one JSON document so later features add
+/// fields with defaults instead of migrations; unknown keys are refused so a
+/// typo in an admin call is an error, not a silently ignored setting.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProgramSettings {
+    /// What an event for an unknown customer does.
+    pub unknown_member: UnknownMemberPolicy,
+    /// Where shoppers land after a referral link (`None`: Sarafan's own page).
+    pub landing_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_knows_exponents() {
+        assert_eq!(Currency::parse("rub").unwrap().exponent(), 2);
+        assert_eq!(Currency::parse("IRR").unwrap().exponent(), 0);
+        assert_eq!(Currency::parse("XYZ").unwrap_err().field, "currency");
+        assert!(Currency::parse("").is_err());
+    }
+
+    #[test]
+    fn locale_normalises() {
+        assert_eq!(Locale::parse("locale", "ru_ru").unwrap().as_str(), "ru-RU");
+        assert_eq!(Locale::parse("locale", "FA").unwrap().language(), "fa");
+        for bad in ["", "r", "russian", "ru-RUS", "ru-RU-x", "r1"] {
+            assert!(Locale::parse("locale", bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn settings_refuse_unknown_keys() {
+        let ok: ProgramSettings = serde_json::from_str(r#"{"unknown_member":"auto_enrol"}"#).unwrap();
+        assert_eq!(ok.unknown_member, UnknownMemberPolicy::AutoEnrol);
+        assert!(serde_json::from_str::<ProgramSettings>(r#"{"unknwn_member":"reject"}"#).is_err());
+    }
+}

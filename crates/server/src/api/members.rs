@@ -1,0 +1,365 @@
+//! Members of the caller's program. Every query is scoped by the key's
+//! program, so another program's member id is simply not found.
+
+use super::present;
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use sarafan_core::apikey::Scope;
+use sarafan_core::ids::MemberId;
+use sarafan_core::member::{self, Consent, Email, ExternalId, MemberFields, MemberStatus, NewMember, Phone};
+use sarafan_core::program::Locale;
+use sarafan_store::{ConsentChange, Member, MemberFilter, MemberPatch, PatchOutcome, Registration};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// What the member agreed to be contacted through.
+#[derive(Serialize, Deserialize, ToSchema, Default, Clone, Copy)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsentBody {
+    pub email: bool,
+    pub sms: bool,
+    pub messengers: bool,
+}
+
+impl From<Consent> for ConsentBody {
+    fn from(c: Consent) -> Self {
+        Self { email: c.email, sms: c.sms, messengers: c.messengers }
+    }
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusView {
+    Active,
+    Blocked,
+    Erased,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    pub id: Uuid,
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    pub status: StatusView,
+    pub consent: ConsentBody,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub erased_at: Option<OffsetDateTime>,
+}
+
+impl From<Member> for MemberView {
+    fn from(m: Member) -> Self {
+        Self {
+            id: m.id.0,
+            status: match m.status {
+                MemberStatus::Active => StatusView::Active,
+                MemberStatus::Blocked => StatusView::Blocked,
+                MemberStatus::Erased => StatusView::Erased,
+            },
+            consent: m.consent.into(),
+            external_id: m.external_id,
+            email: m.email,
+            phone: m.phone,
+            name: m.name,
+            locale: m.locale,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            erased_at: m.erased_at,
+        }
+    }
+}
+
+/// A registration. At least one of `external_id`, `email`, `phone` is needed;
+/// registering again with the same data returns the same member.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterMember {
+    /// The store's own customer id.
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    /// International format, e.g. +79161234567.
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    /// e.g. ru, en, fa.
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub consent: ConsentBody,
+}
+
+/// Changes to a member: an absent field stays, `null` clears it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchMember {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub external_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub locale: Option<Option<String>>,
+    /// Only the channels named change.
+    pub consent: Option<ConsentPatch>,
+    /// `active` or `blocked` (erasure is `DELETE`).
+    pub status: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentPatch {
+    pub email: Option<bool>,
+    pub sms: Option<bool>,
+    pub messengers: Option<bool>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct MemberQuery {
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub after: Option<String>,
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// `active`, `blocked` or `erased`.
+    pub status: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    pub items: Vec<MemberView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<Uuid>,
+}
+
+/// Everything Sarafan holds on a member (GDPR art. 15 and 20).
+#[derive(Serialize, ToSchema)]
+pub struct MemberExport {
+    pub program_id: Uuid,
+    pub program_name: String,
+    pub member: MemberView,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub exported_at: OffsetDateTime,
+}
+
+fn member_id(raw: &str) -> ApiResult<MemberId> {
+    Ok(MemberId::parse("member_id", raw)?)
+}
+
+fn missing(id: MemberId) -> ApiError {
+    ApiError::not_found(format!("no member {id} in this program"))
+}
+
+async fn load(state: &AppState, caller: &Caller, id: MemberId) -> ApiResult<Member> {
+    state.store.member(caller.program, id).await?.ok_or_else(|| missing(id))
+}
+
+/// Registers a member, idempotently on their identifiers.
+#[utoipa::path(post, path = "/api/v1/members", tag = "members", request_body = RegisterMember,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response")),
+    responses(
+        (status = 201, description = "Registered", body = MemberView),
+        (status = 200, description = "Registered before with the same data; nothing changed", body = MemberView),
+        (status = 409, description = "Identifiers belong to a member with other data", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn register(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<RegisterMember>,
+) -> ApiResult<(StatusCode, Json<MemberView>)> {
+    caller.require(Scope::Server)?;
+    let new = NewMember::parse(MemberFields {
+        external_id: body.external_id.as_deref(),
+        email: body.email.as_deref(),
+        phone: body.phone.as_deref(),
+        name: body.name.as_deref(),
+        locale: body.locale.as_deref(),
+        consent: Consent {
+            email: body.consent.email,
+            sms: body.consent.sms,
+            messengers: body.consent.messengers,
+        },
+    })?;
+    match state.store.register_member(caller.program, &new).await? {
+        Registration::Created(m) => Ok((StatusCode::CREATED, Json(m.into()))),
+        Registration::Existing(m) => Ok((StatusCode::OK, Json(m.into()))),
+        Registration::Conflict(fields) => Err(ApiError::Conflict {
+            kind: "member-conflict",
+            detail: format!(
+                "a member with these identifiers exists with a different {}; registration never overwrites, \
+                 change the member with PATCH /api/v1/members/{{id}}",
+                fields.join(", ")
+            ),
+            field: fields.first().map(|f| (*f).to_owned()),
+        }),
+    }
+}
+
+/// Lists members, oldest first, with optional filters.
+#[utoipa::path(get, path = "/api/v1/members", tag = "members", params(MemberQuery),
+    responses(
+        (status = 200, body = MemberList),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<MemberQuery>,
+) -> ApiResult<Json<MemberList>> {
+    caller.require(Scope::Server)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+    }
+    let filter = MemberFilter {
+        after: q.after.as_deref().map(|a| MemberId::parse("after", a)).transpose()?,
+        external_id: q.external_id.as_deref().map(ExternalId::parse).transpose()?.map(|e| e.as_str().to_owned()),
+        email: q.email.as_deref().map(Email::parse).transpose()?.map(|e| e.as_str().to_owned()),
+        phone: q.phone.as_deref().map(Phone::parse).transpose()?.map(|p| p.as_str().to_owned()),
+        status: q.status.as_deref().map(|s| MemberStatus::parse("status", s)).transpose()?,
+        limit,
+    };
+    let page = state.store.members(caller.program, &filter).await?;
+    Ok(Json(MemberList {
+        items: page.items.into_iter().map(MemberView::from).collect(),
+        next: page.next.map(|n| n.0),
+    }))
+}
+
+/// One member.
+#[utoipa::path(get, path = "/api/v1/members/{member_id}", tag = "members",
+    params(("member_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = MemberView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MemberView>> {
+    caller.require(Scope::Server)?;
+    Ok(Json(load(&state, &caller, member_id(&id)?).await?.into()))
+}
+
+/// Changes a member's profile, consents or status (block / unblock).
+#[utoipa::path(patch, path = "/api/v1/members/{member_id}", tag = "members", request_body = PatchMember,
+    params(("member_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = MemberView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchMember>,
+) -> ApiResult<Json<MemberView>> {
+    caller.require(Scope::Server)?;
+    let id = member_id(&id)?;
+    let status = match body.status.as_deref() {
+        None => None,
+        Some("erased") => return Err(ApiError::invalid("status", "erase a member with DELETE /api/v1/members/{id}")),
+        Some(s) => Some(MemberStatus::parse("status", s)?),
+    };
+    let consent = body.consent.map_or_else(ConsentChange::default, |c| ConsentChange {
+        email: c.email,
+        sms: c.sms,
+        messengers: c.messengers,
+    });
+    let patch = MemberPatch {
+        external_id: body.external_id.map(|v| v.as_deref().map(ExternalId::parse).transpose()).transpose()?,
+        email: body.email.map(|v| v.as_deref().map(Email::parse).transpose()).transpose()?,
+        phone: body.phone.map(|v| v.as_deref().map(Phone::parse).transpose()).transpose()?,
+        name: body.name.map(|v| v.as_deref().map(member::parse_name).transpose()).transpose()?,
+        locale: body.locale.map(|v| v.as_deref().map(|l| Locale::parse("locale", l)).transpose()).transpose()?,
+        consent,
+        status,
+    };
+    match state.store.update_member(caller.program, id, &patch).await? {
+        PatchOutcome::Updated(m) => Ok(Json(m.into())),
+        PatchOutcome::NotFound => Err(missing(id)),
+        PatchOutcome::Erased => Err(ApiError::Conflict {
+            kind: "member-erased",
+            detail: format!("member {id} was erased and cannot be changed"),
+            field: None,
+        }),
+        PatchOutcome::Taken(field) => Err(ApiError::Conflict {
+            kind: "member-conflict",
+            detail: format!("another member of this program already has this {field}"),
+            field: Some(field.to_owned()),
+        }),
+        PatchOutcome::Unidentified => Err(ApiError::invalid(
+            "external_id",
+            "a member must keep at least one of external_id, email or phone",
+        )),
+    }
+}
+
+/// Erases a member's personal data (GDPR art. 17). The member's id stays in
+/// the ledger as a pseudonym, so balances and reports still add up.
+#[utoipa::path(delete, path = "/api/v1/members/{member_id}", tag = "members",
+    params(("member_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Erased (or erased before)", body = MemberView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn erase(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MemberView>> {
+    caller.require(Scope::Server)?;
+    let id = member_id(&id)?;
+    let erased = state.store.erase_member(caller.program, id).await?.ok_or_else(|| missing(id))?;
+    Ok(Json(erased.into()))
+}
+
+/// Everything held on a member, as one JSON document.
+#[utoipa::path(get, path = "/api/v1/members/{member_id}/export", tag = "members",
+    params(("member_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = MemberExport),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn export(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MemberExport>> {
+    caller.require(Scope::Server)?;
+    let member = load(&state, &caller, member_id(&id)?).await?;
+    let program = state
+        .store
+        .program(caller.program)
+        .await?
+        .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))?;
+    Ok(Json(MemberExport {
+        program_id: program.id.0,
+        program_name: program.name,
+        member: member.into(),
+        exported_at: sarafan_store::now(),
+    }))
+}

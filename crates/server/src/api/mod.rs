@@ -1,0 +1,28 @@
+//! The `/api/v1` handlers, one module per resource.
+
+pub mod keys;
+pub mod members;
+pub mod program;
+
+use crate::extract::field_error;
+use crate::problem::ApiError;
+use serde::de::DeserializeOwned;
+
+/// Deserialises a nested JSON value, naming fields under `prefix`.
+fn from_value<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { prefix.to_owned() } else { format!("{prefix}.{path}") };
+        field_error(&path, &e.into_inner().to_string())
+    })
+}
+
+/// Deserialises a field that may be absent (keep), `null` (clear) or a value
+/// (set) into `Option<Option<T>>`.
+fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}

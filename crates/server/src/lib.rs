@@ -1,0 +1,114 @@
+//! Sarafan's HTTP server: the `/api/v1` JSON API, its OpenAPI document and
+//! docs page, health and metrics endpoints.
+
+pub mod api;
+mod auth;
+pub mod extract;
+mod idempotency;
+mod observe;
+pub mod openapi;
+pub mod problem;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use problem::ApiError;
+use sarafan_store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use idempotency::{HEADER as IDEMPOTENCY_KEY, REPLAYED as IDEMPOTENT_REPLAYED};
+
+/// Settings of the HTTP server itself.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address shoppers and stores reach this server at, used in links
+    /// (`https://loyalty.example.com`).
+    pub public_url: String,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ServerConfig>,
+    metrics: PrometheusHandle,
+}
+
+/// Builds the whole application.
+pub fn app(store: Store, config: ServerConfig) -> Router {
+    let state = AppState {
+        store,
+        metrics: observe::recorder(),
+        config: Arc::new(config),
+    };
+    let body_limit = state.config.body_limit;
+    let v1 = Router::new()
+        .route("/program", get(api::program::get).patch(api::program::patch))
+        .route("/api-keys", get(api::keys::list).post(api::keys::create))
+        .route("/api-keys/{key_id}", delete(api::keys::revoke))
+        .route("/members", get(api::members::list).post(api::members::register))
+        .route(
+            "/members/{member_id}",
+            get(api::members::get).patch(api::members::patch).delete(api::members::erase),
+        )
+        .route("/members/{member_id}/export", get(api::members::export))
+        .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+
+    Router::new()
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
+        .route("/metrics", get(observe::metrics))
+        .route("/api/v1/openapi.json", get(openapi::json))
+        .route("/docs", get(openapi::page))
+        .route("/problems/{slug}", get(openapi::problem))
+        .nest("/api/v1", v1)
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(from_fn(observe::track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

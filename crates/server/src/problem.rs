@@ -1,0 +1,199 @@
+//! The one HTTP error type. Every failure leaves as RFC 9457
+//! `application/problem+json` with a stable `type`; internals are logged,
+//! never shown.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sarafan_core::apikey::Scope;
+use sarafan_core::FieldError;
+use sarafan_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem; resolves to its description.
+    #[serde(rename = "type")]
+    #[schema(example = "/problems/invalid-field")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    /// What went wrong in this request, in plain words.
+    pub detail: String,
+    /// The offending field, when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Every problem kind Sarafan reports: slug (the stable part of `type`),
+/// status and title. Clients switch on the slug.
+pub const KINDS: &[(&str, u16, &str)] = &[
+    ("invalid-field", 422, "A field has an invalid value"),
+    ("malformed-json", 400, "The body is not valid JSON"),
+    ("unsupported-media-type", 415, "The body must be JSON"),
+    ("payload-too-large", 413, "The body is too large"),
+    ("unauthorized", 401, "Missing or invalid API key"),
+    ("insufficient-scope", 403, "The API key's scope does not allow this"),
+    ("not-found", 404, "Not found"),
+    ("method-not-allowed", 405, "Method not allowed"),
+    ("member-conflict", 409, "The data contradicts an existing member"),
+    ("member-erased", 409, "The member's personal data was erased"),
+    ("idempotency-key-reused", 422, "The Idempotency-Key was used for a different request"),
+    ("idempotency-in-progress", 409, "A request with this Idempotency-Key is still running"),
+    ("unavailable", 503, "The service cannot serve requests right now"),
+    ("internal", 500, "Internal error"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    #[error("the body is larger than this endpoint accepts")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this call needs a key with scope '{}' or higher", .0.as_str())]
+    InsufficientScope(Scope),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed for this path")]
+    MethodNotAllowed,
+    /// A conflict of a named kind (`member-conflict`, …) with its detail.
+    #[error("{detail}")]
+    Conflict {
+        kind: &'static str,
+        detail: String,
+        field: Option<String>,
+    },
+    #[error("the Idempotency-Key was first used with a different method, path or body; use a new key for a new request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyInProgress,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid(FieldError::new(field, reason))
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound(what.into())
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid-field",
+            Self::MalformedJson(_) => "malformed-json",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::InsufficientScope(_) => "insufficient-scope",
+            Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::Conflict { kind, .. } => kind,
+            Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::IdempotencyInProgress => "idempotency-in-progress",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn to_problem(&self) -> Problem {
+        let slug = self.slug();
+        let &(_, status, title) = KINDS
+            .iter()
+            .find(|(s, ..)| *s == slug)
+            .unwrap_or(&("internal", 500, "Internal error"));
+        let (detail, field) = match self {
+            Self::Invalid(e) => (format!("{}: {}", e.field, e.reason), Some(e.field.clone())),
+            Self::Conflict { detail, field, .. } => (detail.clone(), field.clone()),
+            Self::Internal(_) => (
+                "something failed on our side; the x-request-id header identifies it in the server log".into(),
+                None,
+            ),
+            other => (other.to_string(), None),
+        };
+        Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status,
+            detail,
+            field,
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(msg) = &self {
+            tracing::error!(error = %msg, "internal error");
+        }
+        let problem = self.to_problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if matches!(self, Self::Unauthorized(_)) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_listed_kind() {
+        let errors = [
+            ApiError::invalid("f", "r"),
+            ApiError::MalformedJson("x".into()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge,
+            ApiError::Unauthorized("x".into()),
+            ApiError::InsufficientScope(Scope::Admin),
+            ApiError::not_found("x"),
+            ApiError::MethodNotAllowed,
+            ApiError::Conflict { kind: "member-conflict", detail: "d".into(), field: None },
+            ApiError::IdempotencyKeyReused,
+            ApiError::IdempotencyInProgress,
+            ApiError::Unavailable("x".into()),
+            ApiError::Internal("secret detail".into()),
+        ];
+        for e in errors {
+            let slug = e.slug();
+            assert!(KINDS.iter().any(|(s, ..)| *s == slug), "{slug} not in KINDS");
+            let p = e.to_problem();
+            assert_eq!(p.kind, format!("/problems/{slug}"));
+            assert!(!p.detail.contains("secret detail"));
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Opening and migrating either database.
+
+use crate::{Db, Result, Store, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Executor;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// PostgreSQL only: a schema to work in (created if missing). Lets tests
+    /// and several installations share one database.
+    pub pg_schema: Option<String>,
+    /// Upper bound of pooled connections (readers, for SQLite).
+    pub max_connections: u32,
+}
+
+impl ConnectOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pg_schema: None,
+            max_connections: 16,
+        }
+    }
+}
+
+impl Store {
+    /// Connects without migrating.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self> {
+        let url = opts.url.as_str();
+        let db = if url.starts_with("sqlite:") {
+            // WAL lets readers run beside the writer; synchronous=FULL makes a
+            // commit durable before it is acknowledged, so a crash or power
+            // loss never loses a write the client was told succeeded.
+            let base = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(base.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .connect_with(base)
+                .await?;
+            Db::Sqlite { read, write }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut pg = PgConnectOptions::from_str(url)?;
+            if let Some(schema) = &opts.pg_schema {
+                let admin = PgPoolOptions::new().max_connections(1).connect_with(pg.clone()).await?;
+                admin
+                    .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "")).as_str())
+                    .await?;
+                admin.close().await;
+                pg = pg.options([("search_path", schema.as_str())]);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections.max(2))
+                .connect_with(pg)
+                .await?;
+            Db::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(opts.url.clone()));
+        };
+        Ok(Self { db })
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn open(opts: &ConnectOptions) -> Result<Self> {
+        let store = Self::connect(opts).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations of this backend. Safe to run repeatedly.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.db {
+            Db::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
+            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A trivial round trip, for readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        crate::with_db!(self, read, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes every pooled connection (SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Members of a program: idempotent registration, profile changes, blocking
+//! and GDPR erasure.
+
+use crate::{now, with_db, Result, Store, StoreError};
+use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::member::{Consent, Email, ExternalId, MemberStatus, NewMember, Phone};
+use sarafan_core::program::Locale;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub program_id: ProgramId,
+    pub id: MemberId,
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    pub status: MemberStatus,
+    pub consent: Consent,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub erased_at: Option<OffsetDateTime>,
+}
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    program_id: Uuid,
+    member_id: Uuid,
+    external_id: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    name: Option<String>,
+    locale: Option<String>,
+    status: String,
+    consent_email: bool,
+    consent_sms: bool,
+    consent_messengers: bool,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    erased_at: Option<OffsetDateTime>,
+}
+
+impl TryFrom<MemberRow> for Member {
+    type Error = StoreError;
+    fn try_from(r: MemberRow) -> Result<Self> {
+        Ok(Self {
+            program_id: ProgramId(r.program_id),
+            id: MemberId(r.member_id),
+            status: MemberStatus::parse("status", &r.status).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            consent: Consent {
+                email: r.consent_email,
+                sms: r.consent_sms,
+                messengers: r.consent_messengers,
+            },
+            external_id: r.external_id,
+            email: r.email,
+            phone: r.phone,
+            name: r.name,
+            locale: r.locale,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            erased_at: r.erased_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "program_id, member_id, external_id, email, phone, name, locale, status, \
+    consent_email, consent_sms, consent_messengers, created_at, updated_at, erased_at";
+
+/// What registering did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registration {
+    Created(Member),
+    /// The same registration was made before: nothing changed.
+    Existing(Member),
+    /// The identifiers belong to a member (or several) whose data differs in
+    /// the named fields; registration never overwrites, a PATCH does.
+    Conflict(Vec<&'static str>),
+}
+
+/// Changes to a member. The outer `Option` says whether to touch a field, the
+/// inner one whether to set or clear it.
+#[derive(Debug, Clone, Default)]
+pub struct MemberPatch {
+    pub external_id: Option<Option<ExternalId>>,
+    pub email: Option<Option<Email>>,
+    pub phone: Option<Option<Phone>>,
+    pub name: Option<Option<String>>,
+    pub locale: Option<Option<Locale>>,
+    pub consent: ConsentChange,
+    /// Active or blocked; erasure has its own call.
+    pub status: Option<MemberStatus>,
+}
+
+/// Consents to change; `None` keeps the current answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsentChange {
+    pub email: Option<bool>,
+    pub sms: Option<bool>,
+    pub messengers: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchOutcome {
+    Updated(Member),
+    NotFound,
+    /// Erased members keep only their pseudonymous id and cannot change.
+    Erased,
+    /// Another member already holds this identifier.
+    Taken(&'static str),
+    /// The change would leave the member with no identifier at all.
+    Unidentified,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MemberFilter {
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub status: Option<MemberStatus>,
+    /// Only members created after this one (keyset pagination).
+    pub after: Option<MemberId>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberPage {
+    pub items: Vec<Member>,
+    /// Pass as `after` to get the next page; `None` on the last one.
+    pub next: Option<MemberId>,
+}
+
+/// The fields of `want` that differ from `have`; empty when `want` is a repeat.
+fn differences(want: &NewMember, have: &Member) -> Vec<&'static str> {
+    fn differs(want: Option<&str>, have: &Option<String>) -> bool {
+        want.is_some_and(|w| have.as_deref() != Some(w))
+    }
+    let mut fields = Vec::new();
+    let checks = [
+        ("external_id", want.external_id.as_ref().map(ExternalId::as_str), &have.external_id),
+        ("email", want.email.as_ref().map(Email::as_str), &have.email),
+        ("phone", want.phone.as_ref().map(Phone::as_str), &have.phone),
+        ("name", want.name.as_deref(), &have.name),
+        ("locale", want.locale.as_ref().map(Locale::as_str), &have.locale),
+    ];
+    for (field, w, h) in checks {
+        if differs(w, h) {
+            fields.push(field);
+        }
+    }
+    fields
+}
+
+/// Which identifier a unique violation is about.
+fn taken_field(err: &StoreError) -> Option<&'static str> {
+    let StoreError::Database(sqlx::Error::Database(db)) = err else {
+        return None;
+    };
+    if !db.is_unique_violation() {
+        return None;
+    }
+    let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
+    ["external_id", "email", "phone"].into_iter().find(|f| text.contains(f))
+}
+
+fn is_check_violation(err: &StoreError) -> bool {
+    matches!(err, StoreError::Database(sqlx::Error::Database(db))
+        if db.kind() == sqlx::error::ErrorKind::CheckViolation)
+}
+
+impl Store {
+    /// Registers a member, idempotently on their identifiers: repeating a
+    /// registration returns the member it created; one that contradicts an
+    /// existing member is a conflict and changes nothing.
+    pub async fn register_member(&self, program: ProgramId, m: &NewMember) -> Result<Registration> {
+        // A concurrent registration with the same identifiers can win the
+        // insert; the loser then finds the winner's row on the second pass.
+        for _ in 0..2 {
+            let found = self.members_matching(program, m).await?;
+            match found.as_slice() {
+                [] => {}
+                [one] => {
+                    let diff = differences(m, one);
+                    return Ok(if diff.is_empty() {
+                        Registration::Existing(one.clone())
+                    } else {
+                        Registration::Conflict(diff)
+                    });
+                }
+                many => {
+                    let mut fields: Vec<_> = many.iter().flat_map(|h| differences(m, h)).collect();
+                    fields.sort_unstable();
+                    fields.dedup();
+                    return Ok(Registration::Conflict(fields));
+                }
+            }
+            match self.insert_member(program, m).await {
+                Ok(member) => return Ok(Registration::Created(member)),
+                Err(e) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Corrupt("member registration kept racing".into()))
+    }
+
+    async fn members_matching(&self, program: ProgramId, m: &NewMember) -> Result<Vec<Member>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM members WHERE program_id = $1 \
+             AND (external_id = $2 OR email = $3 OR phone = $4) ORDER BY member_id"
+        );
+        let rows: Vec<MemberRow> = with_db!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(m.external_id.as_ref().map(ExternalId::as_str))
+                .bind(m.email.as_ref().map(Email::as_str))
+                .bind(m.phone.as_ref().map(Phone::as_str))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(Member::try_from).collect()
+    }
+
+    async fn insert_member(&self, program: ProgramId, m: &NewMember) -> Result<Member> {
+        let at = now();
+        let sql = format!(
+            "INSERT INTO members ({COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, $11, NULL) RETURNING {COLUMNS}"
+        );
+        let row: MemberRow = with_db!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(MemberId::generate().0)
+                .bind(m.external_id.as_ref().map(ExternalId::as_str))
+                .bind(m.email.as_ref().map(Email::as_str))
+                .bind(m.phone.as_ref().map(Phone::as_str))
+                .bind(m.name.as_deref())
+                .bind(m.locale.as_ref().map(Locale::as_str))
+                .bind(m.consent.email)
+                .bind(m.consent.sms)
+                .bind(m.consent.messengers)
+                .bind(at)
+                .fetch_one(pool)
+                .await?
+        });
+        row.try_into()
+    }
+
+    pub async fn member(&self, program: ProgramId, id: MemberId) -> Result<Option<Member>> {
+        let sql = format!("SELECT {COLUMNS} FROM members WHERE program_id = $1 AND member_id = $2");
+        let row: Option<MemberRow> = with_db!(self, read, |pool| {
+            sqlx::query_as(&sql).bind(program.0).bind(id.0).fetch_optional(pool).await?
+        });
+        row.map(Member::try_from).transpose()
+    }
+
+    pub async fn members(&self, program: ProgramId, f: &MemberFilter) -> Result<MemberPage> {
+        let limit = f.limit.clamp(1, 500);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM members WHERE program_id = $1 \
+               AND ($2 IS NULL OR member_id > $2) AND ($3 IS NULL OR external_id = $3) \
+               AND ($4 IS NULL OR email = $4) AND ($5 IS NULL OR phone = $5) \
+               AND ($6 IS NULL OR status = $6) \
+             ORDER BY member_id LIMIT $7"
+        );
+        let rows: Vec<MemberRow> = with_db!(self, read, |pool| {
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(f.after.map(|a| a.0))
+                .bind(f.external_id.as_deref())
+                .bind(f.email.as_deref())
+                .bind(f.phone.as_deref())
+                .bind(f.status.map(MemberStatus::as_str))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut items = rows.into_iter().map(Member::try_from).collect::<Result<Vec<_>>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|m| m.id)
+        } else {
+            None
+        };
+        Ok(MemberPage { items, next })
+    }
+
+    /// Applies a patch in one statement, so concurrent patches never lose
+    /// each other's fields.
+    pub async fn update_member(&self, program: ProgramId, id: MemberId, p: &MemberPatch) -> Result<PatchOutcome> {
+        let sql = format!(
+            "UPDATE members SET \
+               external_id = CASE WHEN $3 THEN $4 ELSE external_id END, \
+               email = CASE WHEN $5 THEN $6 ELSE email END, \
+               phone = CASE WHEN $7 THEN $8 ELSE phone END, \
+               name = CASE WHEN $9 THEN $10 ELSE name END, \
+               locale = CASE WHEN $11 THEN $12 ELSE locale END, \
+               consent_email = COALESCE($13, consent_email), \
+               consent_sms = COALESCE($14, consent_sms), \
+               consent_messengers = COALESCE($15, consent_messengers), \
+               status = COALESCE($16, status), updated_at = $17 \
+             WHERE program_id = $1 AND member_id = $2 AND status <> 'erased' RETURNING {COLUMNS}"
+        );
+        fn flat(o: Option<Option<&str>>) -> (bool, Option<&str>) {
+            (o.is_some(), o.flatten())
+        }
+        let ext = flat(p.external_id.as_ref().map(|v| v.as_ref().map(ExternalId::as_str)));
+        let email = flat(p.email.as_ref().map(|v| v.as_ref().map(Email::as_str)));
+        let phone = flat(p.phone.as_ref().map(|v| v.as_ref().map(Phone::as_str)));
+        let name = flat(p.name.as_ref().map(|v| v.as_deref()));
+        let locale = flat(p.locale.as_ref().map(|v| v.as_ref().map(Locale::as_str)));
+        let result: Result<Option<MemberRow>> = with_db!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(id.0)
+                .bind(ext.0)
+                .bind(ext.1)
+                .bind(email.0)
+                .bind(email.1)
+                .bind(phone.0)
+                .bind(phone.1)
+                .bind(name.0)
+                .bind(name.1)
+                .bind(locale.0)
+                .bind(locale.1)
+                .bind(p.consent.email)
+                .bind(p.consent.sms)
+                .bind(p.consent.messengers)
+                .bind(p.status.map(MemberStatus::as_str))
+                .bind(now())
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::from)
+        });
+        match result {
+            Ok(Some(row)) => Ok(PatchOutcome::Updated(row.try_into()?)),
+            Ok(None) => Ok(match self.member(program, id).await? {
+                Some(_) => PatchOutcome::Erased,
+                None => PatchOutcome::NotFound,
+            }),
+            Err(e) => match taken_field(&e) {
+                Some(field) => Ok(PatchOutcome::Taken(field)),
+                None if is_check_violation(&e) => Ok(PatchOutcome::Unidentified),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Removes a member's personal data (GDPR art. 17). The row and its id
+    /// stay, so ledger postings still balance and point at a pseudonym.
+    /// Erasing twice is harmless and keeps the first erasure time.
+    pub async fn erase_member(&self, program: ProgramId, id: MemberId) -> Result<Option<Member>> {
+        let sql = format!(
+            "UPDATE members SET external_id = NULL, email = NULL, phone = NULL, name = NULL, \
+               status = 'erased', consent_email = $3, consent_sms = $3, consent_messengers = $3, \
+               erased_at = COALESCE(erased_at, $4), updated_at = $4 \
+             WHERE program_id = $1 AND member_id = $2 RETURNING {COLUMNS}"
+        );
+        let row: Option<MemberRow> = with_db!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(id.0)
+                .bind(false)
+                .bind(now())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Member::try_from).transpose()
+    }
+}
