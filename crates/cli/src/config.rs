@@ -1,0 +1,200 @@
+//! Settings: command-line flags, then `SARAFAN_*` environment variables, then
+//! the TOML file given by `--config`, then defaults.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use sarafan_server::ServerConfig;
+use sarafan_store::{ConnectOptions, Store};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Clone, Default)]
+pub struct DbArgs {
+    /// TOML file with any of the settings below (flags and variables win).
+    #[arg(long, env = "SARAFAN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// sqlite://FILE (embedded, the default: sqlite://sarafan.db) or
+    /// postgres://USER@HOST/DB.
+    #[arg(long, env = "SARAFAN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// PostgreSQL schema to use (created if missing); default: the user's
+    /// search path.
+    #[arg(long, env = "SARAFAN_PG_SCHEMA")]
+    pub pg_schema: Option<String>,
+    /// Most database connections to hold open.
+    #[arg(long, env = "SARAFAN_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Log format: text for people, json for log collectors.
+    #[arg(long, env = "SARAFAN_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SARAFAN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Public base URL used in links (referral links, QR codes)
+    /// [default: http://<listen>].
+    #[arg(long, env = "SARAFAN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The settings file: the same names as the flags, with underscores.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<String>,
+    pg_schema: Option<String>,
+    max_connections: Option<u32>,
+    log_format: Option<LogFormat>,
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+}
+
+/// Every setting, resolved.
+pub struct Settings {
+    pub database_url: String,
+    pub pg_schema: Option<String>,
+    pub max_connections: u32,
+    pub log_format: LogFormat,
+    pub listen: SocketAddr,
+    pub public_url: String,
+}
+
+fn read_file(path: Option<&PathBuf>) -> Result<FileSettings> {
+    let Some(path) = path else {
+        return Ok(FileSettings::default());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("--config: cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("--config: {} is not a valid settings file", path.display()))
+}
+
+impl DbArgs {
+    /// Resolves the settings; `default_db` replaces the usual default
+    /// database (the demo keeps its own file).
+    pub fn resolve(self, default_db: Option<&str>) -> Result<Settings> {
+        ServeArgs { db: self, ..Default::default() }.resolve(default_db)
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(self, default_db: Option<&str>) -> Result<Settings> {
+        let file = read_file(self.db.config.as_ref())?;
+        let listen = self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let database_url = self
+            .db
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| default_db.unwrap_or("sqlite://sarafan.db").to_owned());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            bail!("--database-url: {database_url:?} must start with sqlite:// or postgres://");
+        }
+        let public_url = self
+            .public_url
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("--public-url: {public_url:?} must start with http:// or https://");
+        }
+        let max_connections = self.db.max_connections.or(file.max_connections).unwrap_or(16);
+        if max_connections == 0 {
+            bail!("--max-connections: must be at least 1");
+        }
+        Ok(Settings {
+            database_url,
+            pg_schema: self.db.pg_schema.or(file.pg_schema),
+            max_connections,
+            log_format: self.db.log_format.or(file.log_format).unwrap_or_default(),
+            listen,
+            public_url,
+        })
+    }
+}
+
+impl Settings {
+    pub async fn open_store(&self) -> Result<Store> {
+        let opts = ConnectOptions {
+            url: self.database_url.clone(),
+            pg_schema: self.pg_schema.clone(),
+            max_connections: self.max_connections,
+        };
+        Store::open(&opts)
+            .await
+            .with_context(|| format!("--database-url: cannot open {}", self.redacted_url()))
+    }
+
+    /// The database URL without its password, fit for logs.
+    pub fn redacted_url(&self) -> String {
+        match (self.database_url.find("://"), self.database_url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let creds = &self.database_url[s + 3..at];
+                let user = creds.split(':').next().unwrap_or_default();
+                format!("{}{user}:***{}", &self.database_url[..s + 3], &self.database_url[at..])
+            }
+            _ => self.database_url.clone(),
+        }
+    }
+
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            public_url: self.public_url.clone(),
+            ..ServerConfig::default()
+        }
+    }
+}
+
+pub fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Serves until Ctrl-C or SIGTERM, then drains requests and closes the
+/// database cleanly.
+pub async fn serve(store: Store, settings: Settings, banner: Option<String>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("--listen: cannot listen on {} (in use? pick another with --listen)", settings.listen))?;
+    if let Some(banner) = banner {
+        println!("{banner}");
+    }
+    tracing::info!(listen = %settings.listen, database = %settings.redacted_url(), "serving");
+    let app = sarafan_server::app(store.clone(), settings.server_config());
+    sarafan_server::serve(listener, app, shutdown_signal()).await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

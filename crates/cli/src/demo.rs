@@ -1,0 +1,74 @@
+//! `sarafan demo`: a seeded demo store on a local SQLite file.
+
+use crate::config::{self, ServeArgs};
+use anyhow::Result;
+use sarafan_core::apikey::Scope;
+use sarafan_core::member::{Consent, MemberFields, NewMember};
+use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
+use sarafan_store::{NewProgram, Store};
+
+const DEMO_DB: &str = "sqlite://sarafan-demo.db";
+const DEMO_PROGRAM: &str = "Sarafan Coffee (demo)";
+
+const DEMO_MEMBERS: &[(&str, &str, &str, &str, &str)] = &[
+    ("CRM-1001", "anna.ivanova@example.com", "+79161234501", "Анна Иванова", "ru"),
+    ("CRM-1002", "boris.petrov@example.com", "+79161234502", "Борис Петров", "ru"),
+    ("CRM-1003", "dariush.rahimi@example.com", "+989121234503", "داریوش رحیمی", "fa"),
+    ("CRM-1004", "elena.smirnova@example.com", "+79161234504", "Елена Смирнова", "ru"),
+    ("CRM-1005", "frank.miller@example.com", "+447700900505", "Frank Miller", "en"),
+];
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let settings = args.resolve(Some(DEMO_DB))?;
+    config::init_logging(&settings);
+    let store = settings.open_store().await?;
+    let program = match store.programs().await?.into_iter().find(|p| p.name == DEMO_PROGRAM) {
+        Some(p) => p,
+        None => seed(&store).await?,
+    };
+    let (_, token) = store.issue_api_key(program.id, "demo", Scope::Admin).await?;
+    let url = &settings.public_url;
+    let banner = format!(
+        "\nSarafan demo store \"{name}\" ({currency}) is running on {db}\n\n  \
+         API docs:      {url}/docs\n  \
+         OpenAPI:       {url}/api/v1/openapi.json\n  \
+         Health:        {url}/healthz   Metrics: {url}/metrics\n\n  \
+         Admin API key: {token}\n\n  \
+         Try:  curl -H 'Authorization: Bearer {token}' {url}/api/v1/members\n\n\
+         Press Ctrl-C to stop.",
+        name = program.name,
+        currency = program.currency,
+        db = settings.redacted_url(),
+    );
+    config::serve(store, settings, Some(banner)).await
+}
+
+async fn seed(store: &Store) -> Result<sarafan_store::Program> {
+    let retailer = store.create_retailer("Sarafan demo retail").await?;
+    let program = store
+        .create_program(
+            retailer,
+            &NewProgram {
+                name: ProgramName::parse(DEMO_PROGRAM)?,
+                currency: Currency::parse("RUB")?,
+                locale: Locale::parse("locale", "ru")?,
+                terms: "Invite a friend with your link: when they make their first purchase of 500 ₽ or more, \
+                        you both get 300 points. 1 point = 1 ₽ off your next order."
+                    .into(),
+                settings: ProgramSettings::default(),
+            },
+        )
+        .await?;
+    for &(external_id, email, phone, name, locale) in DEMO_MEMBERS {
+        let member = NewMember::parse(MemberFields {
+            external_id: Some(external_id),
+            email: Some(email),
+            phone: Some(phone),
+            name: Some(name),
+            locale: Some(locale),
+            consent: Consent { email: true, sms: false, messengers: true },
+        })?;
+        store.register_member(program.id, &member).await?;
+    }
+    Ok(program)
+}
