@@ -77,22 +77,31 @@ fn read_file(path: Option<&PathBuf>) -> Result<FileSettings> {
     let Some(path) = path else {
         return Ok(FileSettings::default());
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("--config: cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("--config: {} is not a valid settings file", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--config: cannot read {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("--config: {} is not a valid settings file", path.display()))
 }
 
 impl DbArgs {
     /// Resolves the settings; `default_db` replaces the usual default
     /// database (the demo keeps its own file).
     pub fn resolve(self, default_db: Option<&str>) -> Result<Settings> {
-        ServeArgs { db: self, ..Default::default() }.resolve(default_db)
+        ServeArgs {
+            db: self,
+            ..Default::default()
+        }
+        .resolve(default_db)
     }
 }
 
 impl ServeArgs {
     pub fn resolve(self, default_db: Option<&str>) -> Result<Settings> {
         let file = read_file(self.db.config.as_ref())?;
-        let listen = self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let database_url = self
             .db
             .database_url
@@ -110,7 +119,11 @@ impl ServeArgs {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             bail!("--public-url: {public_url:?} must start with http:// or https://");
         }
-        let max_connections = self.db.max_connections.or(file.max_connections).unwrap_or(16);
+        let max_connections = self
+            .db
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(16);
         if max_connections == 0 {
             bail!("--max-connections: must be at least 1");
         }
@@ -143,7 +156,11 @@ impl Settings {
             (Some(s), Some(at)) if at > s => {
                 let creds = &self.database_url[s + 3..at];
                 let user = creds.split(':').next().unwrap_or_default();
-                format!("{}{user}:***{}", &self.database_url[..s + 3], &self.database_url[at..])
+                format!(
+                    "{}{user}:***{}",
+                    &self.database_url[..s + 3],
+                    &self.database_url[at..]
+                )
             }
             _ => self.database_url.clone(),
         }
@@ -172,7 +189,12 @@ pub fn init_logging(settings: &Settings) {
 pub async fn serve(store: Store, settings: Settings, banner: Option<String>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("--listen: cannot listen on {} (in use? pick another with --listen)", settings.listen))?;
+        .with_context(|| {
+            format!(
+                "--listen: cannot listen on {} (in use? pick another with --listen)",
+                settings.listen
+            )
+        })?;
     if let Some(banner) = banner {
         println!("{banner}");
     }
@@ -189,7 +211,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -11,22 +11,59 @@ const DEMO_DB: &str = "sqlite://sarafan-demo.db";
 const DEMO_PROGRAM: &str = "Sarafan Coffee (demo)";
 
 const DEMO_MEMBERS: &[(&str, &str, &str, &str, &str)] = &[
-    ("CRM-1001", "anna.ivanova@example.com", "+79161234501", "Анна Иванова", "ru"),
-    ("CRM-1002", "boris.petrov@example.com", "+79161234502", "Борис Петров", "ru"),
-    ("CRM-1003", "dariush.rahimi@example.com", "+989121234503", "داریوش رحیمی", "fa"),
-    ("CRM-1004", "elena.smirnova@example.com", "+79161234504", "Елена Смирнова", "ru"),
-    ("CRM-1005", "frank.miller@example.com", "+447700900505", "Frank Miller", "en"),
+    (
+        "CRM-1001",
+        "anna.ivanova@example.com",
+        "+79161234501",
+        "Анна Иванова",
+        "ru",
+    ),
+    (
+        "CRM-1002",
+        "boris.petrov@example.com",
+        "+79161234502",
+        "Борис Петров",
+        "ru",
+    ),
+    (
+        "CRM-1003",
+        "dariush.rahimi@example.com",
+        "+989121234503",
+        "داریوش رحیمی",
+        "fa",
+    ),
+    (
+        "CRM-1004",
+        "elena.smirnova@example.com",
+        "+79161234504",
+        "Елена Смирнова",
+        "ru",
+    ),
+    (
+        "CRM-1005",
+        "frank.miller@example.com",
+        "+447700900505",
+        "Frank Miller",
+        "en",
+    ),
 ];
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let settings = args.resolve(Some(DEMO_DB))?;
     config::init_logging(&settings);
     let store = settings.open_store().await?;
-    let program = match store.programs().await?.into_iter().find(|p| p.name == DEMO_PROGRAM) {
+    let program = match store
+        .programs()
+        .await?
+        .into_iter()
+        .find(|p| p.name == DEMO_PROGRAM)
+    {
         Some(p) => p,
         None => seed(&store).await?,
     };
-    let (_, token) = store.issue_api_key(program.id, "demo", Scope::Admin).await?;
+    let (_, token) = store
+        .issue_api_key(program.id, "demo", Scope::Admin)
+        .await?;
     let url = &settings.public_url;
     let banner = format!(
         "\nSarafan demo store \"{name}\" ({currency}) is running on {db}\n\n  \
@@ -66,7 +103,11 @@ async fn seed(store: &Store) -> Result<sarafan_store::Program> {
             phone: Some(phone),
             name: Some(name),
             locale: Some(locale),
-            consent: Consent { email: true, sms: false, messengers: true },
+            consent: Consent {
+                email: true,
+                sms: false,
+                messengers: true,
+            },
         })?;
         store.register_member(program.id, &member).await?;
     }

@@ -12,7 +12,11 @@ use sarafan_core::program::{parse_terms, Currency, Locale, ProgramName, ProgramS
 use sarafan_store::NewProgram;
 
 #[derive(Parser)]
-#[command(name = "sarafan", version, about = "Self-hosted referral and loyalty platform for retailers")]
+#[command(
+    name = "sarafan",
+    version,
+    about = "Self-hosted referral and loyalty platform for retailers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +108,14 @@ async fn main() -> Result<()> {
             println!("database {} is up to date", settings.redacted_url());
             Ok(())
         }
-        Command::Program(ProgramCommand::Create { db, name, currency, locale, terms, retailer }) => {
+        Command::Program(ProgramCommand::Create {
+            db,
+            name,
+            currency,
+            locale,
+            terms,
+            retailer,
+        }) => {
             let program = NewProgram {
                 name: ProgramName::parse(&name).map_err(|e| anyhow::anyhow!("--{e}"))?,
                 currency: Currency::parse(&currency).map_err(|e| anyhow::anyhow!("--{e}"))?,
@@ -115,7 +126,9 @@ async fn main() -> Result<()> {
             let store = db.resolve(None)?.open_store().await?;
             let retailer = store.create_retailer(&retailer).await?;
             let program = store.create_program(retailer, &program).await?;
-            let (_, token) = store.issue_api_key(program.id, "admin (created by CLI)", Scope::Admin).await?;
+            let (_, token) = store
+                .issue_api_key(program.id, "admin (created by CLI)", Scope::Admin)
+                .await?;
             println!("program {} created: {}", program.id, program.name);
             println!("admin API key (shown once): {token}");
             Ok(())
@@ -123,18 +136,32 @@ async fn main() -> Result<()> {
         Command::Program(ProgramCommand::List { db }) => {
             let store = db.resolve(None)?.open_store().await?;
             for p in store.programs().await? {
-                println!("{}  {}  {}  {}", p.id, p.currency, p.locale.as_str(), p.name);
+                println!(
+                    "{}  {}  {}  {}",
+                    p.id,
+                    p.currency,
+                    p.locale.as_str(),
+                    p.name
+                );
             }
             Ok(())
         }
-        Command::Apikey(ApikeyCommand::Create { db, program, scope, name }) => {
+        Command::Apikey(ApikeyCommand::Create {
+            db,
+            program,
+            scope,
+            name,
+        }) => {
             let store = db.resolve(None)?.open_store().await?;
-            store
-                .program(program)
-                .await?
-                .with_context(|| format!("--program: no program {program}; `sarafan program list` shows the ids"))?;
+            store.program(program).await?.with_context(|| {
+                format!("--program: no program {program}; `sarafan program list` shows the ids")
+            })?;
             let (key, token) = store.issue_api_key(program, &name, scope).await?;
-            println!("{} key {} for program {program} (shown once):", key.scope.as_str(), key.id);
+            println!(
+                "{} key {} for program {program} (shown once):",
+                key.scope.as_str(),
+                key.id
+            );
             println!("{token}");
             Ok(())
         }

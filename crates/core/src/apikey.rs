@@ -38,7 +38,10 @@ impl Scope {
             "publishable" => Ok(Self::Publishable),
             "server" => Ok(Self::Server),
             "admin" => Ok(Self::Admin),
-            _ => Err(FieldError::new(field, "must be one of: admin, server, publishable")),
+            _ => Err(FieldError::new(
+                field,
+                "must be one of: admin, server, publishable",
+            )),
         }
     }
 
@@ -81,7 +84,12 @@ pub fn hash_token(token: &str) -> TokenHash {
 
 /// Builds a token from the caller's 24 random bytes.
 pub fn issue(program: ProgramId, scope: Scope, secret: [u8; 24]) -> IssuedToken {
-    let token = format!("sar_{}_{}_{}", scope.tag(), program.0.simple(), hex::encode(secret));
+    let token = format!(
+        "sar_{}_{}_{}",
+        scope.tag(),
+        program.0.simple(),
+        hex::encode(secret)
+    );
     IssuedToken {
         hash: hash_token(&token),
         hint: token[token.len() - 4..].to_owned(),
@@ -93,9 +101,15 @@ pub fn issue(program: ProgramId, scope: Scope, secret: [u8; 24]) -> IssuedToken 
 /// mistyped key never reaches the database.
 pub fn parse_presented(token: &str) -> Option<PresentedToken> {
     let mut parts = token.split('_');
-    let (prefix, tag, program, secret) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (prefix, tag, program, secret) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let tag_ok = matches!(tag, "pub" | "srv" | "adm");
-    if prefix != "sar" || !tag_ok || parts.next().is_some() || secret.len() != 48 || program.len() != 32 {
+    if prefix != "sar"
+        || !tag_ok
+        || parts.next().is_some()
+        || secret.len() != 48
+        || program.len() != 32
+    {
         return None;
     }
     if !secret.chars().all(|c| c.is_ascii_hexdigit()) {

@@ -37,10 +37,17 @@ impl Email {
 
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let s = bounded("email", raw, 1, Self::MAX)?.to_lowercase();
-        let parsed = email_address::EmailAddress::from_str(&s)
-            .map_err(|e| FieldError::new("email", format!("is not a valid address ({e}); expected e.g. anna@example.com")))?;
+        let parsed = email_address::EmailAddress::from_str(&s).map_err(|e| {
+            FieldError::new(
+                "email",
+                format!("is not a valid address ({e}); expected e.g. anna@example.com"),
+            )
+        })?;
         if !parsed.domain().contains('.') {
-            return Err(FieldError::new("email", "needs a domain with a dot, e.g. anna@example.com"));
+            return Err(FieldError::new(
+                "email",
+                "needs a domain with a dot, e.g. anna@example.com",
+            ));
         }
         Ok(Self(s))
     }
@@ -175,26 +182,59 @@ mod tests {
 
     #[test]
     fn email_is_normalised() {
-        assert_eq!(Email::parse("  Anna@Example.COM ").unwrap().as_str(), "anna@example.com");
-        for bad in ["anna", "anna@", "@example.com", "anna@localhost", "a b@example.com"] {
-            assert_eq!(Email::parse(bad).unwrap_err().field, "email", "{bad} accepted");
+        assert_eq!(
+            Email::parse("  Anna@Example.COM ").unwrap().as_str(),
+            "anna@example.com"
+        );
+        for bad in [
+            "anna",
+            "anna@",
+            "@example.com",
+            "anna@localhost",
+            "a b@example.com",
+        ] {
+            assert_eq!(
+                Email::parse(bad).unwrap_err().field,
+                "email",
+                "{bad} accepted"
+            );
         }
     }
 
     #[test]
     fn phone_is_e164() {
-        assert_eq!(Phone::parse("+7 (916) 123-45-67").unwrap().as_str(), "+79161234567");
-        assert_eq!(Phone::parse("+98 912 345 6789").unwrap().as_str(), "+989123456789");
-        for bad in ["89161234567", "+7916", "+7916123456789012", "+7abc1234567", "+07161234567"] {
+        assert_eq!(
+            Phone::parse("+7 (916) 123-45-67").unwrap().as_str(),
+            "+79161234567"
+        );
+        assert_eq!(
+            Phone::parse("+98 912 345 6789").unwrap().as_str(),
+            "+989123456789"
+        );
+        for bad in [
+            "89161234567",
+            "+7916",
+            "+7916123456789012",
+            "+7abc1234567",
+            "+07161234567",
+        ] {
             assert!(Phone::parse(bad).is_err(), "{bad} accepted");
         }
     }
 
     #[test]
     fn member_needs_an_identifier() {
-        let err = NewMember::parse(MemberFields { name: Some("Ann"), ..Default::default() }).unwrap_err();
+        let err = NewMember::parse(MemberFields {
+            name: Some("Ann"),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.reason.contains("at least one"));
-        let ok = NewMember::parse(MemberFields { phone: Some("+79161234567"), ..Default::default() }).unwrap();
+        let ok = NewMember::parse(MemberFields {
+            phone: Some("+79161234567"),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(ok.consent, Consent::default());
     }
 

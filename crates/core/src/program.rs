@@ -31,12 +31,39 @@ pub struct Currency {
 
 /// ISO 4217 codes with their exponents, for the markets Sarafan serves first.
 const CURRENCIES: &[(&str, u8)] = &[
-    ("AED", 2), ("AMD", 2), ("AUD", 2), ("AZN", 2), ("BRL", 2), ("BYN", 2),
-    ("CAD", 2), ("CHF", 2), ("CNY", 2), ("CZK", 2), ("EUR", 2), ("GBP", 2),
-    ("GEL", 2), ("HKD", 2), ("INR", 2), ("IRR", 0), ("JPY", 0), ("KGS", 2),
-    ("KRW", 0), ("KZT", 2), ("MDL", 2), ("MXN", 2), ("NOK", 2), ("PLN", 2),
-    ("RSD", 2), ("RUB", 2), ("SAR", 2), ("SEK", 2), ("TJS", 2), ("TRY", 2),
-    ("UAH", 2), ("USD", 2), ("UZS", 2),
+    ("AED", 2),
+    ("AMD", 2),
+    ("AUD", 2),
+    ("AZN", 2),
+    ("BRL", 2),
+    ("BYN", 2),
+    ("CAD", 2),
+    ("CHF", 2),
+    ("CNY", 2),
+    ("CZK", 2),
+    ("EUR", 2),
+    ("GBP", 2),
+    ("GEL", 2),
+    ("HKD", 2),
+    ("INR", 2),
+    ("IRR", 0),
+    ("JPY", 0),
+    ("KGS", 2),
+    ("KRW", 0),
+    ("KZT", 2),
+    ("MDL", 2),
+    ("MXN", 2),
+    ("NOK", 2),
+    ("PLN", 2),
+    ("RSD", 2),
+    ("RUB", 2),
+    ("SAR", 2),
+    ("SEK", 2),
+    ("TJS", 2),
+    ("TRY", 2),
+    ("UAH", 2),
+    ("USD", 2),
+    ("UZS", 2),
 ];
 
 impl Currency {
@@ -82,8 +109,10 @@ impl Locale {
         let mut parts = s.split('-');
         let lang = parts.next().unwrap_or_default();
         let region = parts.next();
-        let ok_lang = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_alphabetic());
-        let ok_region = region.is_none_or(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()));
+        let ok_lang =
+            (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_alphabetic());
+        let ok_region =
+            region.is_none_or(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()));
         if !ok_lang || !ok_region || parts.next().is_some() {
             return Err(FieldError::new(
                 field,
@@ -157,7 +186,8 @@ mod tests {
 
     #[test]
     fn settings_refuse_unknown_keys() {
-        let ok: ProgramSettings = serde_json::from_str(r#"{"unknown_member":"auto_enrol"}"#).unwrap();
+        let ok: ProgramSettings =
+            serde_json::from_str(r#"{"unknown_member":"auto_enrol"}"#).unwrap();
         assert_eq!(ok.unknown_member, UnknownMemberPolicy::AutoEnrol);
         assert!(serde_json::from_str::<ProgramSettings>(r#"{"unknwn_member":"reject"}"#).is_err());
     }

@@ -22,7 +22,10 @@ pub fn bounded(field: &str, raw: &str, min: usize, max: usize) -> Result<String,
         ));
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -35,8 +38,14 @@ mod tests {
     #[test]
     fn trims_and_limits() {
         assert_eq!(bounded("name", "  Ann ", 1, 10).unwrap(), "Ann");
-        assert_eq!(bounded("name", "   ", 1, 10).unwrap_err().reason, "must not be empty");
-        assert!(bounded("name", "abcdefghijk", 1, 10).unwrap_err().reason.contains("limit is 10"));
+        assert_eq!(
+            bounded("name", "   ", 1, 10).unwrap_err().reason,
+            "must not be empty"
+        );
+        assert!(bounded("name", "abcdefghijk", 1, 10)
+            .unwrap_err()
+            .reason
+            .contains("limit is 10"));
         assert!(bounded("name", "a\u{0}b", 1, 10).is_err());
     }
 

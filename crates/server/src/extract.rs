@@ -52,19 +52,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             field_error(&path, &inner.to_string())
         }
     })?;
-    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
 }
 
 /// Builds `invalid-field` from a serde path and message. serde reports a
-/// missing or unknown field at its parent's path, with the name in backticks
-/// in the message; this puts the name back into the path.
+/// missing field at its parent's path, with the name in backticks in the
+/// message; this puts the name back into the path.
 pub(crate) fn field_error(path: &str, message: &str) -> ApiError {
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|p| message.strip_prefix(p))
+    let missing = message
+        .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
-    let field = match (path, named) {
+    let field = match (path, missing) {
         (".", Some(name)) => name.to_owned(),
         (parent, Some(name)) => format!("{parent}.{name}"),
         (".", None) => "body".to_owned(),
@@ -149,15 +149,30 @@ mod tests {
     fn names_the_field_at_fault() {
         assert_eq!(field_of(r#"{"name": 5}"#).as_deref(), Some("name"));
         assert_eq!(field_of(r#"{}"#).as_deref(), Some("name"));
-        assert_eq!(field_of(r#"{"name":"a","nmae":1}"#).as_deref(), Some("nmae"));
-        assert_eq!(field_of(r#"{"name":"a","inner":{"n":-1}}"#).as_deref(), Some("inner.n"));
-        assert_eq!(field_of(r#"{"name":"a","inner":{"m":1}}"#).as_deref(), Some("inner.m"));
+        assert_eq!(
+            field_of(r#"{"name":"a","nmae":1}"#).as_deref(),
+            Some("nmae")
+        );
+        assert_eq!(
+            field_of(r#"{"name":"a","inner":{"n":-1}}"#).as_deref(),
+            Some("inner.n")
+        );
+        assert_eq!(
+            field_of(r#"{"name":"a","inner":{"m":1}}"#).as_deref(),
+            Some("inner.m")
+        );
     }
 
     #[test]
     fn broken_json_is_malformed() {
         for bad in [r#"{"name": "#, "{,}", r#"{"name":"a"} x"#] {
-            assert!(matches!(parse_json::<Body>(bad.as_bytes()), Err(ApiError::MalformedJson(_))), "{bad}");
+            assert!(
+                matches!(
+                    parse_json::<Body>(bad.as_bytes()),
+                    Err(ApiError::MalformedJson(_))
+                ),
+                "{bad}"
+            );
         }
     }
 }

@@ -63,13 +63,21 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
     };
     let body_limit = state.config.body_limit;
     let v1 = Router::new()
-        .route("/program", get(api::program::get).patch(api::program::patch))
+        .route(
+            "/program",
+            get(api::program::get).patch(api::program::patch),
+        )
         .route("/api-keys", get(api::keys::list).post(api::keys::create))
         .route("/api-keys/{key_id}", delete(api::keys::revoke))
-        .route("/members", get(api::members::list).post(api::members::register))
+        .route(
+            "/members",
+            get(api::members::list).post(api::members::register),
+        )
         .route(
             "/members/{member_id}",
-            get(api::members::get).patch(api::members::patch).delete(api::members::erase),
+            get(api::members::get)
+                .patch(api::members::patch)
+                .delete(api::members::erase),
         )
         .route("/members/{member_id}/export", get(api::members::export))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
@@ -110,5 +118,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -34,14 +34,38 @@ pub const KINDS: &[(&str, u16, &str)] = &[
     ("unsupported-media-type", 415, "The body must be JSON"),
     ("payload-too-large", 413, "The body is too large"),
     ("unauthorized", 401, "Missing or invalid API key"),
-    ("insufficient-scope", 403, "The API key's scope does not allow this"),
+    (
+        "insufficient-scope",
+        403,
+        "The API key's scope does not allow this",
+    ),
     ("not-found", 404, "Not found"),
     ("method-not-allowed", 405, "Method not allowed"),
-    ("member-conflict", 409, "The data contradicts an existing member"),
-    ("member-erased", 409, "The member's personal data was erased"),
-    ("idempotency-key-reused", 422, "The Idempotency-Key was used for a different request"),
-    ("idempotency-in-progress", 409, "A request with this Idempotency-Key is still running"),
-    ("unavailable", 503, "The service cannot serve requests right now"),
+    (
+        "member-conflict",
+        409,
+        "The data contradicts an existing member",
+    ),
+    (
+        "member-erased",
+        409,
+        "The member's personal data was erased",
+    ),
+    (
+        "idempotency-key-reused",
+        422,
+        "The Idempotency-Key was used for a different request",
+    ),
+    (
+        "idempotency-in-progress",
+        409,
+        "A request with this Idempotency-Key is still running",
+    ),
+    (
+        "unavailable",
+        503,
+        "The service cannot serve requests right now",
+    ),
     ("internal", 500, "Internal error"),
 ];
 
@@ -109,10 +133,11 @@ impl ApiError {
 
     pub fn to_problem(&self) -> Problem {
         let slug = self.slug();
-        let &(_, status, title) = KINDS
-            .iter()
-            .find(|(s, ..)| *s == slug)
-            .unwrap_or(&("internal", 500, "Internal error"));
+        let &(_, status, title) =
+            KINDS
+                .iter()
+                .find(|(s, ..)| *s == slug)
+                .unwrap_or(&("internal", 500, "Internal error"));
         let (detail, field) = match self {
             Self::Invalid(e) => (format!("{}: {}", e.field, e.reason), Some(e.field.clone())),
             Self::Conflict { detail, field, .. } => (detail.clone(), field.clone()),
@@ -150,7 +175,8 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %msg, "internal error");
         }
         let problem = self.to_problem();
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(
@@ -182,7 +208,11 @@ mod tests {
             ApiError::InsufficientScope(Scope::Admin),
             ApiError::not_found("x"),
             ApiError::MethodNotAllowed,
-            ApiError::Conflict { kind: "member-conflict", detail: "d".into(), field: None },
+            ApiError::Conflict {
+                kind: "member-conflict",
+                detail: "d".into(),
+                field: None,
+            },
             ApiError::IdempotencyKeyReused,
             ApiError::IdempotencyInProgress,
             ApiError::Unavailable("x".into()),
@@ -190,7 +220,10 @@ mod tests {
         ];
         for e in errors {
             let slug = e.slug();
-            assert!(KINDS.iter().any(|(s, ..)| *s == slug), "{slug} not in KINDS");
+            assert!(
+                KINDS.iter().any(|(s, ..)| *s == slug),
+                "{slug} not in KINDS"
+            );
             let p = e.to_problem();
             assert_eq!(p.kind, format!("/problems/{slug}"));
             assert!(!p.detail.contains("secret detail"));

@@ -61,9 +61,18 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut pg = PgConnectOptions::from_str(url)?;
             if let Some(schema) = &opts.pg_schema {
-                let admin = PgPoolOptions::new().max_connections(1).connect_with(pg.clone()).await?;
+                let admin = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(pg.clone())
+                    .await?;
                 admin
-                    .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "")).as_str())
+                    .execute(
+                        format!(
+                            "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+                            schema.replace('"', "")
+                        )
+                        .as_str(),
+                    )
                     .await?;
                 admin.close().await;
                 pg = pg.options([("search_path", schema.as_str())]);

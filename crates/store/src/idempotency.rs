@@ -42,7 +42,12 @@ struct Row {
 
 impl Store {
     /// Claims `key` for a request with this fingerprint, or says why not.
-    pub async fn idempotency_begin(&self, program: ProgramId, key: &str, fingerprint: &[u8]) -> Result<IdempotencyBegin> {
+    pub async fn idempotency_begin(
+        &self,
+        program: ProgramId,
+        key: &str,
+        fingerprint: &[u8],
+    ) -> Result<IdempotencyBegin> {
         let at = now();
         let claimed = with_db!(self, write, |pool| {
             sqlx::query(
@@ -97,14 +102,23 @@ impl Store {
                     .await?
                     .rows_affected()
                 });
-                Ok(if taken == 1 { IdempotencyBegin::Run } else { IdempotencyBegin::InProgress })
+                Ok(if taken == 1 {
+                    IdempotencyBegin::Run
+                } else {
+                    IdempotencyBegin::InProgress
+                })
             }
             _ => Ok(IdempotencyBegin::InProgress),
         }
     }
 
     /// Saves the response of a claimed request for later replays.
-    pub async fn idempotency_finish(&self, program: ProgramId, key: &str, resp: &SavedResponse) -> Result<()> {
+    pub async fn idempotency_finish(
+        &self,
+        program: ProgramId,
+        key: &str,
+        resp: &SavedResponse,
+    ) -> Result<()> {
         with_db!(self, write, |pool| {
             sqlx::query(
                 "UPDATE idempotency_keys SET status = $3, content_type = $4, body = $5 \

@@ -36,7 +36,8 @@ impl TryFrom<KeyRow> for ApiKey {
         Ok(Self {
             program_id: ProgramId(r.program_id),
             id: ApiKeyId(r.key_id),
-            scope: Scope::parse("scope", &r.scope).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            scope: Scope::parse("scope", &r.scope)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             name: r.name,
             hint: r.token_hint,
             created_at: r.created_at,
@@ -50,11 +51,18 @@ const COLUMNS: &str = "program_id, key_id, name, scope, token_hint, created_at, 
 impl Store {
     /// Creates a key with a fresh secret; returns it with the clear-text
     /// token, which is never stored and cannot be shown again.
-    pub async fn issue_api_key(&self, program: ProgramId, name: &str, scope: Scope) -> Result<(ApiKey, String)> {
+    pub async fn issue_api_key(
+        &self,
+        program: ProgramId,
+        name: &str,
+        scope: Scope,
+    ) -> Result<(ApiKey, String)> {
         let mut secret = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let issued = apikey::issue(program, scope, secret);
-        let key = self.create_api_key(program, name, scope, &issued.hash, &issued.hint).await?;
+        let key = self
+            .create_api_key(program, name, scope, &issued.hash, &issued.hint)
+            .await?;
         Ok((key, issued.token))
     }
 
@@ -86,10 +94,19 @@ impl Store {
     }
 
     /// The key with this token hash in this program, revoked or not.
-    pub async fn api_key_by_hash(&self, program: ProgramId, hash: &TokenHash) -> Result<Option<ApiKey>> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE program_id = $1 AND token_hash = $2");
+    pub async fn api_key_by_hash(
+        &self,
+        program: ProgramId,
+        hash: &TokenHash,
+    ) -> Result<Option<ApiKey>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM api_keys WHERE program_id = $1 AND token_hash = $2");
         let row: Option<KeyRow> = with_db!(self, read, |pool| {
-            sqlx::query_as(&sql).bind(program.0).bind(&hash[..]).fetch_optional(pool).await?
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(&hash[..])
+                .fetch_optional(pool)
+                .await?
         });
         row.map(ApiKey::try_from).transpose()
     }
@@ -110,7 +127,12 @@ impl Store {
              WHERE program_id = $1 AND key_id = $2 RETURNING {COLUMNS}"
         );
         let row: Option<KeyRow> = with_db!(self, write, |pool| {
-            sqlx::query_as(&sql).bind(program.0).bind(id.0).bind(now()).fetch_optional(pool).await?
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(id.0)
+                .bind(now())
+                .fetch_optional(pool)
+                .await?
         });
         row.map(ApiKey::try_from).transpose()
     }

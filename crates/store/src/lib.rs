@@ -20,7 +20,9 @@ pub use connect::{Backend, ConnectOptions};
 pub use error::{Result, StoreError};
 pub use idempotency::{IdempotencyBegin, SavedResponse};
 pub use keys::ApiKey;
-pub use members::{ConsentChange, Member, MemberFilter, MemberPage, MemberPatch, PatchOutcome, Registration};
+pub use members::{
+    ConsentChange, Member, MemberFilter, MemberPage, MemberPatch, PatchOutcome, Registration,
+};
 pub use programs::{NewProgram, Program, ProgramPatch};
 
 use sqlx::{PgPool, SqlitePool};
@@ -36,7 +38,10 @@ pub struct Store {
 enum Db {
     /// SQLite allows one writer at a time; a one-connection write pool queues
     /// writers in-process instead of letting them fail with SQLITE_BUSY.
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
     Postgres(PgPool),
 }
 

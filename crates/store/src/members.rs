@@ -48,7 +48,8 @@ impl TryFrom<MemberRow> for Member {
         Ok(Self {
             program_id: ProgramId(r.program_id),
             id: MemberId(r.member_id),
-            status: MemberStatus::parse("status", &r.status).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            status: MemberStatus::parse("status", &r.status)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             consent: Consent {
                 email: r.consent_email,
                 sms: r.consent_sms,
@@ -139,11 +140,19 @@ fn differences(want: &NewMember, have: &Member) -> Vec<&'static str> {
     }
     let mut fields = Vec::new();
     let checks = [
-        ("external_id", want.external_id.as_ref().map(ExternalId::as_str), &have.external_id),
+        (
+            "external_id",
+            want.external_id.as_ref().map(ExternalId::as_str),
+            &have.external_id,
+        ),
         ("email", want.email.as_ref().map(Email::as_str), &have.email),
         ("phone", want.phone.as_ref().map(Phone::as_str), &have.phone),
         ("name", want.name.as_deref(), &have.name),
-        ("locale", want.locale.as_ref().map(Locale::as_str), &have.locale),
+        (
+            "locale",
+            want.locale.as_ref().map(Locale::as_str),
+            &have.locale,
+        ),
     ];
     for (field, w, h) in checks {
         if differs(w, h) {
@@ -162,7 +171,9 @@ fn taken_field(err: &StoreError) -> Option<&'static str> {
         return None;
     }
     let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
-    ["external_id", "email", "phone"].into_iter().find(|f| text.contains(f))
+    ["external_id", "email", "phone"]
+        .into_iter()
+        .find(|f| text.contains(f))
 }
 
 fn is_check_violation(err: &StoreError) -> bool {
@@ -202,7 +213,9 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        Err(StoreError::Corrupt("member registration kept racing".into()))
+        Err(StoreError::Corrupt(
+            "member registration kept racing".into(),
+        ))
     }
 
     async fn members_matching(&self, program: ProgramId, m: &NewMember) -> Result<Vec<Member>> {
@@ -250,7 +263,11 @@ impl Store {
     pub async fn member(&self, program: ProgramId, id: MemberId) -> Result<Option<Member>> {
         let sql = format!("SELECT {COLUMNS} FROM members WHERE program_id = $1 AND member_id = $2");
         let row: Option<MemberRow> = with_db!(self, read, |pool| {
-            sqlx::query_as(&sql).bind(program.0).bind(id.0).fetch_optional(pool).await?
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(id.0)
+                .fetch_optional(pool)
+                .await?
         });
         row.map(Member::try_from).transpose()
     }
@@ -276,7 +293,10 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        let mut items = rows.into_iter().map(Member::try_from).collect::<Result<Vec<_>>>()?;
+        let mut items = rows
+            .into_iter()
+            .map(Member::try_from)
+            .collect::<Result<Vec<_>>>()?;
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|m| m.id)
@@ -288,7 +308,12 @@ impl Store {
 
     /// Applies a patch in one statement, so concurrent patches never lose
     /// each other's fields.
-    pub async fn update_member(&self, program: ProgramId, id: MemberId, p: &MemberPatch) -> Result<PatchOutcome> {
+    pub async fn update_member(
+        &self,
+        program: ProgramId,
+        id: MemberId,
+        p: &MemberPatch,
+    ) -> Result<PatchOutcome> {
         let sql = format!(
             "UPDATE members SET \
                external_id = CASE WHEN $3 THEN $4 ELSE external_id END, \
@@ -305,7 +330,11 @@ impl Store {
         fn flat(o: Option<Option<&str>>) -> (bool, Option<&str>) {
             (o.is_some(), o.flatten())
         }
-        let ext = flat(p.external_id.as_ref().map(|v| v.as_ref().map(ExternalId::as_str)));
+        let ext = flat(
+            p.external_id
+                .as_ref()
+                .map(|v| v.as_ref().map(ExternalId::as_str)),
+        );
         let email = flat(p.email.as_ref().map(|v| v.as_ref().map(Email::as_str)));
         let phone = flat(p.phone.as_ref().map(|v| v.as_ref().map(Phone::as_str)));
         let name = flat(p.name.as_ref().map(|v| v.as_deref()));

@@ -36,7 +36,9 @@ struct ProgramRow {
 impl TryFrom<ProgramRow> for Program {
     type Error = StoreError;
     fn try_from(r: ProgramRow) -> Result<Self> {
-        let corrupt = |e: sarafan_core::FieldError| StoreError::Corrupt(format!("program {}: {e}", r.program_id));
+        let corrupt = |e: sarafan_core::FieldError| {
+            StoreError::Corrupt(format!("program {}: {e}", r.program_id))
+        };
         Ok(Self {
             id: ProgramId(r.program_id),
             retailer_id: RetailerId(r.retailer_id),
@@ -77,12 +79,14 @@ impl Store {
     pub async fn create_retailer(&self, name: &str) -> Result<RetailerId> {
         let id = RetailerId::generate();
         with_db!(self, write, |pool| {
-            sqlx::query("INSERT INTO retailers (retailer_id, name, created_at) VALUES ($1, $2, $3)")
-                .bind(id.0)
-                .bind(name)
-                .bind(now())
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "INSERT INTO retailers (retailer_id, name, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id.0)
+            .bind(name)
+            .bind(now())
+            .execute(pool)
+            .await?;
         });
         Ok(id)
     }
@@ -126,7 +130,11 @@ impl Store {
         rows.into_iter().map(Program::try_from).collect()
     }
 
-    pub async fn update_program(&self, id: ProgramId, patch: &ProgramPatch) -> Result<Option<Program>> {
+    pub async fn update_program(
+        &self,
+        id: ProgramId,
+        patch: &ProgramPatch,
+    ) -> Result<Option<Program>> {
         let sql = format!(
             "UPDATE programs SET \
                name = COALESCE($2, name), locale = COALESCE($3, locale), \

@@ -90,8 +90,17 @@ pub async fn create(
     caller.require(Scope::Admin)?;
     let name = bounded("name", &body.name, 1, 100)?;
     let scope = Scope::parse("scope", &body.scope)?;
-    let (key, token) = state.store.issue_api_key(caller.program, &name, scope).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKey { key: key.into(), token })))
+    let (key, token) = state
+        .store
+        .issue_api_key(caller.program, &name, scope)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: key.into(),
+            token,
+        }),
+    ))
 }
 
 /// Revokes a key at once; revoking again changes nothing.

@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use sarafan_core::apikey::Scope;
 use sarafan_core::ids::MemberId;
-use sarafan_core::member::{self, Consent, Email, ExternalId, MemberFields, MemberStatus, NewMember, Phone};
+use sarafan_core::member::{
+    self, Consent, Email, ExternalId, MemberFields, MemberStatus, NewMember, Phone,
+};
 use sarafan_core::program::Locale;
 use sarafan_store::{ConsentChange, Member, MemberFilter, MemberPatch, PatchOutcome, Registration};
 use serde::{Deserialize, Serialize};
@@ -29,7 +31,11 @@ pub struct ConsentBody {
 
 impl From<Consent> for ConsentBody {
     fn from(c: Consent) -> Self {
-        Self { email: c.email, sms: c.sms, messengers: c.messengers }
+        Self {
+            email: c.email,
+            sms: c.sms,
+            messengers: c.messengers,
+        }
     }
 }
 
@@ -176,7 +182,11 @@ fn missing(id: MemberId) -> ApiError {
 }
 
 async fn load(state: &AppState, caller: &Caller, id: MemberId) -> ApiResult<Member> {
-    state.store.member(caller.program, id).await?.ok_or_else(|| missing(id))
+    state
+        .store
+        .member(caller.program, id)
+        .await?
+        .ok_or_else(|| missing(id))
 }
 
 /// Registers a member, idempotently on their identifiers.
@@ -240,11 +250,34 @@ pub async fn list(
         return Err(ApiError::invalid("limit", "must be between 1 and 500"));
     }
     let filter = MemberFilter {
-        after: q.after.as_deref().map(|a| MemberId::parse("after", a)).transpose()?,
-        external_id: q.external_id.as_deref().map(ExternalId::parse).transpose()?.map(|e| e.as_str().to_owned()),
-        email: q.email.as_deref().map(Email::parse).transpose()?.map(|e| e.as_str().to_owned()),
-        phone: q.phone.as_deref().map(Phone::parse).transpose()?.map(|p| p.as_str().to_owned()),
-        status: q.status.as_deref().map(|s| MemberStatus::parse("status", s)).transpose()?,
+        after: q
+            .after
+            .as_deref()
+            .map(|a| MemberId::parse("after", a))
+            .transpose()?,
+        external_id: q
+            .external_id
+            .as_deref()
+            .map(ExternalId::parse)
+            .transpose()?
+            .map(|e| e.as_str().to_owned()),
+        email: q
+            .email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()?
+            .map(|e| e.as_str().to_owned()),
+        phone: q
+            .phone
+            .as_deref()
+            .map(Phone::parse)
+            .transpose()?
+            .map(|p| p.as_str().to_owned()),
+        status: q
+            .status
+            .as_deref()
+            .map(|s| MemberStatus::parse("status", s))
+            .transpose()?,
         limit,
     };
     let page = state.store.members(caller.program, &filter).await?;
@@ -262,7 +295,11 @@ pub async fn list(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MemberView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberView>> {
     caller.require(Scope::Server)?;
     Ok(Json(load(&state, &caller, member_id(&id)?).await?.into()))
 }
@@ -287,24 +324,50 @@ pub async fn patch(
     let id = member_id(&id)?;
     let status = match body.status.as_deref() {
         None => None,
-        Some("erased") => return Err(ApiError::invalid("status", "erase a member with DELETE /api/v1/members/{id}")),
+        Some("erased") => {
+            return Err(ApiError::invalid(
+                "status",
+                "erase a member with DELETE /api/v1/members/{id}",
+            ))
+        }
         Some(s) => Some(MemberStatus::parse("status", s)?),
     };
-    let consent = body.consent.map_or_else(ConsentChange::default, |c| ConsentChange {
-        email: c.email,
-        sms: c.sms,
-        messengers: c.messengers,
-    });
+    let consent = body
+        .consent
+        .map_or_else(ConsentChange::default, |c| ConsentChange {
+            email: c.email,
+            sms: c.sms,
+            messengers: c.messengers,
+        });
     let patch = MemberPatch {
-        external_id: body.external_id.map(|v| v.as_deref().map(ExternalId::parse).transpose()).transpose()?,
-        email: body.email.map(|v| v.as_deref().map(Email::parse).transpose()).transpose()?,
-        phone: body.phone.map(|v| v.as_deref().map(Phone::parse).transpose()).transpose()?,
-        name: body.name.map(|v| v.as_deref().map(member::parse_name).transpose()).transpose()?,
-        locale: body.locale.map(|v| v.as_deref().map(|l| Locale::parse("locale", l)).transpose()).transpose()?,
+        external_id: body
+            .external_id
+            .map(|v| v.as_deref().map(ExternalId::parse).transpose())
+            .transpose()?,
+        email: body
+            .email
+            .map(|v| v.as_deref().map(Email::parse).transpose())
+            .transpose()?,
+        phone: body
+            .phone
+            .map(|v| v.as_deref().map(Phone::parse).transpose())
+            .transpose()?,
+        name: body
+            .name
+            .map(|v| v.as_deref().map(member::parse_name).transpose())
+            .transpose()?,
+        locale: body
+            .locale
+            .map(|v| v.as_deref().map(|l| Locale::parse("locale", l)).transpose())
+            .transpose()?,
         consent,
         status,
     };
-    match state.store.update_member(caller.program, id, &patch).await? {
+    match state
+        .store
+        .update_member(caller.program, id, &patch)
+        .await?
+    {
         PatchOutcome::Updated(m) => Ok(Json(m.into())),
         PatchOutcome::NotFound => Err(missing(id)),
         PatchOutcome::Erased => Err(ApiError::Conflict {
@@ -333,10 +396,18 @@ pub async fn patch(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
-pub async fn erase(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MemberView>> {
+pub async fn erase(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberView>> {
     caller.require(Scope::Server)?;
     let id = member_id(&id)?;
-    let erased = state.store.erase_member(caller.program, id).await?.ok_or_else(|| missing(id))?;
+    let erased = state
+        .store
+        .erase_member(caller.program, id)
+        .await?
+        .ok_or_else(|| missing(id))?;
     Ok(Json(erased.into()))
 }
 
@@ -348,7 +419,11 @@ pub async fn erase(State(state): State<AppState>, caller: Caller, Path(id): Path
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
-pub async fn export(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MemberExport>> {
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberExport>> {
     caller.require(Scope::Server)?;
     let member = load(&state, &caller, member_id(&id)?).await?;
     let program = state

@@ -12,7 +12,11 @@ use serde::de::DeserializeOwned;
 fn from_value<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { prefix.to_owned() } else { format!("{prefix}.{path}") };
+        let path = if path == "." {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{path}")
+        };
         field_error(&path, &e.into_inner().to_string())
     })
 }

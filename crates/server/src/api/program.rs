@@ -99,9 +99,16 @@ pub async fn patch(
     caller.require(Scope::Admin)?;
     let patch = ProgramPatch {
         name: body.name.as_deref().map(ProgramName::parse).transpose()?,
-        locale: body.locale.as_deref().map(|l| Locale::parse("locale", l)).transpose()?,
+        locale: body
+            .locale
+            .as_deref()
+            .map(|l| Locale::parse("locale", l))
+            .transpose()?,
         terms: body.terms.as_deref().map(parse_terms).transpose()?,
-        settings: body.settings.map(|s| from_value("settings", s)).transpose()?,
+        settings: body
+            .settings
+            .map(|s| from_value("settings", s))
+            .transpose()?,
     };
     let updated = state
         .store

@@ -1,0 +1,9 @@
+//! HTTP integration tests: every test runs on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod idempotency;
+mod members;
+mod platform;
+mod program;
