@@ -5,6 +5,7 @@
 pub mod apikey;
 pub mod error;
 pub mod ids;
+pub mod ledger;
 pub mod member;
 pub mod program;
 pub mod text;

@@ -1,0 +1,834 @@
+//! Earn rules: how many points a purchase earns, and why.
+//!
+//! Rule sets are versioned by `effective_from` so a purchase is always
+//! scored by the rules in force when it happened, even when replayed later.
+//! Every point of an [`Earn`] comes with a breakdown line the member can
+//! read; the lines sum exactly to the total.
+
+use super::condition::{Condition, Facts};
+use super::{non_negative, LedgerError};
+use crate::FieldError;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use time::OffsetDateTime;
+
+/// Basis points meaning ×1.
+const ONE: u32 = 10_000;
+
+/// `points` points for every `per_minor` minor units spent (1 per 100 kopecks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rate {
+    pub points: i64,
+    pub per_minor: i64,
+}
+
+/// A rate multiplier for one SKU or category, in basis points (10000 = ×1,
+/// 15000 = ×1.5, 0 = earns nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Multiplier {
+    pub key: String,
+    pub basis_points: u32,
+}
+
+/// How fractional points become whole ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    /// Down: the program never gives away a point it did not promise.
+    #[default]
+    Floor,
+    /// To nearest, halves up.
+    HalfUp,
+}
+
+impl Rounding {
+    /// `num / den` rounded this way, for `num >= 0` and `den > 0`.
+    fn divide(self, num: i128, den: i128) -> i128 {
+        let (q, r) = (num / den, num % den);
+        match self {
+            Self::Floor => q,
+            Self::HalfUp => q + i128::from(r >= den - r),
+        }
+    }
+}
+
+/// A time-boxed bonus: while `starts_at <= at < ends_at` (and `condition`
+/// holds) it adds `base × (basis_points − 10000) / 10000` points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Promotion {
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ends_at: OffsetDateTime,
+    pub basis_points: u32,
+    #[serde(default)]
+    pub condition: Option<String>,
+}
+
+/// One version of a program's earn rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarnRules {
+    pub version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub effective_from: OffsetDateTime,
+    pub base_rate: Rate,
+    #[serde(default)]
+    pub rounding: Rounding,
+    #[serde(default)]
+    pub category_multipliers: Vec<Multiplier>,
+    #[serde(default)]
+    pub sku_multipliers: Vec<Multiplier>,
+    /// Orders below this many minor units earn nothing.
+    #[serde(default)]
+    pub min_order: i64,
+    #[serde(default)]
+    pub cap_per_order: Option<i64>,
+    #[serde(default)]
+    pub cap_per_day: Option<i64>,
+    #[serde(default)]
+    pub promotions: Vec<Promotion>,
+    /// CEL; an order for which it is false earns nothing.
+    #[serde(default)]
+    pub condition: Option<String>,
+}
+
+/// The version in force at `at`: the latest `effective_from <= at` (the
+/// higher `version` if two start together).
+pub fn active_version(versions: &[EarnRules], at: OffsetDateTime) -> Option<&EarnRules> {
+    versions
+        .iter()
+        .filter(|v| v.effective_from <= at)
+        .max_by_key(|v| (v.effective_from, v.version))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub sku: String,
+    pub category: Option<String>,
+    pub quantity: u32,
+    /// Minor units, before order-level discounts.
+    pub unit_price: i64,
+}
+
+/// A purchase to score. `amount` is what the customer paid, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purchase {
+    pub amount: i64,
+    pub currency: String,
+    pub channel: Option<String>,
+    pub store_id: Option<String>,
+    pub lines: Vec<Line>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// What conditions may know about the member.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberContext {
+    pub tier: Option<String>,
+    pub orders_count: i64,
+}
+
+/// One reason in an earn's breakdown; cuts (caps) are negative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarnLine {
+    pub reason: String,
+    pub points: i64,
+}
+
+/// Points a purchase earns, with the lines that explain them; `points` is
+/// the exact sum of `breakdown` and never negative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Earn {
+    pub points: i64,
+    pub breakdown: Vec<EarnLine>,
+}
+
+impl Earn {
+    fn nothing(reason: String) -> Self {
+        Self {
+            points: 0,
+            breakdown: vec![EarnLine { reason, points: 0 }],
+        }
+    }
+}
+
+/// A rule set with its CEL compiled and multipliers indexed: build once per
+/// version, then [`CompiledRules::earn`] as often as events arrive.
+pub struct CompiledRules {
+    rules: EarnRules,
+    condition: Option<Condition>,
+    promotions: Vec<Option<Condition>>,
+    sku: HashMap<String, u32>,
+    category: HashMap<String, u32>,
+}
+
+impl fmt::Debug for CompiledRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledRules")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledRules {
+    /// Checks `rules` and compiles its conditions; errors name the field
+    /// (`base_rate.per_minor`, `promotions[0].condition`, ...).
+    pub fn compile(rules: EarnRules) -> Result<Self, FieldError> {
+        non_negative("base_rate.points", rules.base_rate.points)?;
+        if rules.base_rate.per_minor <= 0 {
+            return Err(FieldError::new(
+                "base_rate.per_minor",
+                "must be above 0, e.g. 100 for 1 point per 100 minor units",
+            ));
+        }
+        non_negative("min_order", rules.min_order)?;
+        non_negative("cap_per_order", rules.cap_per_order.unwrap_or(0))?;
+        non_negative("cap_per_day", rules.cap_per_day.unwrap_or(0))?;
+        let condition = rules
+            .condition
+            .as_deref()
+            .map(|c| Condition::compile("condition", c))
+            .transpose()?;
+        let promotions = rules
+            .promotions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let field = |name: &str| format!("promotions[{i}].{name}");
+                if p.basis_points < ONE {
+                    return Err(FieldError::new(
+                        field("basis_points"),
+                        "must be at least 10000 (×1); a promotion adds points",
+                    ));
+                }
+                if p.ends_at <= p.starts_at {
+                    return Err(FieldError::new(field("ends_at"), "must be after starts_at"));
+                }
+                p.condition
+                    .as_deref()
+                    .map(|c| Condition::compile(&field("condition"), c))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            sku: index("sku_multipliers", &rules.sku_multipliers)?,
+            category: index("category_multipliers", &rules.category_multipliers)?,
+            condition,
+            promotions,
+            rules,
+        })
+    }
+
+    pub fn rules(&self) -> &EarnRules {
+        &self.rules
+    }
+
+    /// Scores `purchase` for a member who already earned `earned_today`.
+    ///
+    /// In order:
+    /// 1. `amount < min_order` → 0, with the reason.
+    /// 2. `condition` false → 0, with the reason.
+    /// 3. Base, per line: `line_total = quantity × unit_price`; multiplier =
+    ///    the SKU's, else the category's, else ×1; `points = round(line_total
+    ///    × rate.points × multiplier / (rate.per_minor × 10000))`. When line
+    ///    totals differ from `amount` (order discounts, shipping), each line's
+    ///    money is first scaled to `amount` cumulatively (`⌊running × amount /
+    ///    lines_total⌋` minus the previous such value), so the scaled lines sum
+    ///    to exactly `amount`. Without lines (or lines totalling 0), `amount`
+    ///    earns at ×1.
+    /// 4. Each promotion with `starts_at <= at < ends_at` and a true condition
+    ///    adds `round(base × (basis_points − 10000) / 10000)`; promotions add
+    ///    up, none compounds on another.
+    /// 5. `cap_per_order`, then `cap_per_day` (less `earned_today`), cut the
+    ///    total with a negative line each.
+    ///
+    /// Rounding is the rule set's [`Rounding`] throughout.
+    pub fn earn(
+        &self,
+        purchase: &Purchase,
+        ctx: &MemberContext,
+        earned_today: i64,
+    ) -> Result<Earn, LedgerError> {
+        let r = &self.rules;
+        let amount = non_negative("amount", purchase.amount)?;
+        let earned_today = non_negative("earned_today", earned_today)?;
+        if amount < r.min_order {
+            return Ok(Earn::nothing(format!(
+                "order total {amount} is below the {} minimum for points",
+                r.min_order
+            )));
+        }
+        let facts = Facts::new(purchase, ctx);
+        if let Some(c) = &self.condition {
+            if !facts.check(c)? {
+                return Ok(Earn::nothing(
+                    "order does not meet the program's conditions".into(),
+                ));
+            }
+        }
+        let mut breakdown = self.base_lines(purchase)?;
+        let base = total(&breakdown)?;
+        for (promo, condition) in r.promotions.iter().zip(&self.promotions) {
+            let running = promo.starts_at <= purchase.at && purchase.at < promo.ends_at;
+            if !running {
+                continue;
+            }
+            if let Some(c) = condition {
+                if !facts.check(c)? {
+                    continue;
+                }
+            }
+            let extra = i128::from(promo.basis_points - ONE);
+            let bonus = r.rounding.divide(mul(&[base.into(), extra])?, ONE.into());
+            breakdown.push(EarnLine {
+                reason: format!(
+                    "promotion {}: {} on {base} base points",
+                    promo.name,
+                    times(promo.basis_points)
+                ),
+                points: narrow(bonus)?,
+            });
+        }
+        let mut points = total(&breakdown)?;
+        let mut cut = |room: i64, reason: &dyn Fn() -> String| {
+            if points > room {
+                breakdown.push(EarnLine {
+                    reason: reason(),
+                    points: room - points,
+                });
+                points = room;
+            }
+        };
+        if let Some(cap) = r.cap_per_order {
+            cut(cap, &|| format!("capped at {cap} points per order"));
+        }
+        if let Some(cap) = r.cap_per_day {
+            let room = (cap - earned_today).max(0);
+            cut(room, &|| {
+                format!("daily cap of {cap} points; {earned_today} already earned today")
+            });
+        }
+        Ok(Earn { points, breakdown })
+    }
+
+    /// Step 3 of [`CompiledRules::earn`]: one line per purchase line.
+    fn base_lines(&self, purchase: &Purchase) -> Result<Vec<EarnLine>, LedgerError> {
+        let amount = i128::from(purchase.amount);
+        let mut totals = Vec::with_capacity(purchase.lines.len());
+        for (i, line) in purchase.lines.iter().enumerate() {
+            // Checked before naming the field: formatting it per line is hot-path waste.
+            if line.unit_price < 0 {
+                non_negative(&format!("lines[{i}].unit_price"), line.unit_price)?;
+            }
+            totals.push(i128::from(line.quantity) * i128::from(line.unit_price));
+        }
+        let lines_total: i128 = totals.iter().sum();
+        if lines_total == 0 {
+            return Ok(vec![EarnLine {
+                reason: format!("order total {amount} at ×1"),
+                points: self.points(amount, ONE)?,
+            }]);
+        }
+        let mut running = 0;
+        purchase
+            .lines
+            .iter()
+            .zip(totals)
+            .map(|(line, line_total)| {
+                let paid = if lines_total == amount {
+                    line_total
+                } else {
+                    let before = mul(&[running, amount])? / lines_total;
+                    running += line_total;
+                    mul(&[running, amount])? / lines_total - before
+                };
+                let bp = self.multiplier(line);
+                let scaled = if paid == line_total {
+                    String::new()
+                } else {
+                    format!(" (paid {paid} after order adjustments)")
+                };
+                Ok(EarnLine {
+                    reason: format!(
+                        "{} × {}: {line_total}{scaled} at {}",
+                        line.sku,
+                        line.quantity,
+                        times(bp)
+                    ),
+                    points: self.points(paid, bp)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The SKU's multiplier, else the category's, else ×1.
+    fn multiplier(&self, line: &Line) -> u32 {
+        self.sku
+            .get(&line.sku)
+            .or_else(|| line.category.as_ref().and_then(|c| self.category.get(c)))
+            .copied()
+            .unwrap_or(ONE)
+    }
+
+    /// Points for `money` minor units at `bp` basis points of the base rate.
+    fn points(&self, money: i128, bp: u32) -> Result<i64, LedgerError> {
+        let rate = self.rules.base_rate;
+        let num = mul(&[money, rate.points.into(), bp.into()])?;
+        narrow(
+            self.rules
+                .rounding
+                .divide(num, i128::from(rate.per_minor) * i128::from(ONE)),
+        )
+    }
+}
+
+/// Multiplier list → lookup map, refusing a key listed twice (which would
+/// make the effective multiplier depend on list order).
+fn index(field: &str, list: &[Multiplier]) -> Result<HashMap<String, u32>, FieldError> {
+    let mut map = HashMap::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        if map.insert(m.key.clone(), m.basis_points).is_some() {
+            return Err(FieldError::new(
+                format!("{field}[{i}].key"),
+                format!("{:?} is listed twice; keep one", m.key),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+fn mul(factors: &[i128]) -> Result<i128, LedgerError> {
+    factors
+        .iter()
+        .try_fold(1i128, |acc, &f| acc.checked_mul(f))
+        .ok_or(LedgerError::Overflow)
+}
+
+fn narrow(v: i128) -> Result<i64, LedgerError> {
+    i64::try_from(v).map_err(|_| LedgerError::Overflow)
+}
+
+fn total(lines: &[EarnLine]) -> Result<i64, LedgerError> {
+    lines
+        .iter()
+        .try_fold(0i64, |acc, l| acc.checked_add(l.points))
+        .ok_or(LedgerError::Overflow)
+}
+
+/// Basis points as a factor for people: 15000 → `×1.5`.
+fn times(bp: u32) -> String {
+    let frac = format!("{:04}", bp % ONE);
+    match frac.trim_end_matches('0') {
+        "" => format!("×{}", bp / ONE),
+        f => format!("×{}.{f}", bp / ONE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    fn rules() -> EarnRules {
+        EarnRules {
+            version: 1,
+            effective_from: datetime!(2026-01-01 0:00 UTC),
+            base_rate: Rate {
+                points: 1,
+                per_minor: 100,
+            },
+            rounding: Rounding::Floor,
+            category_multipliers: vec![Multiplier {
+                key: "tea".into(),
+                basis_points: 20_000,
+            }],
+            sku_multipliers: vec![Multiplier {
+                key: "TEA-GOLD".into(),
+                basis_points: 30_000,
+            }],
+            min_order: 0,
+            cap_per_order: None,
+            cap_per_day: None,
+            promotions: vec![],
+            condition: None,
+        }
+    }
+
+    fn line(sku: &str, category: Option<&str>, quantity: u32, unit_price: i64) -> Line {
+        Line {
+            sku: sku.into(),
+            category: category.map(Into::into),
+            quantity,
+            unit_price,
+        }
+    }
+
+    fn purchase(amount: i64, lines: Vec<Line>) -> Purchase {
+        Purchase {
+            amount,
+            currency: "RUB".into(),
+            channel: None,
+            store_id: None,
+            lines,
+            at: datetime!(2026-03-10 12:00 UTC),
+        }
+    }
+
+    fn earn(rules: EarnRules, p: &Purchase, today: i64) -> Earn {
+        let e = CompiledRules::compile(rules)
+            .unwrap()
+            .earn(p, &MemberContext::default(), today)
+            .unwrap();
+        assert_eq!(
+            e.points,
+            e.breakdown.iter().map(|l| l.points).sum::<i64>(),
+            "{e:?}"
+        );
+        e
+    }
+
+    #[test]
+    fn sku_beats_category_beats_base() {
+        let p = purchase(
+            6_000,
+            vec![
+                line("TEA-GOLD", Some("tea"), 1, 1_000),
+                line("TEA-1", Some("tea"), 2, 1_000),
+                line("CUP", None, 1, 3_000),
+            ],
+        );
+        let e = earn(rules(), &p, 0);
+        let pts: Vec<i64> = e.breakdown.iter().map(|l| l.points).collect();
+        assert_eq!(pts, [30, 40, 30]);
+        assert_eq!(e.breakdown[0].reason, "TEA-GOLD × 1: 1000 at ×3");
+    }
+
+    #[test]
+    fn rounding_is_floor_or_half_up() {
+        let p = purchase(150, vec![]);
+        assert_eq!(earn(rules(), &p, 0).points, 1);
+        assert_eq!(
+            earn(
+                EarnRules {
+                    rounding: Rounding::HalfUp,
+                    ..rules()
+                },
+                &p,
+                0
+            )
+            .points,
+            2
+        );
+        assert_eq!(
+            earn(
+                EarnRules {
+                    rounding: Rounding::HalfUp,
+                    ..rules()
+                },
+                &purchase(149, vec![]),
+                0
+            )
+            .points,
+            1
+        );
+        assert_eq!(times(15_000), "×1.5");
+        assert_eq!(times(12_345), "×1.2345");
+        assert_eq!(times(0), "×0");
+    }
+
+    #[test]
+    fn discounts_scale_lines_to_the_amount_paid() {
+        // Lines total 3000 but the customer paid 1500: each line earns on half.
+        let p = purchase(
+            1_500,
+            vec![line("A", None, 1, 1_000), line("B", Some("tea"), 1, 2_000)],
+        );
+        let e = earn(rules(), &p, 0);
+        assert_eq!(e.points, 5 + 20);
+        assert!(
+            e.breakdown[1].reason.contains("paid 1000"),
+            "{}",
+            e.breakdown[1].reason
+        );
+    }
+
+    #[test]
+    fn below_min_order_or_failed_condition_earn_nothing_with_a_reason() {
+        let p = purchase(999, vec![]);
+        let e = earn(
+            EarnRules {
+                min_order: 1_000,
+                ..rules()
+            },
+            &p,
+            0,
+        );
+        assert_eq!(e.points, 0);
+        assert!(e.breakdown[0].reason.contains("below the 1000 minimum"));
+        let e = earn(
+            EarnRules {
+                condition: Some("order.amount > 5000".into()),
+                ..rules()
+            },
+            &p,
+            0,
+        );
+        assert_eq!((e.points, e.breakdown.len()), (0, 1));
+        assert_eq!(
+            earn(
+                EarnRules {
+                    condition: Some("order.amount < 5000".into()),
+                    ..rules()
+                },
+                &p,
+                0
+            )
+            .points,
+            9
+        );
+    }
+
+    #[test]
+    fn promotions_apply_inside_their_window_and_condition() {
+        let promo = |starts_at, ends_at, condition: Option<&str>| Promotion {
+            name: "spring".into(),
+            starts_at,
+            ends_at,
+            basis_points: 15_000,
+            condition: condition.map(Into::into),
+        };
+        let at = datetime!(2026-03-10 12:00 UTC);
+        let with = |p| EarnRules {
+            promotions: vec![p],
+            ..rules()
+        };
+        let p = purchase(10_000, vec![]);
+        assert_eq!(
+            earn(with(promo(at, datetime!(2026-04-01 0:00 UTC), None)), &p, 0).points,
+            150,
+            "starts inclusive"
+        );
+        assert_eq!(
+            earn(with(promo(datetime!(2026-03-01 0:00 UTC), at, None)), &p, 0).points,
+            100,
+            "ends exclusive"
+        );
+        let window = (
+            datetime!(2026-03-01 0:00 UTC),
+            datetime!(2026-04-01 0:00 UTC),
+        );
+        assert_eq!(
+            earn(
+                with(promo(window.0, window.1, Some("order.currency == 'RUB'"))),
+                &p,
+                0
+            )
+            .points,
+            150
+        );
+        assert_eq!(
+            earn(
+                with(promo(window.0, window.1, Some("order.currency == 'USD'"))),
+                &p,
+                0
+            )
+            .points,
+            100
+        );
+        let two = EarnRules {
+            promotions: vec![
+                promo(window.0, window.1, None),
+                promo(window.0, window.1, None),
+            ],
+            ..rules()
+        };
+        assert_eq!(earn(two, &p, 0).points, 200, "promotions add, not compound");
+    }
+
+    #[test]
+    fn caps_cut_with_a_line() {
+        let p = purchase(100_000, vec![]);
+        let e = earn(
+            EarnRules {
+                cap_per_order: Some(300),
+                cap_per_day: Some(1_000),
+                ..rules()
+            },
+            &p,
+            800,
+        );
+        assert_eq!(e.points, 200);
+        assert_eq!(
+            e.breakdown.iter().map(|l| l.points).collect::<Vec<_>>(),
+            [1_000, -700, -100]
+        );
+        assert_eq!(
+            earn(
+                EarnRules {
+                    cap_per_day: Some(1_000),
+                    ..rules()
+                },
+                &p,
+                5_000
+            )
+            .points,
+            0,
+            "never negative"
+        );
+    }
+
+    #[test]
+    fn compile_names_the_bad_field() {
+        let field = |r: EarnRules| CompiledRules::compile(r).unwrap_err().field;
+        assert_eq!(
+            field(EarnRules {
+                condition: Some("order.amount >".into()),
+                ..rules()
+            }),
+            "condition"
+        );
+        let promo = Promotion {
+            name: "p".into(),
+            starts_at: datetime!(2026-01-01 0:00 UTC),
+            ends_at: datetime!(2026-02-01 0:00 UTC),
+            basis_points: 20_000,
+            condition: Some("1 +".into()),
+        };
+        assert_eq!(
+            field(EarnRules {
+                promotions: vec![promo.clone()],
+                ..rules()
+            }),
+            "promotions[0].condition"
+        );
+        let weak = Promotion {
+            basis_points: 9_000,
+            condition: None,
+            ..promo
+        };
+        assert_eq!(
+            field(EarnRules {
+                promotions: vec![weak],
+                ..rules()
+            }),
+            "promotions[0].basis_points"
+        );
+        assert_eq!(
+            field(EarnRules {
+                base_rate: Rate {
+                    points: 1,
+                    per_minor: 0
+                },
+                ..rules()
+            }),
+            "base_rate.per_minor"
+        );
+        let twice = vec![
+            Multiplier {
+                key: "x".into(),
+                basis_points: 1,
+            },
+            Multiplier {
+                key: "x".into(),
+                basis_points: 2,
+            },
+        ];
+        assert_eq!(
+            field(EarnRules {
+                sku_multipliers: twice,
+                ..rules()
+            }),
+            "sku_multipliers[1].key"
+        );
+    }
+
+    #[test]
+    fn bad_purchases_and_overflow_are_errors() {
+        let c = CompiledRules::compile(rules()).unwrap();
+        let ctx = MemberContext::default();
+        assert!(c.earn(&purchase(-1, vec![]), &ctx, 0).is_err());
+        let err = c
+            .earn(&purchase(1, vec![line("A", None, 1, -5)]), &ctx, 0)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("lines[0].unit_price"), "{err}");
+        let huge = CompiledRules::compile(EarnRules {
+            base_rate: Rate {
+                points: i64::MAX,
+                per_minor: 1,
+            },
+            ..rules()
+        })
+        .unwrap();
+        assert_eq!(
+            huge.earn(&purchase(i64::MAX, vec![]), &ctx, 0),
+            Err(LedgerError::Overflow)
+        );
+    }
+
+    #[test]
+    fn active_version_picks_the_latest_started() {
+        let v = |version, effective_from| EarnRules {
+            version,
+            effective_from,
+            ..rules()
+        };
+        let versions = [
+            v(1, datetime!(2026-01-01 0:00 UTC)),
+            v(3, datetime!(2026-06-01 0:00 UTC)),
+            v(2, datetime!(2026-03-01 0:00 UTC)),
+        ];
+        assert_eq!(
+            active_version(&versions, datetime!(2025-12-31 0:00 UTC)),
+            None
+        );
+        assert_eq!(
+            active_version(&versions, datetime!(2026-03-01 0:00 UTC))
+                .unwrap()
+                .version,
+            2
+        );
+        assert_eq!(
+            active_version(&versions, datetime!(2027-01-01 0:00 UTC))
+                .unwrap()
+                .version,
+            3
+        );
+    }
+
+    #[test]
+    fn rules_read_from_json_with_defaults() {
+        let json = r#"{"version":1,"effective_from":"2026-01-01T00:00:00Z","base_rate":{"points":1,"per_minor":100}}"#;
+        let r: EarnRules = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            (r.rounding, r.min_order, r.cap_per_day),
+            (Rounding::Floor, 0, None)
+        );
+        assert!(serde_json::from_str::<EarnRules>(&json.replace("base_rate", "base_rat")).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn breakdown_explains_every_point(
+            amount in 0i64..10_000_000,
+            lines in proptest::collection::vec((0u32..5, 0i64..100_000, 0usize..3), 0..6),
+            today in 0i64..5_000,
+            half_up: bool,
+        ) {
+            let lines = lines.into_iter().map(|(q, price, k)| line(["TEA-GOLD", "X", "Y"][k], [Some("tea"), None, Some("tea")][k], q, price)).collect();
+            let r = EarnRules {
+                rounding: if half_up { Rounding::HalfUp } else { Rounding::Floor },
+                cap_per_order: Some(20_000),
+                cap_per_day: Some(50_000),
+                ..rules()
+            };
+            let e = earn(r, &purchase(amount, lines), today);
+            prop_assert!(e.points >= 0 && e.points <= 20_000);
+        }
+    }
+}
