@@ -1,5 +1,6 @@
 //! Programs (tenants): a store's loyalty and referral program.
 
+use crate::ledger::refund::ShortfallPolicy;
 use crate::{text::bounded, FieldError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -161,6 +162,10 @@ pub struct ProgramSettings {
     pub unknown_member: UnknownMemberPolicy,
     /// Where shoppers land after a referral link (`None`: Sarafan's own page).
     pub landing_url: Option<String>,
+    /// Days after which earned points expire, lot by lot (`None`: never).
+    pub points_expire_after_days: Option<u32>,
+    /// What a refund does when the points it takes back were already spent.
+    pub refund_shortfall: ShortfallPolicy,
 }
 
 #[cfg(test)]

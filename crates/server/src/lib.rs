@@ -13,7 +13,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use problem::ApiError;
@@ -80,6 +80,15 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
                 .delete(api::members::erase),
         )
         .route("/members/{member_id}/export", get(api::members::export))
+        .route("/members/{member_id}/balance", get(api::ledger::balance))
+        .route("/members/{member_id}/statement", get(api::ledger::statement))
+        .route("/events", post(api::events::single))
+        .route(
+            "/events:batch",
+            post(api::events::batch).layer(DefaultBodyLimit::max(64 * 1024 * 1024)),
+        )
+        .route("/earn-rules", get(api::ledger::list_rules).post(api::ledger::add_rules))
+        .route("/ledger/totals", get(api::ledger::totals))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 

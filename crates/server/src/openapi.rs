@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
-use crate::api::{keys, members, program};
+use crate::api::{events, keys, ledger, members, program};
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
 use axum::response::{Html, IntoResponse, Response};
@@ -20,6 +20,8 @@ use utoipa::{Modify, OpenApi};
         program::get, program::patch,
         keys::list, keys::create, keys::revoke,
         members::register, members::list, members::get, members::patch, members::erase, members::export,
+        events::single, events::batch,
+        ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -27,6 +29,8 @@ use utoipa::{Modify, OpenApi};
         (name = "program", description = "The program (tenant) the key belongs to"),
         (name = "api keys", description = "Keys of the program: admin, server, publishable"),
         (name = "members", description = "Members: registration, profile, consent, GDPR"),
+        (name = "events", description = "Purchases, refunds and custom events, one by one or in batches"),
+        (name = "ledger", description = "Earn rules, balances, statements and totals"),
     )
 )]
 pub struct ApiDoc;

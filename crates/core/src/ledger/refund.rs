@@ -36,13 +36,15 @@ pub fn reversal_for_refund(
 }
 
 /// What to do when a reversal exceeds what the member can still spend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShortfallPolicy {
     /// Take it all now; the balance may go below zero.
     AllowNegative,
     /// Take what there is; the rest is a debt paid from future earnings, so
-    /// the balance never goes below zero.
+    /// the balance never goes below zero. The default: a member never sees a
+    /// negative balance, and a buy-refund loop still pays nothing.
+    #[default]
     ClawbackFromFuture,
 }
 

@@ -23,6 +23,21 @@ pub enum TransferKind {
     Referral,
 }
 
+impl TransferKind {
+    /// The stored and displayed name (as serde spells it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earn => "earn",
+            Self::Redeem => "redeem",
+            Self::RedeemReversal => "redeem_reversal",
+            Self::RefundReversal => "refund_reversal",
+            Self::Expire => "expire",
+            Self::Adjust => "adjust",
+            Self::Referral => "referral",
+        }
+    }
+}
+
 /// Which reversal [`Transfer::reversal`] books.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reversal {

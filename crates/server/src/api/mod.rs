@@ -1,6 +1,8 @@
 //! The `/api/v1` handlers, one module per resource.
 
+pub mod events;
 pub mod keys;
+pub mod ledger;
 pub mod members;
 pub mod program;
 

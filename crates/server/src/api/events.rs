@@ -1,0 +1,351 @@
+//! Events in: purchases, refunds and custom events, one at a time or in
+//! batches of thousands. Each carries the client's key (`id`: the order id
+//! for a purchase); a replay returns the first result and books nothing.
+
+use super::from_value;
+use crate::extract::{ApiJson, Caller};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use sarafan_core::apikey::Scope;
+use sarafan_core::ids::MemberId;
+use sarafan_core::ledger::rules::{EarnLine, Line, Purchase};
+use sarafan_core::ledger::LedgerError;
+use sarafan_core::member::ExternalId;
+use sarafan_core::text::bounded;
+use sarafan_core::FieldError;
+use sarafan_store::ledger::{EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Most events in one batch call.
+pub const MAX_BATCH: usize = 5000;
+/// How far ahead of the server's clock an event may be dated.
+const MAX_SKEW: Duration = Duration::minutes(5);
+
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    Purchase,
+    Refund,
+    Custom,
+}
+
+/// An event. `id` is the client's idempotency key: the order id for a
+/// purchase, the refund's own id for a refund. Fields that do not apply to
+/// the `type` are refused.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventRequest {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub id: String,
+    /// Sarafan's member id, or
+    pub member_id: Option<String>,
+    /// the store's customer id.
+    pub external_id: Option<String>,
+    /// RFC 3339; default: now.
+    pub occurred_at: Option<String>,
+    /// Purchase total or refunded amount, in minor units (kopecks).
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub lines: Vec<LineRequest>,
+    pub store_id: Option<String>,
+    /// Sales channel: web, app, store, phone …
+    pub channel: Option<String>,
+    /// For a refund: the `id` of the purchase refunded.
+    pub order_id: Option<String>,
+    /// For a custom event: its name, e.g. review_written.
+    pub name: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    pub sku: String,
+    pub category: Option<String>,
+    pub quantity: u32,
+    /// Minor units.
+    pub unit_price: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EarnLineView {
+    pub reason: String,
+    pub points: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    Accepted,
+    Replayed,
+    Rejected,
+}
+
+/// What an event did.
+#[derive(Serialize, ToSchema)]
+pub struct EventResult {
+    pub id: String,
+    pub status: ItemStatus,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub member_id: Uuid,
+    /// Earned by a purchase, or taken back by a refund.
+    pub points: i64,
+    /// Why, point by point.
+    pub breakdown: Vec<EarnLineView>,
+    pub transfers: Vec<Uuid>,
+}
+
+impl EventResult {
+    fn new(o: EventOutcome, status: ItemStatus) -> Self {
+        Self {
+            id: o.key,
+            status,
+            kind: o.kind,
+            member_id: o.member_id.0,
+            points: o.points,
+            breakdown: o.breakdown.into_iter().map(|EarnLine { reason, points }| EarnLineView { reason, points }).collect(),
+            transfers: o.transfers,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Up to 5000 events.
+    #[schema(value_type = Vec<EventRequest>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchItem {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<EventResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub accepted: usize,
+    pub replayed: usize,
+    pub rejected: usize,
+    /// One per event, in order.
+    pub items: Vec<BatchItem>,
+}
+
+fn text(field: &str, v: Option<&String>, max: usize) -> Result<Option<String>, FieldError> {
+    v.map(|s| bounded(field, s, 1, max)).transpose()
+}
+
+fn refuse(field: &str, kind: &str) -> FieldError {
+    FieldError::new(field, format!("does not apply to a {kind} event; leave it out"))
+}
+
+/// Turns a request into a pipeline event, or names the field at fault.
+fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError> {
+    let request = serde_json::to_value(&r).unwrap_or_default();
+    let fingerprint: [u8; 32] = Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
+    let key = bounded("id", &r.id, 1, 200)?;
+    let member = match (&r.member_id, &r.external_id) {
+        (Some(id), None) => MemberRef::Id(MemberId::parse("member_id", id)?),
+        (None, Some(x)) => MemberRef::External(ExternalId::parse(x)?),
+        _ => return Err(FieldError::new("member_id", "give exactly one of member_id or external_id")),
+    };
+    let at = match &r.occurred_at {
+        None => now,
+        Some(s) => OffsetDateTime::parse(s, &Rfc3339)
+            .map_err(|_| FieldError::new("occurred_at", "must be an RFC 3339 time, e.g. 2026-11-23T18:30:00Z"))?,
+    };
+    if at > now + MAX_SKEW {
+        return Err(FieldError::new("occurred_at", "is in the future; send the time the event happened"));
+    }
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let kind = match r.kind {
+        EventType::Purchase => "purchase",
+        EventType::Refund => "refund",
+        EventType::Custom => "custom",
+    };
+    let not_here = [
+        ("order_id", r.order_id.is_some() && r.kind != EventType::Refund),
+        ("name", r.name.is_some() && r.kind != EventType::Custom),
+        ("properties", r.properties.is_some() && r.kind != EventType::Custom),
+        ("currency", r.currency.is_some() && r.kind != EventType::Purchase),
+        ("lines", !r.lines.is_empty() && r.kind != EventType::Purchase),
+        ("store_id", r.store_id.is_some() && r.kind != EventType::Purchase),
+        ("channel", r.channel.is_some() && r.kind != EventType::Purchase),
+        ("amount", r.amount.is_some() && r.kind == EventType::Custom),
+    ];
+    if let Some((field, _)) = not_here.iter().find(|(_, bad)| *bad) {
+        return Err(refuse(field, kind));
+    }
+    let amount = || -> Result<i64, FieldError> {
+        match r.amount {
+            Some(a) if a > 0 => Ok(a),
+            Some(a) => Err(FieldError::new("amount", format!("must be above 0 minor units (got {a})"))),
+            None => Err(FieldError::new("amount", "is required: the amount in minor units, e.g. 150000 for 1500.00")),
+        }
+    };
+    let body = match r.kind {
+        EventType::Purchase => {
+            let currency = r.currency.clone().ok_or_else(|| FieldError::new("currency", "is required, e.g. RUB"))?;
+            if r.lines.len() > 500 {
+                return Err(FieldError::new("lines", "at most 500 lines per order"));
+            }
+            let lines = r
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let f = |name: &str| format!("lines[{i}].{name}");
+                    if l.quantity == 0 {
+                        return Err(FieldError::new(f("quantity"), "must be at least 1"));
+                    }
+                    if l.unit_price < 0 {
+                        return Err(FieldError::new(f("unit_price"), "must not be negative"));
+                    }
+                    Ok(Line {
+                        sku: bounded(&f("sku"), &l.sku, 1, 100)?,
+                        category: text(&f("category"), l.category.as_ref(), 100)?,
+                        quantity: l.quantity,
+                        unit_price: l.unit_price,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            EventBody::Purchase(Purchase {
+                amount: amount()?,
+                currency: currency.trim().to_ascii_uppercase(),
+                channel: text("channel", r.channel.as_ref(), 50)?,
+                store_id: text("store_id", r.store_id.as_ref(), 100)?,
+                lines,
+                at,
+            })
+        }
+        EventType::Refund => EventBody::Refund {
+            order_key: bounded("order_id", r.order_id.as_deref().unwrap_or_default(), 1, 200)?,
+            amount: amount()?,
+        },
+        EventType::Custom => {
+            let name = bounded("name", r.name.as_deref().unwrap_or_default(), 1, 64)?;
+            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || name == "purchase" || name == "refund" {
+                return Err(FieldError::new("name", "must be snake_case like review_written, and not purchase or refund"));
+            }
+            EventBody::Custom { name }
+        }
+    };
+    Ok(EventIn { key, request, fingerprint, member, at, body })
+}
+
+/// The problem an item's rejection is.
+fn item_problem(e: ItemError) -> ApiError {
+    let conflict = |kind, detail: String, field: Option<&str>| ApiError::Conflict { kind, detail, field: field.map(str::to_owned) };
+    let detail = e.to_string();
+    match e {
+        ItemError::UnknownMember(_) => ApiError::NotFound(detail),
+        ItemError::UnknownOrder(_) => ApiError::Invalid(FieldError::new("order_id", detail)),
+        ItemError::MemberInactive(..) => conflict("member-inactive", detail, Some("member_id")),
+        ItemError::KeyReused { fields, .. } => conflict("event-key-reused", detail, fields.first().map(String::as_str)),
+        ItemError::CurrencyMismatch { .. } => ApiError::Invalid(FieldError::new("currency", detail)),
+        ItemError::Ledger(LedgerError::RefundExceedsOrder { .. }) => ApiError::Invalid(FieldError::new("amount", detail)),
+        ItemError::Ledger(LedgerError::Invalid(f)) => ApiError::Invalid(f),
+        ItemError::Ledger(other) => conflict("rule-failed", other.to_string(), None),
+    }
+}
+
+async fn context(state: &AppState, caller: &Caller) -> ApiResult<LedgerContext> {
+    state
+        .store
+        .ledger_context(caller.program)
+        .await?
+        .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))
+}
+
+/// Books one event.
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventRequest,
+    responses(
+        (status = 201, description = "Booked", body = EventResult),
+        (status = 200, description = "Booked before under this id; nothing changed", body = EventResult),
+        (status = 404, description = "Unknown member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Id reused with other data, or member blocked", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn single(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<EventRequest>,
+) -> ApiResult<(StatusCode, Json<EventResult>)> {
+    caller.require(Scope::Server)?;
+    let event = parse(body, sarafan_store::now())?;
+    let ctx = context(&state, &caller).await?;
+    let result = state.store.ingest(&ctx, std::slice::from_ref(&event)).await?;
+    match result.into_iter().next() {
+        Some(ItemResult::Accepted(o)) => Ok((StatusCode::CREATED, Json(EventResult::new(o, ItemStatus::Accepted)))),
+        Some(ItemResult::Replayed(o)) => Ok((StatusCode::OK, Json(EventResult::new(o, ItemStatus::Replayed)))),
+        Some(ItemResult::Rejected(e)) => Err(item_problem(e)),
+        None => Err(ApiError::Internal("ingest returned no result".into())),
+    }
+}
+
+/// Books up to 5000 events. Each item is booked whole or not at all and
+/// gets its own result or problem; one bad item does not stop the others.
+#[utoipa::path(post, path = "/api/v1/events:batch", tag = "events", request_body = BatchRequest,
+    responses(
+        (status = 200, body = BatchResponse),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<BatchRequest>,
+) -> ApiResult<Json<BatchResponse>> {
+    caller.require(Scope::Server)?;
+    if body.events.is_empty() || body.events.len() > MAX_BATCH {
+        return Err(ApiError::invalid("events", format!("send 1 to {MAX_BATCH} events per batch")));
+    }
+    let now = sarafan_store::now();
+    let mut items: Vec<BatchItem> = Vec::with_capacity(body.events.len());
+    let mut valid = Vec::new();
+    for (index, raw) in body.events.into_iter().enumerate() {
+        let field = format!("events[{index}]");
+        match from_value::<EventRequest>(&field, raw).and_then(|r| parse(r, now).map_err(|e| e.within(&field).into())) {
+            Ok(event) => {
+                valid.push(event);
+                items.push(BatchItem { index, result: None, problem: None });
+            }
+            Err(e) => items.push(BatchItem { index, result: None, problem: Some(e.to_problem()) }),
+        }
+    }
+    let ctx = context(&state, &caller).await?;
+    let results = state.store.ingest(&ctx, &valid).await?;
+    let mut results = results.into_iter();
+    for item in items.iter_mut().filter(|i| i.problem.is_none()) {
+        match results.next() {
+            Some(ItemResult::Accepted(o)) => item.result = Some(EventResult::new(o, ItemStatus::Accepted)),
+            Some(ItemResult::Replayed(o)) => item.result = Some(EventResult::new(o, ItemStatus::Replayed)),
+            Some(ItemResult::Rejected(e)) => item.problem = Some(item_problem(e).to_problem()),
+            None => return Err(ApiError::Internal("ingest returned too few results".into())),
+        }
+    }
+    let count = |s: &dyn Fn(&BatchItem) -> bool| items.iter().filter(|i| s(i)).count();
+    Ok(Json(BatchResponse {
+        accepted: count(&|i| matches!(i.result, Some(EventResult { status: ItemStatus::Accepted, .. }))),
+        replayed: count(&|i| matches!(i.result, Some(EventResult { status: ItemStatus::Replayed, .. }))),
+        rejected: count(&|i| i.problem.is_some()),
+        items,
+    }))
+}

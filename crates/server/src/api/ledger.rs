@@ -1,0 +1,199 @@
+//! Earn rules, members' balances and statements, program totals.
+
+use super::from_value;
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use sarafan_core::apikey::Scope;
+use sarafan_core::ids::MemberId;
+use sarafan_core::ledger::rules::{CompiledRules, EarnRules};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// An earn rule version: `base_rate` {points, per_minor}, `rounding`
+/// (floor | half_up), `category_multipliers` / `sku_multipliers` [{key,
+/// basis_points}], `min_order`, `cap_per_order`, `cap_per_day`, `promotions`
+/// [{name, starts_at, ends_at, basis_points, condition}], `condition` (CEL
+/// over `order` and `member`), `effective_from` (default now).
+#[derive(Serialize, ToSchema)]
+#[schema(value_type = Object)]
+pub struct RulesView(serde_json::Value);
+
+#[derive(Serialize, ToSchema)]
+pub struct ExpiringView {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    pub points: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceView {
+    /// The sum of the member's postings.
+    pub points: i64,
+    /// What the member can spend now.
+    pub spendable: i64,
+    /// Points a refund took back that the next earnings pay first.
+    pub debt: i64,
+    /// What expires when, soonest first.
+    pub expiring: Vec<ExpiringView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatementLineView {
+    pub transfer_id: Uuid,
+    /// earn, redeem, refund_reversal, expire, …
+    pub kind: String,
+    /// The event that caused it.
+    pub event_id: Option<String>,
+    pub points: i64,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatementView {
+    pub items: Vec<StatementLineView>,
+    /// Pass as `after` for the next page.
+    pub next: Option<Uuid>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StatementQuery {
+    /// 1 to 500, default 100.
+    pub limit: Option<u32>,
+    pub after: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TotalsView {
+    pub issued: i64,
+    pub redeemed: i64,
+    pub expired: i64,
+    pub reversed: i64,
+    /// Points members hold: the program's outstanding liability.
+    pub outstanding: i64,
+}
+
+/// Every version of the earn rules, oldest first.
+#[utoipa::path(get, path = "/api/v1/earn-rules", tag = "ledger",
+    responses((status = 200, body = Vec<RulesView>)), security(("api_key" = [])))]
+pub async fn list_rules(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<RulesView>>> {
+    caller.require(Scope::Server)?;
+    let versions = state.store.earn_rules(caller.program).await?;
+    Ok(Json(versions.into_iter().map(|v| RulesView(serde_json::to_value(v.rules).unwrap_or_default())).collect()))
+}
+
+/// Adds a version of the earn rules; events are scored by the version in
+/// force at their time.
+#[utoipa::path(post, path = "/api/v1/earn-rules", tag = "ledger", request_body = RulesView,
+    responses(
+        (status = 201, body = RulesView),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn add_rules(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(mut body): ApiJson<serde_json::Value>,
+) -> ApiResult<(StatusCode, Json<RulesView>)> {
+    caller.require(Scope::Admin)?;
+    let Some(obj) = body.as_object_mut() else {
+        return Err(ApiError::invalid("body", "must be a JSON object of earn rules"));
+    };
+    obj.insert("version".into(), 0.into());
+    if !obj.contains_key("effective_from") {
+        let now = sarafan_store::now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        obj.insert("effective_from".into(), now.into());
+    }
+    let rules: EarnRules = from_value("rules", body)?;
+    let rules = CompiledRules::compile(rules)?.rules().clone();
+    let saved = state.store.add_earn_rules(caller.program, &rules).await?;
+    Ok((StatusCode::CREATED, Json(RulesView(serde_json::to_value(saved).unwrap_or_default()))))
+}
+
+async fn member(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<MemberId> {
+    let id = MemberId::parse("member_id", raw)?;
+    state
+        .store
+        .member(caller.program, id)
+        .await?
+        .map(|m| m.id)
+        .ok_or_else(|| ApiError::not_found(format!("no member {id} in this program")))
+}
+
+/// A member's points: balance, what is spendable, and what expires when.
+#[utoipa::path(get, path = "/api/v1/members/{member_id}/balance", tag = "ledger",
+    params(("member_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = BalanceView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn balance(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<BalanceView>> {
+    caller.require(Scope::Server)?;
+    let id = member(&state, &caller, &id).await?;
+    let b = state.store.member_balance(caller.program, id).await?;
+    Ok(Json(BalanceView {
+        points: b.points,
+        spendable: b.spendable,
+        debt: b.debt,
+        expiring: b.expiring.into_iter().map(|(at, points)| ExpiringView { at, points }).collect(),
+    }))
+}
+
+/// Every posting on a member's points, oldest first, each with its reason.
+#[utoipa::path(get, path = "/api/v1/members/{member_id}/statement", tag = "ledger",
+    params(("member_id" = Uuid, Path), StatementQuery),
+    responses(
+        (status = 200, body = StatementView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn statement(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<StatementQuery>,
+) -> ApiResult<Json<StatementView>> {
+    caller.require(Scope::Server)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+    }
+    let id = member(&state, &caller, &id).await?;
+    let lines = state.store.statement(caller.program, id, q.after, limit).await?;
+    let next = (lines.len() == limit as usize).then(|| lines.last().map(|l| l.transfer_id)).flatten();
+    Ok(Json(StatementView {
+        items: lines
+            .into_iter()
+            .map(|l| StatementLineView {
+                transfer_id: l.transfer_id,
+                kind: l.kind,
+                event_id: l.event_key,
+                points: l.amount,
+                reason: l.reason,
+                at: l.created_at,
+            })
+            .collect(),
+        next,
+    }))
+}
+
+/// The program's points: issued, redeemed, expired, reversed, outstanding.
+#[utoipa::path(get, path = "/api/v1/ledger/totals", tag = "ledger",
+    responses((status = 200, body = TotalsView)), security(("api_key" = [])))]
+pub async fn totals(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TotalsView>> {
+    caller.require(Scope::Server)?;
+    let t = state.store.ledger_totals(caller.program).await?;
+    Ok(Json(TotalsView { issued: t.issued, redeemed: t.redeemed, expired: t.expired, reversed: t.reversed, outstanding: t.outstanding }))
+}

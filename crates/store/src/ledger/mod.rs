@@ -1,0 +1,16 @@
+//! The ledger in the database: events in, balanced transfers out, balances
+//! materialised beside their postings, and points kept in expiring lots.
+//!
+//! The semantics are those of `sarafan_core::ledger::book::Book`, the
+//! property-tested reference; `tests/ledger.rs` runs random scenarios through
+//! both and compares them.
+
+mod expiry;
+mod ingest;
+mod reads;
+mod rules;
+mod writes;
+
+pub use ingest::{EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef};
+pub use reads::{LedgerTotals, MemberBalance, StatementLine};
+pub use rules::RuleVersion;

@@ -1,0 +1,182 @@
+//! What members and stores read from the ledger, and the consistency check.
+
+use super::ingest::{plan, EventIn, ItemResult, LedgerContext, Wanted};
+use super::writes::LedgerIo;
+use crate::{now, with_db, Result, Store, StoreError};
+use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::ledger::lots::{expiring_schedule, Lot};
+use sarafan_core::ledger::rules::CompiledRules;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A member's points now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberBalance {
+    /// Posted balance: the sum of the member's postings.
+    pub points: i64,
+    /// What the member can spend now (their open lots).
+    pub spendable: i64,
+    /// Points a refund took back that later earnings pay first.
+    pub debt: i64,
+    /// What expires when, soonest first.
+    pub expiring: Vec<(OffsetDateTime, i64)>,
+}
+
+/// One posting on a member's account, with why it happened.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StatementLine {
+    pub transfer_id: Uuid,
+    pub seq: i32,
+    pub kind: String,
+    pub event_key: Option<String>,
+    pub amount: i64,
+    pub reason: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A program's points in total.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LedgerTotals {
+    pub issued: i64,
+    pub redeemed: i64,
+    pub expired: i64,
+    pub reversed: i64,
+    /// Points members hold: what the program still owes.
+    pub outstanding: i64,
+}
+
+impl Store {
+    /// Loads and compiles what booking events for `program` needs.
+    pub async fn ledger_context(&self, program: ProgramId) -> Result<Option<LedgerContext>> {
+        let Some(p) = self.program(program).await? else {
+            return Ok(None);
+        };
+        let rules = self
+            .earn_rules(program)
+            .await?
+            .into_iter()
+            .map(|v| CompiledRules::compile(v.rules).map_err(|e| StoreError::Corrupt(format!("earn rules: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(LedgerContext { program, currency: p.currency.code().to_owned(), settings: p.settings, rules }))
+    }
+
+    /// Books a batch of events in one transaction: each item is accepted,
+    /// replayed or rejected whole.
+    pub async fn ingest(&self, ctx: &LedgerContext, events: &[EventIn]) -> Result<Vec<ItemResult>> {
+        let wanted = Wanted::of(ctx, events);
+        Ok(with_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let loaded = LedgerIo::load_batch(&mut *tx, ctx.program, &wanted).await?;
+            let (results, rows) = plan(ctx, events, loaded);
+            LedgerIo::write_batch(&mut *tx, &rows).await?;
+            tx.commit().await?;
+            results
+        }))
+    }
+
+    pub async fn member_balance(&self, program: ProgramId, member: MemberId) -> Result<MemberBalance> {
+        let (points, debt): (i64, i64) = with_db!(self, read, |pool| {
+            sqlx::query_as("SELECT posted, debt FROM balances WHERE program_id = $1 AND member_id = $2 AND asset = 'points'")
+                .bind(program.0)
+                .bind(member.0)
+                .fetch_optional(pool)
+                .await?
+                .unwrap_or((0, 0))
+        });
+        let lots: Vec<(i64, OffsetDateTime, Option<OffsetDateTime>)> = with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT remaining, earned_at, expires_at FROM lots \
+                 WHERE program_id = $1 AND member_id = $2 AND remaining > 0 ORDER BY lot_id",
+            )
+            .bind(program.0)
+            .bind(member.0)
+            .fetch_all(pool)
+            .await?
+        });
+        let lots: Vec<Lot> = lots
+            .into_iter()
+            .enumerate()
+            .map(|(i, (remaining, earned_at, expires_at))| Lot { id: i as u64, remaining, earned_at, expires_at })
+            .collect();
+        Ok(MemberBalance {
+            points,
+            spendable: lots.iter().map(|l| l.remaining).sum(),
+            debt,
+            expiring: expiring_schedule(&lots, now()),
+        })
+    }
+
+    /// The member's postings, oldest first, after `after` (a transfer id).
+    pub async fn statement(&self, program: ProgramId, member: MemberId, after: Option<Uuid>, limit: u32) -> Result<Vec<StatementLine>> {
+        Ok(with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT p.transfer_id, p.seq, t.kind, t.event_key, p.amount, p.reason, p.created_at \
+                 FROM postings p JOIN transfers t ON t.program_id = p.program_id AND t.transfer_id = p.transfer_id \
+                 WHERE p.program_id = $1 AND p.member_id = $2 AND ($3 IS NULL OR p.transfer_id > $3) \
+                 ORDER BY p.transfer_id, p.seq LIMIT $4",
+            )
+            .bind(program.0)
+            .bind(member.0)
+            .bind(after)
+            .bind(i64::from(limit.clamp(1, 500)))
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    pub async fn ledger_totals(&self, program: ProgramId) -> Result<LedgerTotals> {
+        let rows: Vec<(String, i64)> = with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT CASE WHEN member_id IS NULL THEN account ELSE 'members' END, CAST(SUM(posted) AS BIGINT) \
+                 FROM balances WHERE program_id = $1 AND asset = 'points' \
+                 GROUP BY CASE WHEN member_id IS NULL THEN account ELSE 'members' END",
+            )
+            .bind(program.0)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut t = LedgerTotals::default();
+        for (account, sum) in rows {
+            match account.as_str() {
+                "program:issued:points" => t.issued = -sum,
+                "program:redeemed:points" => t.redeemed = sum,
+                "program:expired:points" => t.expired = sum,
+                "program:reversed:points" => t.reversed = sum,
+                "members" => t.outstanding = sum,
+                _ => {}
+            }
+        }
+        Ok(t)
+    }
+
+    /// Checks the ledger's invariants for a program: every transfer sums to
+    /// zero and every balance equals the sum of its postings. Returns the
+    /// violations found (empty when consistent).
+    pub async fn verify_ledger(&self, program: ProgramId) -> Result<Vec<String>> {
+        let unbalanced: Vec<(Uuid, i64)> = with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT transfer_id, CAST(SUM(amount) AS BIGINT) FROM postings WHERE program_id = $1 \
+                 GROUP BY transfer_id, asset HAVING SUM(amount) <> 0",
+            )
+            .bind(program.0)
+            .fetch_all(pool)
+            .await?
+        });
+        let drift: Vec<(String, i64, i64)> = with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT b.account, b.posted, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM balances b \
+                 LEFT JOIN postings p ON p.program_id = b.program_id AND p.account = b.account \
+                 WHERE b.program_id = $1 GROUP BY b.account, b.posted \
+                 HAVING b.posted <> COALESCE(SUM(p.amount), 0)",
+            )
+            .bind(program.0)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(unbalanced
+            .into_iter()
+            .map(|(t, sum)| format!("transfer {t} sums to {sum}"))
+            .chain(drift.into_iter().map(|(a, b, s)| format!("balance {a} is {b} but its postings sum to {s}")))
+            .collect())
+    }
+}

@@ -1,0 +1,330 @@
+//! The rows a batch writes, and the set-based SQL that loads a batch's
+//! state and writes its rows, compiled for each backend.
+
+use super::ingest::{EventOutcome, Loaded, Order, Wallet, WalletLot, Wanted};
+use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::ledger::account::Asset;
+use sarafan_core::ledger::lots::Lot;
+use sarafan_core::ledger::TransferKind;
+use sarafan_core::member::MemberStatus;
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub(crate) struct EventRow {
+    pub key: String,
+    pub kind: String,
+    pub member: MemberId,
+    pub fingerprint: [u8; 32],
+    pub request: serde_json::Value,
+    pub at: OffsetDateTime,
+    pub amount: Option<i64>,
+    pub points: i64,
+    pub refunded: i64,
+    pub reversed: i64,
+    pub order_key: Option<String>,
+    pub result: serde_json::Value,
+}
+
+pub(crate) struct TransferRow {
+    pub id: Uuid,
+    pub kind: TransferKind,
+    pub event_key: String,
+    pub at: OffsetDateTime,
+}
+
+pub(crate) struct PostingRow {
+    pub transfer: Uuid,
+    pub seq: i32,
+    pub account: String,
+    pub member: Option<MemberId>,
+    pub asset: Asset,
+    pub amount: i64,
+    pub reason: String,
+    pub at: OffsetDateTime,
+}
+
+pub(crate) struct LotRow {
+    pub id: Uuid,
+    pub member: MemberId,
+    pub amount: i64,
+    pub remaining: i64,
+    pub earned_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub event_key: String,
+}
+
+pub(crate) struct BalanceDelta {
+    pub member: Option<MemberId>,
+    pub asset: Asset,
+    pub posted: i64,
+    pub debt: i64,
+}
+
+/// Everything one batch writes.
+pub(crate) struct Rows {
+    pub program: ProgramId,
+    pub now: OffsetDateTime,
+    /// Members enrolled by their first event: `(id, external id)`.
+    pub enrolled: Vec<(MemberId, String)>,
+    pub events: Vec<EventRow>,
+    pub transfers: Vec<TransferRow>,
+    pub postings: Vec<PostingRow>,
+    pub lots: Vec<LotRow>,
+    pub lot_updates: HashMap<Uuid, i64>,
+    /// Purchases from earlier batches refunded by this one: `(refunded, reversed)`.
+    pub order_updates: HashMap<String, (i64, i64)>,
+    pub balances: HashMap<String, BalanceDelta>,
+}
+
+impl Rows {
+    pub fn new(program: ProgramId, now: OffsetDateTime) -> Self {
+        Self {
+            program,
+            now,
+            enrolled: Vec::new(),
+            events: Vec::new(),
+            transfers: Vec::new(),
+            postings: Vec::new(),
+            lots: Vec::new(),
+            lot_updates: HashMap::new(),
+            order_updates: HashMap::new(),
+            balances: HashMap::new(),
+        }
+    }
+}
+
+/// Rows per multi-row statement: far below both engines' parameter limits
+/// (SQLite 32766, PostgreSQL 65535) at up to 14 columns a row.
+const CHUNK: usize = 1000;
+
+pub(crate) trait LedgerIo {
+    async fn load_batch(&mut self, program: ProgramId, wanted: &Wanted) -> crate::Result<Loaded>;
+    async fn write_batch(&mut self, rows: &Rows) -> crate::Result<()>;
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {
+    crate::StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// Instantiates the SQL below for one backend: `$db` is the sqlx database,
+/// `$lock` the statement that serialises a program's ledger writers (SQLite
+/// needs none: it has one writer).
+macro_rules! ledger_io {
+    ($module:ident, $db:ty, $conn:ty, $lock:expr) => {
+        mod $module {
+            use super::*;
+            use sqlx::types::Json;
+            use sqlx::{QueryBuilder, Row};
+
+            type Db = $db;
+
+            /// `SELECT … WHERE program_id = $1 AND <column> IN (items) <tail>`.
+            fn select_in<'a, T>(select: &str, program: Uuid, column: &str, items: &'a [T], tail: &str) -> QueryBuilder<'a, Db>
+            where
+                T: 'a + sqlx::Encode<'a, Db> + sqlx::Type<Db> + Sync,
+            {
+                let mut q = QueryBuilder::new(select);
+                q.push(" WHERE program_id = ").push_bind(program).push(format!(" AND {column} IN ("));
+                let mut list = q.separated(", ");
+                for item in items {
+                    list.push_bind(item);
+                }
+                q.push(")").push(tail);
+                q
+            }
+
+            impl LedgerIo for $conn {
+                async fn load_batch(&mut self, program: ProgramId, w: &Wanted) -> crate::Result<Loaded> {
+                    let p = program.0;
+                    if let Some(lock) = $lock {
+                        sqlx::query(lock).bind(i64::from_be_bytes(p.as_bytes()[..8].try_into().unwrap_or_default())).execute(&mut *self).await?;
+                    }
+                    let mut l = Loaded::default();
+                    for keys in w.keys.chunks(CHUNK) {
+                        let rows = select_in("SELECT event_key, fingerprint, request, result FROM events", p, "event_key", keys, "")
+                            .build()
+                            .fetch_all(&mut *self)
+                            .await?;
+                        for r in rows {
+                            let outcome: Json<EventOutcome> = r.try_get("result")?;
+                            let request: Json<serde_json::Value> = r.try_get("request")?;
+                            l.existing.insert(r.try_get("event_key")?, (r.try_get("fingerprint")?, request.0, outcome.0));
+                        }
+                    }
+                    for ids in w.member_ids.chunks(CHUNK) {
+                        let rows = select_in("SELECT member_id, status FROM members", p, "member_id", ids, "")
+                            .build()
+                            .fetch_all(&mut *self)
+                            .await?;
+                        for r in rows {
+                            let status: String = r.try_get("status")?;
+                            let status = MemberStatus::parse("status", &status).map_err(|e| corrupt("member", e))?;
+                            l.by_id.insert(MemberId(r.try_get("member_id")?), status);
+                        }
+                    }
+                    for ext in w.externals.chunks(CHUNK) {
+                        let rows = select_in("SELECT member_id, external_id, status FROM members", p, "external_id", ext, "")
+                            .build()
+                            .fetch_all(&mut *self)
+                            .await?;
+                        for r in rows {
+                            let status: String = r.try_get("status")?;
+                            let status = MemberStatus::parse("status", &status).map_err(|e| corrupt("member", e))?;
+                            let id = MemberId(r.try_get("member_id")?);
+                            l.by_id.insert(id, status);
+                            l.by_external.insert(r.try_get("external_id")?, (id, status));
+                        }
+                    }
+                    for keys in w.order_keys.chunks(CHUNK) {
+                        let rows = select_in(
+                            "SELECT event_key, member_id, amount, points, refunded, reversed FROM events",
+                            p,
+                            "event_key",
+                            keys,
+                            " AND kind = 'purchase'",
+                        )
+                        .build()
+                        .fetch_all(&mut *self)
+                        .await?;
+                        for r in rows {
+                            let order = Order {
+                                member: MemberId(r.try_get("member_id")?),
+                                amount: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
+                                points: r.try_get("points")?,
+                                refunded: r.try_get("refunded")?,
+                                reversed: r.try_get("reversed")?,
+                                in_batch: None,
+                            };
+                            l.orders.insert(r.try_get("event_key")?, order);
+                        }
+                    }
+                    let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
+                    for ids in members.chunks(CHUNK) {
+                        let rows = select_in("SELECT member_id, debt FROM balances", p, "member_id", ids, " AND asset = 'points' AND debt <> 0")
+                            .build()
+                            .fetch_all(&mut *self)
+                            .await?;
+                        for r in rows {
+                            l.wallets.entry(MemberId(r.try_get("member_id")?)).or_insert_with(Wallet::default).debt = r.try_get("debt")?;
+                        }
+                    }
+                    // Lots are needed only where a refund may take points back.
+                    let mut refunders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
+                    refunders.sort_unstable();
+                    refunders.dedup();
+                    for ids in refunders.chunks(CHUNK) {
+                        let rows = select_in(
+                            "SELECT lot_id, member_id, remaining, earned_at, expires_at FROM lots",
+                            p,
+                            "member_id",
+                            ids,
+                            " AND remaining > 0 ORDER BY lot_id",
+                        )
+                        .build()
+                        .fetch_all(&mut *self)
+                        .await?;
+                        for r in rows {
+                            let wallet = l.wallets.entry(MemberId(r.try_get("member_id")?)).or_insert_with(Wallet::default);
+                            let remaining: i64 = r.try_get("remaining")?;
+                            wallet.lots.push(WalletLot {
+                                id: r.try_get("lot_id")?,
+                                lot: Lot { id: wallet.lots.len() as u64, remaining, earned_at: r.try_get("earned_at")?, expires_at: r.try_get("expires_at")? },
+                                new_row: None,
+                            });
+                        }
+                    }
+                    if let (true, Some(first), Some(last)) = (w.daily_totals, w.days.first(), w.days.last()) {
+                        let from = first.midnight().assume_utc();
+                        let to = last.next_day().unwrap_or(*last).midnight().assume_utc();
+                        for ids in members.chunks(CHUNK) {
+                            let mut q = select_in("SELECT member_id, occurred_at, points FROM events", p, "member_id", ids, " AND kind = 'purchase' AND occurred_at >= ");
+                            q.push_bind(from).push(" AND occurred_at < ").push_bind(to);
+                            for r in q.build().fetch_all(&mut *self).await? {
+                                let at: OffsetDateTime = r.try_get("occurred_at")?;
+                                *l.earned_on.entry((MemberId(r.try_get("member_id")?), at.date())).or_default() += r.try_get::<i64, _>("points")?;
+                            }
+                        }
+                    }
+                    Ok(l)
+                }
+
+                async fn write_batch(&mut self, rows: &Rows) -> crate::Result<()> {
+                    let p = rows.program.0;
+                    let now = rows.now;
+                    for chunk in rows.enrolled.chunks(CHUNK) {
+                        let mut q = QueryBuilder::<Db>::new("INSERT INTO members (program_id, member_id, external_id, status, created_at, updated_at) ");
+                        q.push_values(chunk, |mut b, (id, ext)| {
+                            b.push_bind(p).push_bind(id.0).push_bind(ext).push_bind("active").push_bind(now).push_bind(now);
+                        });
+                        q.build().execute(&mut *self).await?;
+                    }
+                    for chunk in rows.events.chunks(CHUNK) {
+                        let mut q = QueryBuilder::<Db>::new(
+                            "INSERT INTO events (program_id, event_key, kind, member_id, fingerprint, occurred_at, recorded_at, \
+                             amount, points, refunded, reversed, order_key, request, result) ",
+                        );
+                        q.push_values(chunk, |mut b, e| {
+                            b.push_bind(p).push_bind(&e.key).push_bind(&e.kind).push_bind(e.member.0).push_bind(&e.fingerprint[..])
+                                .push_bind(e.at).push_bind(now).push_bind(e.amount).push_bind(e.points).push_bind(e.refunded)
+                                .push_bind(e.reversed).push_bind(&e.order_key).push_bind(Json(&e.request)).push_bind(Json(&e.result));
+                        });
+                        q.build().execute(&mut *self).await?;
+                    }
+                    for chunk in rows.transfers.chunks(CHUNK) {
+                        let mut q = QueryBuilder::<Db>::new("INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, created_at) ");
+                        q.push_values(chunk, |mut b, t| {
+                            b.push_bind(p).push_bind(t.id).push_bind(t.kind.as_str()).push_bind("posted").push_bind(&t.event_key).push_bind(t.at);
+                        });
+                        q.build().execute(&mut *self).await?;
+                    }
+                    for chunk in rows.postings.chunks(CHUNK) {
+                        let mut q = QueryBuilder::<Db>::new(
+                            "INSERT INTO postings (program_id, transfer_id, seq, account, member_id, asset, amount, reason, created_at) ",
+                        );
+                        q.push_values(chunk, |mut b, x| {
+                            b.push_bind(p).push_bind(x.transfer).push_bind(x.seq).push_bind(&x.account).push_bind(x.member.map(|m| m.0))
+                                .push_bind(x.asset.as_str()).push_bind(x.amount).push_bind(&x.reason).push_bind(x.at);
+                        });
+                        q.build().execute(&mut *self).await?;
+                    }
+                    for chunk in rows.lots.chunks(CHUNK) {
+                        let mut q = QueryBuilder::<Db>::new(
+                            "INSERT INTO lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) ",
+                        );
+                        q.push_values(chunk, |mut b, l| {
+                            b.push_bind(p).push_bind(l.id).push_bind(l.member.0).push_bind("points").push_bind(l.amount)
+                                .push_bind(l.remaining).push_bind(l.earned_at).push_bind(l.expires_at).push_bind(&l.event_key);
+                        });
+                        q.build().execute(&mut *self).await?;
+                    }
+                    for (lot, remaining) in &rows.lot_updates {
+                        sqlx::query("UPDATE lots SET remaining = $3 WHERE program_id = $1 AND lot_id = $2")
+                            .bind(p).bind(lot).bind(remaining).execute(&mut *self).await?;
+                    }
+                    for (key, (refunded, reversed)) in &rows.order_updates {
+                        sqlx::query("UPDATE events SET refunded = $3, reversed = $4 WHERE program_id = $1 AND event_key = $2")
+                            .bind(p).bind(key).bind(refunded).bind(reversed).execute(&mut *self).await?;
+                    }
+                    let balances: Vec<_> = rows.balances.iter().collect();
+                    for chunk in balances.chunks(CHUNK) {
+                        let mut q = QueryBuilder::<Db>::new("INSERT INTO balances (program_id, account, member_id, asset, posted, debt) ");
+                        q.push_values(chunk, |mut b, (account, d)| {
+                            b.push_bind(p).push_bind(*account).push_bind(d.member.map(|m| m.0)).push_bind(d.asset.as_str())
+                                .push_bind(d.posted).push_bind(d.debt);
+                        });
+                        q.push(
+                            " ON CONFLICT (program_id, account) DO UPDATE SET \
+                             posted = balances.posted + excluded.posted, debt = balances.debt + excluded.debt",
+                        );
+                        q.build().execute(&mut *self).await?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+    };
+}
+
+ledger_io!(sqlite, sqlx::Sqlite, sqlx::SqliteConnection, None::<&str>);
+ledger_io!(postgres, sqlx::Postgres, sqlx::PgConnection, Some("SELECT pg_advisory_xact_lock($1)"));
