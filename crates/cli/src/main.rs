@@ -1,5 +1,6 @@
 //! `sarafan`: run the server, the demo store, migrations and administration.
 
+mod bench;
 mod config;
 mod demo;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Benchmarks (they create their own program and data).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -101,6 +105,7 @@ async fn main() -> Result<()> {
             config::serve(store, settings, None).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
         Command::Migrate(db) => {
             let settings = db.resolve(None)?;
             config::init_logging(&settings);

@@ -81,13 +81,19 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         )
         .route("/members/{member_id}/export", get(api::members::export))
         .route("/members/{member_id}/balance", get(api::ledger::balance))
-        .route("/members/{member_id}/statement", get(api::ledger::statement))
+        .route(
+            "/members/{member_id}/statement",
+            get(api::ledger::statement),
+        )
         .route("/events", post(api::events::single))
         .route(
             "/events:batch",
             post(api::events::batch).layer(DefaultBodyLimit::max(64 * 1024 * 1024)),
         )
-        .route("/earn-rules", get(api::ledger::list_rules).post(api::ledger::add_rules))
+        .route(
+            "/earn-rules",
+            get(api::ledger::list_rules).post(api::ledger::add_rules),
+        )
         .route("/ledger/totals", get(api::ledger::totals))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));

@@ -46,6 +46,17 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         409,
         "The data contradicts an existing member",
     ),
+    ("member-inactive", 409, "The member is blocked or erased"),
+    (
+        "event-key-reused",
+        409,
+        "The event id was used for a different event",
+    ),
+    (
+        "rule-failed",
+        422,
+        "The program's earn rules could not score this event",
+    ),
     (
         "member-erased",
         409,
@@ -87,10 +98,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed for this path")]
     MethodNotAllowed,
-    /// A conflict of a named kind (`member-conflict`, …) with its detail.
+    /// A conflict with the state of a resource, of a listed kind.
     #[error("{detail}")]
     Conflict {
-        kind: &'static str,
+        kind: Conflict,
         detail: String,
         field: Option<String>,
     },
@@ -98,6 +109,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
     IdempotencyInProgress,
+    #[error("{0}")]
+    RuleFailed(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal: {0}")]
@@ -123,7 +136,8 @@ impl ApiError {
             Self::InsufficientScope(_) => "insufficient-scope",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
-            Self::Conflict { kind, .. } => kind,
+            Self::Conflict { kind, .. } => kind.slug(),
+            Self::RuleFailed(_) => "rule-failed",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::IdempotencyInProgress => "idempotency-in-progress",
             Self::Unavailable(_) => "unavailable",
@@ -153,6 +167,33 @@ impl ApiError {
             status,
             detail,
             field,
+        }
+    }
+}
+
+/// The kinds of 409 Conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    Member,
+    MemberErased,
+    MemberInactive,
+    EventKeyReused,
+}
+
+impl Conflict {
+    pub const ALL: [Conflict; 4] = [
+        Self::Member,
+        Self::MemberErased,
+        Self::MemberInactive,
+        Self::EventKeyReused,
+    ];
+
+    fn slug(self) -> &'static str {
+        match self {
+            Self::Member => "member-conflict",
+            Self::MemberErased => "member-erased",
+            Self::MemberInactive => "member-inactive",
+            Self::EventKeyReused => "event-key-reused",
         }
     }
 }
@@ -199,6 +240,11 @@ mod tests {
 
     #[test]
     fn every_error_has_a_listed_kind() {
+        let conflicts = Conflict::ALL.map(|kind| ApiError::Conflict {
+            kind,
+            detail: "d".into(),
+            field: None,
+        });
         let errors = [
             ApiError::invalid("f", "r"),
             ApiError::MalformedJson("x".into()),
@@ -208,17 +254,13 @@ mod tests {
             ApiError::InsufficientScope(Scope::Admin),
             ApiError::not_found("x"),
             ApiError::MethodNotAllowed,
-            ApiError::Conflict {
-                kind: "member-conflict",
-                detail: "d".into(),
-                field: None,
-            },
+            ApiError::RuleFailed("x".into()),
             ApiError::IdempotencyKeyReused,
             ApiError::IdempotencyInProgress,
             ApiError::Unavailable("x".into()),
             ApiError::Internal("secret detail".into()),
         ];
-        for e in errors {
+        for e in errors.into_iter().chain(conflicts) {
             let slug = e.slug();
             assert!(
                 KINDS.iter().any(|(s, ..)| *s == slug),

@@ -9,10 +9,12 @@
 //! set-up in [`connect`]. Every tenant query filters by `program_id`, which
 //! leads every primary key.
 
+mod bench;
 mod connect;
 mod error;
 mod idempotency;
 mod keys;
+pub mod ledger;
 mod members;
 mod programs;
 

@@ -4,7 +4,7 @@
 
 use super::from_value;
 use crate::extract::{ApiJson, Caller};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,7 +16,9 @@ use sarafan_core::ledger::LedgerError;
 use sarafan_core::member::ExternalId;
 use sarafan_core::text::bounded;
 use sarafan_core::FieldError;
-use sarafan_store::ledger::{EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef};
+use sarafan_store::ledger::{
+    EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -115,7 +117,11 @@ impl EventResult {
             kind: o.kind,
             member_id: o.member_id.0,
             points: o.points,
-            breakdown: o.breakdown.into_iter().map(|EarnLine { reason, points }| EarnLineView { reason, points }).collect(),
+            breakdown: o
+                .breakdown
+                .into_iter()
+                .map(|EarnLine { reason, points }| EarnLineView { reason, points })
+                .collect(),
             transfers: o.transfers,
         }
     }
@@ -152,26 +158,42 @@ fn text(field: &str, v: Option<&String>, max: usize) -> Result<Option<String>, F
 }
 
 fn refuse(field: &str, kind: &str) -> FieldError {
-    FieldError::new(field, format!("does not apply to a {kind} event; leave it out"))
+    FieldError::new(
+        field,
+        format!("does not apply to a {kind} event; leave it out"),
+    )
 }
 
 /// Turns a request into a pipeline event, or names the field at fault.
 fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError> {
     let request = serde_json::to_value(&r).unwrap_or_default();
-    let fingerprint: [u8; 32] = Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
+    let fingerprint: [u8; 32] =
+        Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
     let key = bounded("id", &r.id, 1, 200)?;
     let member = match (&r.member_id, &r.external_id) {
         (Some(id), None) => MemberRef::Id(MemberId::parse("member_id", id)?),
         (None, Some(x)) => MemberRef::External(ExternalId::parse(x)?),
-        _ => return Err(FieldError::new("member_id", "give exactly one of member_id or external_id")),
+        _ => {
+            return Err(FieldError::new(
+                "member_id",
+                "give exactly one of member_id or external_id",
+            ))
+        }
     };
     let at = match &r.occurred_at {
         None => now,
-        Some(s) => OffsetDateTime::parse(s, &Rfc3339)
-            .map_err(|_| FieldError::new("occurred_at", "must be an RFC 3339 time, e.g. 2026-11-23T18:30:00Z"))?,
+        Some(s) => OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+            FieldError::new(
+                "occurred_at",
+                "must be an RFC 3339 time, e.g. 2026-11-23T18:30:00Z",
+            )
+        })?,
     };
     if at > now + MAX_SKEW {
-        return Err(FieldError::new("occurred_at", "is in the future; send the time the event happened"));
+        return Err(FieldError::new(
+            "occurred_at",
+            "is in the future; send the time the event happened",
+        ));
     }
     let at = at.to_offset(time::UtcOffset::UTC);
     let kind = match r.kind {
@@ -180,13 +202,31 @@ fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError> {
         EventType::Custom => "custom",
     };
     let not_here = [
-        ("order_id", r.order_id.is_some() && r.kind != EventType::Refund),
+        (
+            "order_id",
+            r.order_id.is_some() && r.kind != EventType::Refund,
+        ),
         ("name", r.name.is_some() && r.kind != EventType::Custom),
-        ("properties", r.properties.is_some() && r.kind != EventType::Custom),
-        ("currency", r.currency.is_some() && r.kind != EventType::Purchase),
-        ("lines", !r.lines.is_empty() && r.kind != EventType::Purchase),
-        ("store_id", r.store_id.is_some() && r.kind != EventType::Purchase),
-        ("channel", r.channel.is_some() && r.kind != EventType::Purchase),
+        (
+            "properties",
+            r.properties.is_some() && r.kind != EventType::Custom,
+        ),
+        (
+            "currency",
+            r.currency.is_some() && r.kind != EventType::Purchase,
+        ),
+        (
+            "lines",
+            !r.lines.is_empty() && r.kind != EventType::Purchase,
+        ),
+        (
+            "store_id",
+            r.store_id.is_some() && r.kind != EventType::Purchase,
+        ),
+        (
+            "channel",
+            r.channel.is_some() && r.kind != EventType::Purchase,
+        ),
         ("amount", r.amount.is_some() && r.kind == EventType::Custom),
     ];
     if let Some((field, _)) = not_here.iter().find(|(_, bad)| *bad) {
@@ -195,13 +235,22 @@ fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError> {
     let amount = || -> Result<i64, FieldError> {
         match r.amount {
             Some(a) if a > 0 => Ok(a),
-            Some(a) => Err(FieldError::new("amount", format!("must be above 0 minor units (got {a})"))),
-            None => Err(FieldError::new("amount", "is required: the amount in minor units, e.g. 150000 for 1500.00")),
+            Some(a) => Err(FieldError::new(
+                "amount",
+                format!("must be above 0 minor units (got {a})"),
+            )),
+            None => Err(FieldError::new(
+                "amount",
+                "is required: the amount in minor units, e.g. 150000 for 1500.00",
+            )),
         }
     };
     let body = match r.kind {
         EventType::Purchase => {
-            let currency = r.currency.clone().ok_or_else(|| FieldError::new("currency", "is required, e.g. RUB"))?;
+            let currency = r
+                .currency
+                .clone()
+                .ok_or_else(|| FieldError::new("currency", "is required, e.g. RUB"))?;
             if r.lines.len() > 500 {
                 return Err(FieldError::new("lines", "at most 500 lines per order"));
             }
@@ -235,33 +284,67 @@ fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError> {
             })
         }
         EventType::Refund => EventBody::Refund {
-            order_key: bounded("order_id", r.order_id.as_deref().unwrap_or_default(), 1, 200)?,
+            order_key: bounded(
+                "order_id",
+                r.order_id.as_deref().unwrap_or_default(),
+                1,
+                200,
+            )?,
             amount: amount()?,
         },
         EventType::Custom => {
             let name = bounded("name", r.name.as_deref().unwrap_or_default(), 1, 64)?;
-            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || name == "purchase" || name == "refund" {
-                return Err(FieldError::new("name", "must be snake_case like review_written, and not purchase or refund"));
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                || name == "purchase"
+                || name == "refund"
+            {
+                return Err(FieldError::new(
+                    "name",
+                    "must be snake_case like review_written, and not purchase or refund",
+                ));
             }
             EventBody::Custom { name }
         }
     };
-    Ok(EventIn { key, request, fingerprint, member, at, body })
+    Ok(EventIn {
+        key,
+        request,
+        fingerprint,
+        member,
+        at,
+        body,
+    })
 }
 
 /// The problem an item's rejection is.
 fn item_problem(e: ItemError) -> ApiError {
-    let conflict = |kind, detail: String, field: Option<&str>| ApiError::Conflict { kind, detail, field: field.map(str::to_owned) };
+    let conflict = |kind, detail: String, field: Option<&str>| ApiError::Conflict {
+        kind,
+        detail,
+        field: field.map(str::to_owned),
+    };
     let detail = e.to_string();
     match e {
         ItemError::UnknownMember(_) => ApiError::NotFound(detail),
         ItemError::UnknownOrder(_) => ApiError::Invalid(FieldError::new("order_id", detail)),
-        ItemError::MemberInactive(..) => conflict("member-inactive", detail, Some("member_id")),
-        ItemError::KeyReused { fields, .. } => conflict("event-key-reused", detail, fields.first().map(String::as_str)),
-        ItemError::CurrencyMismatch { .. } => ApiError::Invalid(FieldError::new("currency", detail)),
-        ItemError::Ledger(LedgerError::RefundExceedsOrder { .. }) => ApiError::Invalid(FieldError::new("amount", detail)),
+        ItemError::MemberInactive(..) => {
+            conflict(Conflict::MemberInactive, detail, Some("member_id"))
+        }
+        ItemError::KeyReused { fields, .. } => conflict(
+            Conflict::EventKeyReused,
+            detail,
+            fields.first().map(String::as_str),
+        ),
+        ItemError::CurrencyMismatch { .. } => {
+            ApiError::Invalid(FieldError::new("currency", detail))
+        }
+        ItemError::Ledger(LedgerError::RefundExceedsOrder { .. }) => {
+            ApiError::Invalid(FieldError::new("amount", detail))
+        }
         ItemError::Ledger(LedgerError::Invalid(f)) => ApiError::Invalid(f),
-        ItemError::Ledger(other) => conflict("rule-failed", other.to_string(), None),
+        ItemError::Ledger(other) => ApiError::RuleFailed(other.to_string()),
     }
 }
 
@@ -291,10 +374,19 @@ pub async fn single(
     caller.require(Scope::Server)?;
     let event = parse(body, sarafan_store::now())?;
     let ctx = context(&state, &caller).await?;
-    let result = state.store.ingest(&ctx, std::slice::from_ref(&event)).await?;
+    let result = state
+        .store
+        .ingest(&ctx, std::slice::from_ref(&event))
+        .await?;
     match result.into_iter().next() {
-        Some(ItemResult::Accepted(o)) => Ok((StatusCode::CREATED, Json(EventResult::new(o, ItemStatus::Accepted)))),
-        Some(ItemResult::Replayed(o)) => Ok((StatusCode::OK, Json(EventResult::new(o, ItemStatus::Replayed)))),
+        Some(ItemResult::Accepted(o)) => Ok((
+            StatusCode::CREATED,
+            Json(EventResult::new(o, ItemStatus::Accepted)),
+        )),
+        Some(ItemResult::Replayed(o)) => Ok((
+            StatusCode::OK,
+            Json(EventResult::new(o, ItemStatus::Replayed)),
+        )),
         Some(ItemResult::Rejected(e)) => Err(item_problem(e)),
         None => Err(ApiError::Internal("ingest returned no result".into())),
     }
@@ -315,19 +407,32 @@ pub async fn batch(
 ) -> ApiResult<Json<BatchResponse>> {
     caller.require(Scope::Server)?;
     if body.events.is_empty() || body.events.len() > MAX_BATCH {
-        return Err(ApiError::invalid("events", format!("send 1 to {MAX_BATCH} events per batch")));
+        return Err(ApiError::invalid(
+            "events",
+            format!("send 1 to {MAX_BATCH} events per batch"),
+        ));
     }
     let now = sarafan_store::now();
     let mut items: Vec<BatchItem> = Vec::with_capacity(body.events.len());
     let mut valid = Vec::new();
     for (index, raw) in body.events.into_iter().enumerate() {
         let field = format!("events[{index}]");
-        match from_value::<EventRequest>(&field, raw).and_then(|r| parse(r, now).map_err(|e| e.within(&field).into())) {
+        match from_value::<EventRequest>(&field, raw)
+            .and_then(|r| parse(r, now).map_err(|e| e.within(&field).into()))
+        {
             Ok(event) => {
                 valid.push(event);
-                items.push(BatchItem { index, result: None, problem: None });
+                items.push(BatchItem {
+                    index,
+                    result: None,
+                    problem: None,
+                });
             }
-            Err(e) => items.push(BatchItem { index, result: None, problem: Some(e.to_problem()) }),
+            Err(e) => items.push(BatchItem {
+                index,
+                result: None,
+                problem: Some(e.to_problem()),
+            }),
         }
     }
     let ctx = context(&state, &caller).await?;
@@ -335,16 +440,36 @@ pub async fn batch(
     let mut results = results.into_iter();
     for item in items.iter_mut().filter(|i| i.problem.is_none()) {
         match results.next() {
-            Some(ItemResult::Accepted(o)) => item.result = Some(EventResult::new(o, ItemStatus::Accepted)),
-            Some(ItemResult::Replayed(o)) => item.result = Some(EventResult::new(o, ItemStatus::Replayed)),
+            Some(ItemResult::Accepted(o)) => {
+                item.result = Some(EventResult::new(o, ItemStatus::Accepted))
+            }
+            Some(ItemResult::Replayed(o)) => {
+                item.result = Some(EventResult::new(o, ItemStatus::Replayed))
+            }
             Some(ItemResult::Rejected(e)) => item.problem = Some(item_problem(e).to_problem()),
             None => return Err(ApiError::Internal("ingest returned too few results".into())),
         }
     }
     let count = |s: &dyn Fn(&BatchItem) -> bool| items.iter().filter(|i| s(i)).count();
     Ok(Json(BatchResponse {
-        accepted: count(&|i| matches!(i.result, Some(EventResult { status: ItemStatus::Accepted, .. }))),
-        replayed: count(&|i| matches!(i.result, Some(EventResult { status: ItemStatus::Replayed, .. }))),
+        accepted: count(&|i| {
+            matches!(
+                i.result,
+                Some(EventResult {
+                    status: ItemStatus::Accepted,
+                    ..
+                })
+            )
+        }),
+        replayed: count(&|i| {
+            matches!(
+                i.result,
+                Some(EventResult {
+                    status: ItemStatus::Replayed,
+                    ..
+                })
+            )
+        }),
         rejected: count(&|i| i.problem.is_some()),
         items,
     }))

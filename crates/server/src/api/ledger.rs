@@ -87,10 +87,18 @@ pub struct TotalsView {
 /// Every version of the earn rules, oldest first.
 #[utoipa::path(get, path = "/api/v1/earn-rules", tag = "ledger",
     responses((status = 200, body = Vec<RulesView>)), security(("api_key" = [])))]
-pub async fn list_rules(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<RulesView>>> {
+pub async fn list_rules(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<RulesView>>> {
     caller.require(Scope::Server)?;
     let versions = state.store.earn_rules(caller.program).await?;
-    Ok(Json(versions.into_iter().map(|v| RulesView(serde_json::to_value(v.rules).unwrap_or_default())).collect()))
+    Ok(Json(
+        versions
+            .into_iter()
+            .map(|v| RulesView(serde_json::to_value(v.rules).unwrap_or_default()))
+            .collect(),
+    ))
 }
 
 /// Adds a version of the earn rules; events are scored by the version in
@@ -108,17 +116,25 @@ pub async fn add_rules(
 ) -> ApiResult<(StatusCode, Json<RulesView>)> {
     caller.require(Scope::Admin)?;
     let Some(obj) = body.as_object_mut() else {
-        return Err(ApiError::invalid("body", "must be a JSON object of earn rules"));
+        return Err(ApiError::invalid(
+            "body",
+            "must be a JSON object of earn rules",
+        ));
     };
     obj.insert("version".into(), 0.into());
     if !obj.contains_key("effective_from") {
-        let now = sarafan_store::now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let now = sarafan_store::now()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         obj.insert("effective_from".into(), now.into());
     }
     let rules: EarnRules = from_value("rules", body)?;
     let rules = CompiledRules::compile(rules)?.rules().clone();
     let saved = state.store.add_earn_rules(caller.program, &rules).await?;
-    Ok((StatusCode::CREATED, Json(RulesView(serde_json::to_value(saved).unwrap_or_default()))))
+    Ok((
+        StatusCode::CREATED,
+        Json(RulesView(serde_json::to_value(saved).unwrap_or_default())),
+    ))
 }
 
 async fn member(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<MemberId> {
@@ -139,7 +155,11 @@ async fn member(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<Membe
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
-pub async fn balance(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<BalanceView>> {
+pub async fn balance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BalanceView>> {
     caller.require(Scope::Server)?;
     let id = member(&state, &caller, &id).await?;
     let b = state.store.member_balance(caller.program, id).await?;
@@ -147,7 +167,11 @@ pub async fn balance(State(state): State<AppState>, caller: Caller, Path(id): Pa
         points: b.points,
         spendable: b.spendable,
         debt: b.debt,
-        expiring: b.expiring.into_iter().map(|(at, points)| ExpiringView { at, points }).collect(),
+        expiring: b
+            .expiring
+            .into_iter()
+            .map(|(at, points)| ExpiringView { at, points })
+            .collect(),
     }))
 }
 
@@ -171,8 +195,13 @@ pub async fn statement(
         return Err(ApiError::invalid("limit", "must be between 1 and 500"));
     }
     let id = member(&state, &caller, &id).await?;
-    let lines = state.store.statement(caller.program, id, q.after, limit).await?;
-    let next = (lines.len() == limit as usize).then(|| lines.last().map(|l| l.transfer_id)).flatten();
+    let lines = state
+        .store
+        .statement(caller.program, id, q.after, limit)
+        .await?;
+    let next = (lines.len() == limit as usize)
+        .then(|| lines.last().map(|l| l.transfer_id))
+        .flatten();
     Ok(Json(StatementView {
         items: lines
             .into_iter()
@@ -195,5 +224,11 @@ pub async fn statement(
 pub async fn totals(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TotalsView>> {
     caller.require(Scope::Server)?;
     let t = state.store.ledger_totals(caller.program).await?;
-    Ok(Json(TotalsView { issued: t.issued, redeemed: t.redeemed, expired: t.expired, reversed: t.reversed, outstanding: t.outstanding }))
+    Ok(Json(TotalsView {
+        issued: t.issued,
+        redeemed: t.redeemed,
+        expired: t.expired,
+        reversed: t.reversed,
+        outstanding: t.outstanding,
+    }))
 }

@@ -3,7 +3,7 @@
 
 use super::present;
 use crate::extract::{ApiJson, ApiQuery, Caller};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -221,7 +221,7 @@ pub async fn register(
         Registration::Created(m) => Ok((StatusCode::CREATED, Json(m.into()))),
         Registration::Existing(m) => Ok((StatusCode::OK, Json(m.into()))),
         Registration::Conflict(fields) => Err(ApiError::Conflict {
-            kind: "member-conflict",
+            kind: Conflict::Member,
             detail: format!(
                 "a member with these identifiers exists with a different {}; registration never overwrites, \
                  change the member with PATCH /api/v1/members/{{id}}",
@@ -371,12 +371,12 @@ pub async fn patch(
         PatchOutcome::Updated(m) => Ok(Json(m.into())),
         PatchOutcome::NotFound => Err(missing(id)),
         PatchOutcome::Erased => Err(ApiError::Conflict {
-            kind: "member-erased",
+            kind: Conflict::MemberErased,
             detail: format!("member {id} was erased and cannot be changed"),
             field: None,
         }),
         PatchOutcome::Taken(field) => Err(ApiError::Conflict {
-            kind: "member-conflict",
+            kind: Conflict::Member,
             detail: format!("another member of this program already has this {field}"),
             field: Some(field.to_owned()),
         }),

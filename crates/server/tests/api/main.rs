@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod events;
 mod idempotency;
 mod members;
 mod platform;

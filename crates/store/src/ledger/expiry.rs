@@ -41,8 +41,9 @@ impl Store {
                         earned_at.date(),
                         expires_at.unwrap_or(at).date()
                     );
-                    let transfer = Transfer::expire(MemberId(*member), Asset::Points, *remaining, &reason)
-                        .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
+                    let transfer =
+                        Transfer::expire(MemberId(*member), Asset::Points, *remaining, &reason)
+                            .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
                     rows.transfer(&transfer, "expiry", at);
                     rows.lot_updates.insert(*lot, 0);
                     points += remaining;

@@ -8,7 +8,9 @@ use crate::now;
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset, Owner};
 use sarafan_core::ledger::lots::{self, Lot};
-use sarafan_core::ledger::refund::{reversal_for_refund, settle_debt, split_reversal, ShortfallPolicy};
+use sarafan_core::ledger::refund::{
+    reversal_for_refund, settle_debt, split_reversal, ShortfallPolicy,
+};
 use sarafan_core::ledger::rules::{CompiledRules, Earn, EarnLine, MemberContext, Purchase};
 use sarafan_core::ledger::transfer::{Reversal, Transfer};
 use sarafan_core::ledger::LedgerError;
@@ -45,9 +47,14 @@ pub struct EventIn {
 pub enum EventBody {
     Purchase(Purchase),
     /// Refunds `amount` of the purchase whose key is `order_key`.
-    Refund { order_key: String, amount: i64 },
+    Refund {
+        order_key: String,
+        amount: i64,
+    },
     /// A named event (`review_written`, …) for badges and challenges.
-    Custom { name: String },
+    Custom {
+        name: String,
+    },
 }
 
 /// What an accepted event did; saved with it and returned on every replay.
@@ -200,21 +207,28 @@ impl Wanted {
 
 /// Books `events` against `loaded`; returns per-item results and the rows
 /// to write. Nothing here touches the database.
-pub(crate) fn plan(ctx: &LedgerContext, events: &[EventIn], mut loaded: Loaded) -> (Vec<ItemResult>, Rows) {
+pub(crate) fn plan(
+    ctx: &LedgerContext,
+    events: &[EventIn],
+    mut loaded: Loaded,
+) -> (Vec<ItemResult>, Rows) {
     let mut rows = Rows::new(ctx.program, now());
     let mut results = Vec::with_capacity(events.len());
     for e in events {
         let result = match loaded.existing.get(&e.key) {
-            Some((fp, _, outcome)) if fp[..] == e.fingerprint[..] => ItemResult::Replayed(outcome.clone()),
+            Some((fp, _, outcome)) if fp[..] == e.fingerprint[..] => {
+                ItemResult::Replayed(outcome.clone())
+            }
             Some((_, request, _)) => ItemResult::Rejected(ItemError::KeyReused {
                 key: e.key.clone(),
                 fields: differing_fields(request, &e.request),
             }),
             None => match book(ctx, e, &mut loaded, &mut rows) {
                 Ok(outcome) => {
-                    loaded
-                        .existing
-                        .insert(e.key.clone(), (e.fingerprint.to_vec(), e.request.clone(), outcome.clone()));
+                    loaded.existing.insert(
+                        e.key.clone(),
+                        (e.fingerprint.to_vec(), e.request.clone(), outcome.clone()),
+                    );
                     ItemResult::Accepted(outcome)
                 }
                 Err(err) => ItemResult::Rejected(err),
@@ -228,25 +242,51 @@ pub(crate) fn plan(ctx: &LedgerContext, events: &[EventIn], mut loaded: Loaded) 
 /// Top-level fields whose values differ between two requests.
 fn differing_fields(before: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
     let empty = serde_json::Map::new();
-    let (a, b) = (before.as_object().unwrap_or(&empty), now.as_object().unwrap_or(&empty));
-    let mut fields: Vec<String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).cloned().collect();
+    let (a, b) = (
+        before.as_object().unwrap_or(&empty),
+        now.as_object().unwrap_or(&empty),
+    );
+    let mut fields: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
     fields.sort_unstable();
     fields.dedup();
     fields
 }
 
-fn resolve(ctx: &LedgerContext, r: &MemberRef, loaded: &mut Loaded, rows: &mut Rows) -> Result<MemberId, ItemError> {
+fn resolve(
+    ctx: &LedgerContext,
+    r: &MemberRef,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<MemberId, ItemError> {
     let (id, status) = match r {
-        MemberRef::Id(id) => (*id, *loaded.by_id.get(id).ok_or_else(|| ItemError::UnknownMember(id.to_string()))?),
+        MemberRef::Id(id) => (
+            *id,
+            *loaded
+                .by_id
+                .get(id)
+                .ok_or_else(|| ItemError::UnknownMember(id.to_string()))?,
+        ),
         MemberRef::External(x) => match loaded.by_external.get(x.as_str()) {
             Some(&found) => found,
             None if ctx.settings.unknown_member == UnknownMemberPolicy::AutoEnrol => {
                 let id = MemberId::generate();
                 rows.enrolled.push((id, x.as_str().to_owned()));
-                loaded.by_external.insert(x.as_str().to_owned(), (id, MemberStatus::Active));
+                loaded
+                    .by_external
+                    .insert(x.as_str().to_owned(), (id, MemberStatus::Active));
                 (id, MemberStatus::Active)
             }
-            None => return Err(ItemError::UnknownMember(format!("with external_id {:?}", x.as_str()))),
+            None => {
+                return Err(ItemError::UnknownMember(format!(
+                    "with external_id {:?}",
+                    x.as_str()
+                )))
+            }
         },
     };
     if status != MemberStatus::Active {
@@ -256,30 +296,53 @@ fn resolve(ctx: &LedgerContext, r: &MemberRef, loaded: &mut Loaded, rows: &mut R
 }
 
 /// Books one event, all or nothing: every check runs before any row is added.
-fn book(ctx: &LedgerContext, e: &EventIn, loaded: &mut Loaded, rows: &mut Rows) -> Result<EventOutcome, ItemError> {
+fn book(
+    ctx: &LedgerContext,
+    e: &EventIn,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<EventOutcome, ItemError> {
     let member = resolve(ctx, &e.member, loaded, rows)?;
     let policy = ctx.settings.refund_shortfall;
     let mut transfers = Vec::new();
     let (kind, points, breakdown, amount, order_key) = match &e.body {
         EventBody::Purchase(p) => {
             if !p.currency.eq_ignore_ascii_case(&ctx.currency) {
-                return Err(ItemError::CurrencyMismatch { expected: ctx.currency.clone(), got: p.currency.clone() });
+                return Err(ItemError::CurrencyMismatch {
+                    expected: ctx.currency.clone(),
+                    got: p.currency.clone(),
+                });
             }
-            let today = loaded.earned_on.get(&(member, e.at.date())).copied().unwrap_or(0);
+            let today = loaded
+                .earned_on
+                .get(&(member, e.at.date()))
+                .copied()
+                .unwrap_or(0);
             let earn = match ctx.rules_at(e.at) {
-                Some(rules) => rules.earn(p, &MemberContext::default(), today).map_err(ItemError::Ledger)?,
+                Some(rules) => rules
+                    .earn(p, &MemberContext::default(), today)
+                    .map_err(ItemError::Ledger)?,
                 None => Earn {
                     points: 0,
-                    breakdown: vec![EarnLine { reason: "no earn rules were in force at the time of the order".into(), points: 0 }],
+                    breakdown: vec![EarnLine {
+                        reason: "no earn rules were in force at the time of the order".into(),
+                        points: 0,
+                    }],
                 },
             };
             let wallet = loaded.wallets.entry(member).or_default();
             if earn.points > 0 {
-                transfers.push(Transfer::earn(member, ASSET, earn.points, &format!("order {}", e.key)).map_err(ItemError::Ledger)?);
+                transfers.push(
+                    Transfer::earn(member, ASSET, earn.points, &format!("order {}", e.key))
+                        .map_err(ItemError::Ledger)?,
+                );
                 let (to_debt, to_member) = settle_debt(wallet.debt, earn.points);
                 if to_debt > 0 && policy == ShortfallPolicy::ClawbackFromFuture {
                     let reason = "claw-back of points reversed by an earlier refund";
-                    transfers.push(Transfer::reversal(Reversal::Refund, member, ASSET, to_debt, reason).map_err(ItemError::Ledger)?);
+                    transfers.push(
+                        Transfer::reversal(Reversal::Refund, member, ASSET, to_debt, reason)
+                            .map_err(ItemError::Ledger)?,
+                    );
                 }
                 wallet.debt -= to_debt;
                 rows.debt(member, -to_debt);
@@ -289,10 +352,23 @@ fn book(ctx: &LedgerContext, e: &EventIn, loaded: &mut Loaded, rows: &mut Rows) 
                         .points_expire_after_days
                         .map(|d| e.at + Duration::days(i64::from(d)));
                     let id = Uuid::now_v7();
-                    rows.lots.push(LotRow { id, member, amount: to_member, remaining: to_member, earned_at: e.at, expires_at, event_key: e.key.clone() });
+                    rows.lots.push(LotRow {
+                        id,
+                        member,
+                        amount: to_member,
+                        remaining: to_member,
+                        earned_at: e.at,
+                        expires_at,
+                        event_key: e.key.clone(),
+                    });
                     wallet.lots.push(WalletLot {
                         id,
-                        lot: Lot { id: wallet.lots.len() as u64, remaining: to_member, earned_at: e.at, expires_at },
+                        lot: Lot {
+                            id: wallet.lots.len() as u64,
+                            remaining: to_member,
+                            earned_at: e.at,
+                            expires_at,
+                        },
                         new_row: Some(rows.lots.len() - 1),
                     });
                 }
@@ -300,9 +376,22 @@ fn book(ctx: &LedgerContext, e: &EventIn, loaded: &mut Loaded, rows: &mut Rows) 
             *loaded.earned_on.entry((member, e.at.date())).or_default() += earn.points;
             loaded.orders.insert(
                 e.key.clone(),
-                Order { member, amount: p.amount, points: earn.points, refunded: 0, reversed: 0, in_batch: Some(rows.events.len()) },
+                Order {
+                    member,
+                    amount: p.amount,
+                    points: earn.points,
+                    refunded: 0,
+                    reversed: 0,
+                    in_batch: Some(rows.events.len()),
+                },
             );
-            ("purchase".to_owned(), earn.points, earn.breakdown, Some(p.amount), None)
+            (
+                "purchase".to_owned(),
+                earn.points,
+                earn.breakdown,
+                Some(p.amount),
+                None,
+            )
         }
         EventBody::Refund { order_key, amount } => {
             let order = loaded
@@ -310,14 +399,18 @@ fn book(ctx: &LedgerContext, e: &EventIn, loaded: &mut Loaded, rows: &mut Rows) 
                 .get_mut(order_key)
                 .filter(|o| o.member == member)
                 .ok_or_else(|| ItemError::UnknownOrder(order_key.clone()))?;
-            let reversed = reversal_for_refund(order.points, order.amount, order.refunded, *amount).map_err(ItemError::Ledger)?;
+            let reversed = reversal_for_refund(order.points, order.amount, order.refunded, *amount)
+                .map_err(ItemError::Ledger)?;
             let wallet = loaded.wallets.entry(member).or_default();
             let spendable = wallet.spendable();
             let (taken_now, _) = split_reversal(policy, spendable, reversed);
             let from_lots = reversed.min(spendable);
             if taken_now > 0 {
                 let reason = format!("refund of {amount} on order {order_key}");
-                transfers.push(Transfer::reversal(Reversal::Refund, member, ASSET, taken_now, &reason).map_err(ItemError::Ledger)?);
+                transfers.push(
+                    Transfer::reversal(Reversal::Refund, member, ASSET, taken_now, &reason)
+                        .map_err(ItemError::Ledger)?,
+                );
             }
             // Checks are done: from here on the event is booked.
             if from_lots > 0 {
@@ -333,12 +426,28 @@ fn book(ctx: &LedgerContext, e: &EventIn, loaded: &mut Loaded, rows: &mut Rows) 
             order.refunded += amount;
             order.reversed += reversed;
             rows.touch_order(order_key, order);
-            ("refund".to_owned(), reversed, Vec::new(), Some(*amount), Some(order_key.clone()))
+            (
+                "refund".to_owned(),
+                reversed,
+                Vec::new(),
+                Some(*amount),
+                Some(order_key.clone()),
+            )
         }
         EventBody::Custom { name } => (name.clone(), 0, Vec::new(), None, None),
     };
-    let transfer_ids = transfers.iter().map(|t| rows.transfer(t, &e.key, e.at)).collect();
-    let outcome = EventOutcome { key: e.key.clone(), kind: kind.clone(), member_id: member, points, breakdown, transfers: transfer_ids };
+    let transfer_ids = transfers
+        .iter()
+        .map(|t| rows.transfer(t, &e.key, e.at))
+        .collect();
+    let outcome = EventOutcome {
+        key: e.key.clone(),
+        kind: kind.clone(),
+        member_id: member,
+        points,
+        breakdown,
+        transfers: transfer_ids,
+    };
     rows.events.push(EventRow {
         key: e.key.clone(),
         kind,
@@ -360,7 +469,12 @@ impl Rows {
     /// Adds a transfer's rows and balance changes; returns its id.
     pub(crate) fn transfer(&mut self, t: &Transfer, event_key: &str, at: OffsetDateTime) -> Uuid {
         let id = Uuid::now_v7();
-        self.transfers.push(TransferRow { id, kind: t.kind, event_key: event_key.to_owned(), at });
+        self.transfers.push(TransferRow {
+            id,
+            kind: t.kind,
+            event_key: event_key.to_owned(),
+            at,
+        });
         for (seq, p) in t.postings.iter().enumerate() {
             let member = match p.account.owner {
                 Owner::Member(m) => Some(m),
@@ -382,17 +496,20 @@ impl Rows {
     }
 
     fn balance(&mut self, account: &AccountKey, member: Option<MemberId>) -> &mut BalanceDelta {
-        self.balances.entry(account.code()).or_insert_with(|| BalanceDelta {
-            member,
-            asset: account.asset,
-            posted: 0,
-            debt: 0,
-        })
+        self.balances
+            .entry(account.code())
+            .or_insert_with(|| BalanceDelta {
+                member,
+                asset: account.asset,
+                posted: 0,
+                debt: 0,
+            })
     }
 
     fn debt(&mut self, member: MemberId, delta: i64) {
         if delta != 0 {
-            self.balance(&AccountKey::member(member, ASSET), Some(member)).debt += delta;
+            self.balance(&AccountKey::member(member, ASSET), Some(member))
+                .debt += delta;
         }
     }
 
@@ -412,7 +529,8 @@ impl Rows {
                 self.events[row].reversed = o.reversed;
             }
             None => {
-                self.order_updates.insert(key.to_owned(), (o.refunded, o.reversed));
+                self.order_updates
+                    .insert(key.to_owned(), (o.refunded, o.reversed));
             }
         }
     }

@@ -11,6 +11,8 @@ mod reads;
 mod rules;
 mod writes;
 
-pub use ingest::{EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef};
+pub use ingest::{
+    EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef,
+};
 pub use reads::{LedgerTotals, MemberBalance, StatementLine};
 pub use rules::RuleVersion;

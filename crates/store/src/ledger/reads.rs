@@ -55,9 +55,17 @@ impl Store {
             .earn_rules(program)
             .await?
             .into_iter()
-            .map(|v| CompiledRules::compile(v.rules).map_err(|e| StoreError::Corrupt(format!("earn rules: {e}"))))
+            .map(|v| {
+                CompiledRules::compile(v.rules)
+                    .map_err(|e| StoreError::Corrupt(format!("earn rules: {e}")))
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(LedgerContext { program, currency: p.currency.code().to_owned(), settings: p.settings, rules }))
+        Ok(Some(LedgerContext {
+            program,
+            currency: p.currency.code().to_owned(),
+            settings: p.settings,
+            rules,
+        }))
     }
 
     /// Books a batch of events in one transaction: each item is accepted,
@@ -74,7 +82,11 @@ impl Store {
         }))
     }
 
-    pub async fn member_balance(&self, program: ProgramId, member: MemberId) -> Result<MemberBalance> {
+    pub async fn member_balance(
+        &self,
+        program: ProgramId,
+        member: MemberId,
+    ) -> Result<MemberBalance> {
         let (points, debt): (i64, i64) = with_db!(self, read, |pool| {
             sqlx::query_as("SELECT posted, debt FROM balances WHERE program_id = $1 AND member_id = $2 AND asset = 'points'")
                 .bind(program.0)
@@ -83,20 +95,26 @@ impl Store {
                 .await?
                 .unwrap_or((0, 0))
         });
-        let lots: Vec<(i64, OffsetDateTime, Option<OffsetDateTime>)> = with_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT remaining, earned_at, expires_at FROM lots \
+        let lots: Vec<(i64, OffsetDateTime, Option<OffsetDateTime>)> =
+            with_db!(self, read, |pool| {
+                sqlx::query_as(
+                    "SELECT remaining, earned_at, expires_at FROM lots \
                  WHERE program_id = $1 AND member_id = $2 AND remaining > 0 ORDER BY lot_id",
-            )
-            .bind(program.0)
-            .bind(member.0)
-            .fetch_all(pool)
-            .await?
-        });
+                )
+                .bind(program.0)
+                .bind(member.0)
+                .fetch_all(pool)
+                .await?
+            });
         let lots: Vec<Lot> = lots
             .into_iter()
             .enumerate()
-            .map(|(i, (remaining, earned_at, expires_at))| Lot { id: i as u64, remaining, earned_at, expires_at })
+            .map(|(i, (remaining, earned_at, expires_at))| Lot {
+                id: i as u64,
+                remaining,
+                earned_at,
+                expires_at,
+            })
             .collect();
         Ok(MemberBalance {
             points,
@@ -107,7 +125,13 @@ impl Store {
     }
 
     /// The member's postings, oldest first, after `after` (a transfer id).
-    pub async fn statement(&self, program: ProgramId, member: MemberId, after: Option<Uuid>, limit: u32) -> Result<Vec<StatementLine>> {
+    pub async fn statement(
+        &self,
+        program: ProgramId,
+        member: MemberId,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<StatementLine>> {
         Ok(with_db!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT p.transfer_id, p.seq, t.kind, t.event_key, p.amount, p.reason, p.created_at \
@@ -176,7 +200,11 @@ impl Store {
         Ok(unbalanced
             .into_iter()
             .map(|(t, sum)| format!("transfer {t} sums to {sum}"))
-            .chain(drift.into_iter().map(|(a, b, s)| format!("balance {a} is {b} but its postings sum to {s}")))
+            .chain(
+                drift
+                    .into_iter()
+                    .map(|(a, b, s)| format!("balance {a} is {b} but its postings sum to {s}")),
+            )
             .collect())
     }
 }

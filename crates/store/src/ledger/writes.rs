@@ -327,4 +327,9 @@ macro_rules! ledger_io {
 }
 
 ledger_io!(sqlite, sqlx::Sqlite, sqlx::SqliteConnection, None::<&str>);
-ledger_io!(postgres, sqlx::Postgres, sqlx::PgConnection, Some("SELECT pg_advisory_xact_lock($1)"));
+ledger_io!(
+    postgres,
+    sqlx::Postgres,
+    sqlx::PgConnection,
+    Some("SELECT pg_advisory_xact_lock($1)")
+);

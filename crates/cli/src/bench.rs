@@ -1,0 +1,425 @@
+//! `sarafan bench`: throughput of the purchase-event pipeline, beside the raw
+//! rate of plain batched INSERTs into the same database.
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, Subcommand};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sarafan_core::ledger::rules::{
+    EarnRules, Line, Multiplier, Promotion, Purchase, Rate, Rounding,
+};
+use sarafan_core::member::ExternalId;
+use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
+use sarafan_store::ledger::{EventBody, EventIn, ItemResult, MemberRef};
+use sarafan_store::{Backend, ConnectOptions, NewProgram, Store};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Measure how many purchase events a second the ledger pipeline books,
+    /// and compare with plain batched INSERTs into the same database.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Database to run on: `postgres://…` (a fresh `bench_…` schema, dropped
+    /// afterwards) or `sqlite://…`. Default: a fresh temporary SQLite file.
+    /// Deliberately not read from the environment.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Members enrolled before the run.
+    #[arg(long, default_value_t = 10_000)]
+    members: usize,
+    /// Purchase events to ingest.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Events per `ingest` call (one transaction each).
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Keep the PostgreSQL schema instead of dropping it at the end.
+    #[arg(long)]
+    keep: bool,
+}
+
+pub async fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Ingest(args) => ingest(args).await,
+    }
+}
+
+const CURRENCY: &str = "RUB";
+const CATEGORIES: &[&str] = &[
+    "coffee",
+    "tea",
+    "pastry",
+    "dairy",
+    "snacks",
+    "household",
+    "produce",
+    "beverages",
+];
+const SKUS: usize = 200;
+/// Events are spread over 90 days from here.
+const START: OffsetDateTime = datetime!(2025-03-01 00:00 UTC);
+const SPAN_SECONDS: i64 = 90 * 24 * 3600;
+
+async fn ingest(args: IngestArgs) -> Result<()> {
+    ensure!(args.members > 0, "--members must be at least 1");
+    ensure!(args.events > 0, "--events must be at least 1");
+    ensure!(args.batch > 0, "--batch must be at least 1");
+
+    // The database: a temporary SQLite file unless told otherwise.
+    let mut _tmp = None;
+    let (url, schema) = match &args.database_url {
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("sarafan-bench-")
+                .tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            _tmp = Some(dir);
+            (url, None)
+        }
+        Some(u) if u.starts_with("postgres:") || u.starts_with("postgresql:") => (
+            u.clone(),
+            Some(format!("bench_{:016x}", rand::random::<u64>())),
+        ),
+        Some(u) if u.starts_with("sqlite:") => (u.clone(), None),
+        Some(u) => bail!("--database-url {u:?} is neither sqlite:… nor postgres://…"),
+    };
+    let store = Store::open(&ConnectOptions {
+        url,
+        pg_schema: schema.clone(),
+        max_connections: 4,
+    })
+    .await
+    .context("opening the benchmark database")?;
+    let result = measure(&store, &args).await;
+    if let (Some(schema), false) = (&schema, args.keep) {
+        store.bench_drop_schema(schema).await?;
+    }
+    store.close().await;
+    result
+}
+
+/// Runs the benchmark; `Err` when the run was wrong, not merely slow.
+async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
+    let tag = match store.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+
+    // Set-up (not measured): program, rules, members, events.
+    let setup = Instant::now();
+    let retailer = store.create_retailer("Sarafan bench retail").await?;
+    let program = store
+        .create_program(
+            retailer,
+            &NewProgram {
+                name: ProgramName::parse("Sarafan bench")?,
+                currency: Currency::parse(CURRENCY)?,
+                locale: Locale::parse("locale", "ru")?,
+                terms: String::new(),
+                settings: ProgramSettings {
+                    points_expire_after_days: Some(365),
+                    ..ProgramSettings::default()
+                },
+            },
+        )
+        .await?;
+    store.add_earn_rules(program.id, &rules()).await?;
+    let externals: Vec<String> = (0..args.members).map(|i| format!("cust-{i:07}")).collect();
+    store.bench_insert_members(program.id, &externals).await?;
+    let events = generate(args, &externals)?;
+    let ctx = store
+        .ledger_context(program.id)
+        .await?
+        .context("the program just created is missing")?;
+    println!(
+        "{tag}  setup   {} members, {} events generated in {:.2} s (not measured)",
+        args.members,
+        events.len(),
+        setup.elapsed().as_secs_f64()
+    );
+
+    // The pipeline.
+    let mut latencies = Vec::with_capacity(events.len() / args.batch + 1);
+    let (mut accepted, mut replayed, mut rejected) = (0usize, 0usize, 0usize);
+    let mut first_rejection = None;
+    let mut points = 0i64;
+    let mut balance_upserts = 0usize;
+    let batches = events.len().div_ceil(args.batch);
+    let start = Instant::now();
+    for (n, chunk) in events.chunks(args.batch).enumerate() {
+        let t = Instant::now();
+        let results = store.ingest(&ctx, chunk).await?;
+        latencies.push(t.elapsed());
+        let mut accounts = HashSet::new();
+        for r in results {
+            match r {
+                ItemResult::Accepted(o) => {
+                    accepted += 1;
+                    points += o.points;
+                    if o.points > 0 {
+                        accounts.insert(Some(o.member_id));
+                        accounts.insert(None); // the program's issued account
+                    }
+                }
+                ItemResult::Replayed(_) => replayed += 1,
+                ItemResult::Rejected(e) => {
+                    rejected += 1;
+                    first_rejection.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        balance_upserts += accounts.len();
+        if (n + 1) % (batches / 10).max(1) == 0 {
+            eprint!("\r{tag}  ingest  {}/{} batches", n + 1, batches);
+        }
+    }
+    let elapsed = start.elapsed();
+    eprintln!();
+    let secs = elapsed.as_secs_f64();
+    let events_per_s = events.len() as f64 / secs;
+
+    let counts = store.bench_ledger_counts(program.id).await?;
+    let count = |t: &str| counts.iter().find(|(n, _)| *n == t).map_or(0, |(_, c)| *c);
+    let rows = ["events", "transfers", "postings", "lots"]
+        .iter()
+        .map(|t| count(t))
+        .sum::<i64>() as usize;
+    let rows_per_event = rows as f64 / events.len() as f64;
+    println!(
+        "{tag}  ingest  {} events in {secs:.2} s = {events_per_s:.0} events/s ({rows_per_event:.1} rows/event)",
+        events.len()
+    );
+    latencies.sort_unstable();
+    println!(
+        "{tag}  ingest  batch of {}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        args.batch,
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.90)),
+        ms(percentile(&latencies, 0.99)),
+        ms(percentile(&latencies, 1.0)),
+    );
+    println!(
+        "{tag}  rows    events {}, transfers {}, postings {}, lots {} = {rows} rows; \
+         plus {balance_upserts} balance upserts into {} balance rows (not counted)",
+        count("events"),
+        count("transfers"),
+        count("postings"),
+        count("lots"),
+        count("balances"),
+    );
+
+    // The baseline: the same number of rows, as plain batched INSERTs.
+    let pipeline_rows_per_s = rows as f64 / secs;
+    let raw = store.bench_raw_insert(rows, args.batch).await?;
+    let raw_rows_per_s = rows as f64 / raw.as_secs_f64();
+    println!(
+        "{tag}  raw     {rows} rows in {:.2} s = {raw_rows_per_s:.0} rows/s ({} rows a transaction, {} transactions)",
+        raw.as_secs_f64(),
+        args.batch,
+        rows.div_ceil(args.batch),
+    );
+    // Same again with as many rows a transaction as the pipeline wrote, so
+    // both pay for the same number of commits.
+    let matched_batch = rows.div_ceil(batches).max(1);
+    let matched = store.bench_raw_insert(rows, matched_batch).await?;
+    let matched_rows_per_s = rows as f64 / matched.as_secs_f64();
+    println!(
+        "{tag}  raw     {rows} rows in {:.2} s = {matched_rows_per_s:.0} rows/s ({matched_batch} rows a transaction, \
+         {} transactions, as many as the pipeline)",
+        matched.as_secs_f64(),
+        rows.div_ceil(matched_batch),
+    );
+    for (what, raw_rate) in [
+        ("raw", raw_rows_per_s),
+        ("raw (same commits)", matched_rows_per_s),
+    ] {
+        println!(
+            "{tag}  compare pipeline {pipeline_rows_per_s:.0} rows/s / {what} {raw_rate:.0} rows/s = {:.2}; \
+             {events_per_s:.0} events/s vs {what} {raw_rate:.0} rows/s / {rows_per_event:.1} rows/event = {:.0} events/s",
+            pipeline_rows_per_s / raw_rate,
+            raw_rate / rows_per_event,
+        );
+    }
+
+    // Correctness.
+    let violations = store.verify_ledger(program.id).await?;
+    let totals = store.ledger_totals(program.id).await?;
+    let mut problems = Vec::new();
+    if accepted != events.len() {
+        problems.push(format!(
+            "{accepted} of {} events accepted ({replayed} replayed, {rejected} rejected{})",
+            events.len(),
+            first_rejection
+                .map(|e| format!(", first: {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    if count("events") != events.len() as i64 {
+        problems.push(format!(
+            "{} event rows for {} events",
+            count("events"),
+            events.len()
+        ));
+    }
+    if totals.issued != points || totals.outstanding != points {
+        problems.push(format!(
+            "outcomes earned {points} points but the ledger issued {} and members hold {}",
+            totals.issued, totals.outstanding
+        ));
+    }
+    problems.extend(violations.iter().take(10).cloned());
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{tag}  verify  FAILED: {p}");
+        }
+        bail!(
+            "benchmark run is invalid: {} problem(s), {} ledger violation(s)",
+            problems.len(),
+            violations.len()
+        );
+    }
+    println!(
+        "{tag}  verify  ok: {accepted}/{} accepted, {points} points issued, ledger consistent (0 violations)",
+        events.len()
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The `q` quantile of sorted `v` (nearest rank).
+fn percentile(v: &[Duration], q: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// A realistic rule set: 1 point per 1 RUB, a few category and SKU
+/// multipliers, a double-points fortnight and a bonus for big baskets.
+fn rules() -> EarnRules {
+    let m = |key: &str, basis_points| Multiplier {
+        key: key.into(),
+        basis_points,
+    };
+    EarnRules {
+        version: 1,
+        effective_from: datetime!(2024-01-01 00:00 UTC),
+        base_rate: Rate {
+            points: 1,
+            per_minor: 100,
+        },
+        rounding: Rounding::Floor,
+        category_multipliers: vec![
+            m("coffee", 20_000),
+            m("pastry", 15_000),
+            m("household", 5_000),
+        ],
+        sku_multipliers: vec![m("sku-0007", 30_000), m("sku-0042", 0)],
+        min_order: 5_000,
+        cap_per_order: Some(50_000),
+        cap_per_day: None,
+        promotions: vec![
+            Promotion {
+                name: "spring double points".into(),
+                starts_at: datetime!(2025-03-10 00:00 UTC),
+                ends_at: datetime!(2025-03-24 00:00 UTC),
+                basis_points: 20_000,
+                condition: None,
+            },
+            Promotion {
+                name: "big basket".into(),
+                starts_at: datetime!(2025-01-01 00:00 UTC),
+                ends_at: datetime!(2026-01-01 00:00 UTC),
+                basis_points: 15_000,
+                condition: Some("order.amount > 100000".into()),
+            },
+        ],
+        condition: None,
+    }
+}
+
+/// `args.events` purchases by members picked uniformly, in time order, each
+/// with 1–5 lines from a fixed catalogue; deterministic for a seed.
+fn generate(args: &IngestArgs, externals: &[String]) -> Result<Vec<EventIn>> {
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let catalogue: Vec<(String, &str, i64)> = (0..SKUS)
+        .map(|i| {
+            let category = CATEGORIES[rng.gen_range(0..CATEGORIES.len())];
+            let price = rng.gen_range(49..2_000) * 100 - rng.gen_range(0..2) * 10;
+            (format!("sku-{i:04}"), category, price)
+        })
+        .collect();
+    let members: Vec<ExternalId> = externals
+        .iter()
+        .map(|x| ExternalId::parse(x))
+        .collect::<Result<_, _>>()?;
+    let mut events = Vec::with_capacity(args.events);
+    for i in 0..args.events {
+        let key = format!("ord-{i:09}");
+        let member = &members[rng.gen_range(0..members.len())];
+        let offset = SPAN_SECONDS * i as i64 / args.events as i64 + rng.gen_range(0..60);
+        let at = START + time::Duration::seconds(offset);
+        let lines: Vec<Line> = (0..rng.gen_range(1..=5))
+            .map(|_| {
+                let (sku, category, price) = &catalogue[rng.gen_range(0..SKUS)];
+                Line {
+                    sku: sku.clone(),
+                    category: Some((*category).to_owned()),
+                    quantity: rng.gen_range(1..=3),
+                    unit_price: *price,
+                }
+            })
+            .collect();
+        let total: i64 = lines
+            .iter()
+            .map(|l| i64::from(l.quantity) * l.unit_price)
+            .sum();
+        // One order in five has a basket discount of 5–15 %.
+        let amount = if rng.gen_bool(0.2) {
+            total - total * rng.gen_range(5..=15) / 100
+        } else {
+            total
+        };
+        let purchase = Purchase {
+            amount,
+            currency: CURRENCY.into(),
+            channel: Some(if rng.gen_bool(0.3) { "online" } else { "pos" }.into()),
+            store_id: Some(format!("store-{:02}", rng.gen_range(1..=20))),
+            lines,
+            at,
+        };
+        let mut h = Sha256::new();
+        h.update(key.as_bytes());
+        h.update(member.as_str().as_bytes());
+        h.update(amount.to_be_bytes());
+        h.update(at.unix_timestamp().to_be_bytes());
+        for l in &purchase.lines {
+            h.update(l.sku.as_bytes());
+            h.update(l.quantity.to_be_bytes());
+            h.update(l.unit_price.to_be_bytes());
+        }
+        events.push(EventIn {
+            key,
+            fingerprint: h.finalize().into(),
+            member: MemberRef::External(member.clone()),
+            at,
+            body: EventBody::Purchase(purchase),
+        });
+    }
+    Ok(events)
+}
