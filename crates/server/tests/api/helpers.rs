@@ -6,7 +6,8 @@ use sarafan_core::apikey::Scope;
 use sarafan_core::ids::ProgramId;
 use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
 use sarafan_server::ServerConfig;
-use sarafan_store::{ConnectOptions, NewProgram, Store};
+use sarafan_store::testing::{temp_store, TempStore};
+use sarafan_store::{Backend, NewProgram, Store};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -34,12 +35,6 @@ macro_rules! on_both_databases {
     )*};
 }
 
-/// PostgreSQL for tests; `.ci/run` creates this database.
-fn postgres_url() -> String {
-    std::env::var("SARAFAN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/sarafan_test".into())
-}
-
 pub struct Tenant {
     pub program: ProgramId,
     pub admin_key: String,
@@ -53,38 +48,17 @@ pub struct TestApp {
     pub program: ProgramId,
     pub key: String,
     shutdown: Option<oneshot::Sender<()>>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-pub async fn open_store(db: Db) -> (Store, Option<tempfile::TempDir>) {
-    match db {
-        Db::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite://{}", dir.path().join("test.db").display());
-            (
-                Store::open(&ConnectOptions::new(url))
-                    .await
-                    .expect("open sqlite"),
-                Some(dir),
-            )
-        }
-        Db::Postgres => {
-            let opts = ConnectOptions {
-                pg_schema: Some(format!("t_{}", uuid::Uuid::new_v4().simple())),
-                max_connections: 4,
-                ..ConnectOptions::new(postgres_url())
-            };
-            let store = Store::open(&opts).await.expect(
-                "open postgres (run `bash .ci/run`, which starts it and creates sarafan_test)",
-            );
-            (store, None)
-        }
-    }
+    _db: TempStore,
 }
 
 impl TestApp {
     pub async fn spawn(db: Db) -> Self {
-        let (store, dir) = open_store(db).await;
+        let db = temp_store(match db {
+            Db::Sqlite => Backend::Sqlite,
+            Db::Postgres => Backend::Postgres,
+        })
+        .await;
+        let store = db.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -107,7 +81,7 @@ impl TestApp {
             program: ProgramId::generate(),
             key: String::new(),
             shutdown: Some(tx),
-            _dir: dir,
+            _db: db,
         };
         let tenant = app.new_tenant("Test Coffee").await;
         app.program = tenant.program;
