@@ -15,6 +15,7 @@ use sarafan_store::{Backend, ConnectOptions, NewProgram, Store};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -403,19 +404,33 @@ fn generate(args: &IngestArgs, externals: &[String]) -> Result<Vec<EventIn>> {
             lines,
             at,
         };
-        let mut h = Sha256::new();
-        h.update(key.as_bytes());
-        h.update(member.as_str().as_bytes());
-        h.update(amount.to_be_bytes());
-        h.update(at.unix_timestamp().to_be_bytes());
-        for l in &purchase.lines {
-            h.update(l.sku.as_bytes());
-            h.update(l.quantity.to_be_bytes());
-            h.update(l.unit_price.to_be_bytes());
-        }
+        // The request as a client would send it to POST /events, and its
+        // fingerprint, built the way the server builds them.
+        let request = serde_json::json!({
+            "type": "purchase",
+            "id": key,
+            "member_id": null,
+            "external_id": member.as_str(),
+            "occurred_at": at.format(&Rfc3339)?,
+            "amount": amount,
+            "currency": CURRENCY,
+            "lines": purchase.lines.iter().map(|l| serde_json::json!({
+                "sku": l.sku,
+                "category": l.category,
+                "quantity": l.quantity,
+                "unit_price": l.unit_price,
+            })).collect::<Vec<_>>(),
+            "store_id": purchase.store_id,
+            "channel": purchase.channel,
+            "order_id": null,
+            "name": null,
+            "properties": null,
+        });
+        let fingerprint: [u8; 32] = Sha256::digest(serde_json::to_vec(&request)?).into();
         events.push(EventIn {
             key,
-            fingerprint: h.finalize().into(),
+            request,
+            fingerprint,
             member: MemberRef::External(member.clone()),
             at,
             body: EventBody::Purchase(purchase),

@@ -1,5 +1,6 @@
 //! Programs (tenants): a store's loyalty and referral program.
 
+use crate::ledger::redeem::RedeemPolicy;
 use crate::ledger::refund::ShortfallPolicy;
 use crate::{text::bounded, FieldError};
 use serde::{Deserialize, Serialize};
@@ -166,6 +167,22 @@ pub struct ProgramSettings {
     pub points_expire_after_days: Option<u32>,
     /// What a refund does when the points it takes back were already spent.
     pub refund_shortfall: ShortfallPolicy,
+    /// How many points may pay for how much of an order.
+    pub redeem: RedeemPolicy,
+}
+
+impl ProgramSettings {
+    /// Refuses settings no event could work with, naming the field.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.redeem.validate().map_err(|e| e.within("redeem"))?;
+        if self.points_expire_after_days == Some(0) {
+            return Err(FieldError::new(
+                "points_expire_after_days",
+                "must be at least 1, or absent for points that never expire",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,7 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
             get(api::ledger::list_rules).post(api::ledger::add_rules),
         )
         .route("/ledger/totals", get(api::ledger::totals))
+        .route("/redemptions", post(api::events::redeem))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
@@ -124,6 +125,31 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Expires due points of every program every `every`, until the process
+/// ends. Failures are logged and retried on the next round.
+pub fn spawn_expiry(store: Store, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let programs = match store.programs().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "expiry: listing programs failed");
+                    continue;
+                }
+            };
+            for p in programs {
+                match store.expire_due(p.id, sarafan_store::now()).await {
+                    Ok(0) => {}
+                    Ok(points) => tracing::info!(program = %p.id, points, "expired points"),
+                    Err(e) => tracing::error!(program = %p.id, error = %e, "expiry failed"),
+                }
+            }
+        }
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes the

@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
         program::get, program::patch,
         keys::list, keys::create, keys::revoke,
         members::register, members::list, members::get, members::patch, members::erase, members::export,
-        events::single, events::batch,
+        events::single, events::batch, events::redeem,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
     ),
     components(schemas(Problem)),

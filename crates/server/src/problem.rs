@@ -48,6 +48,11 @@ pub const KINDS: &[(&str, u16, &str)] = &[
     ),
     ("member-inactive", 409, "The member is blocked or erased"),
     (
+        "insufficient-points",
+        409,
+        "The member has fewer points than requested",
+    ),
+    (
         "event-key-reused",
         409,
         "The event id was used for a different event",
@@ -178,6 +183,7 @@ pub enum Conflict {
     MemberErased,
     MemberInactive,
     EventKeyReused,
+    InsufficientPoints,
 }
 
 impl Conflict {
@@ -194,6 +200,7 @@ impl Conflict {
             Self::MemberErased => "member-erased",
             Self::MemberInactive => "member-inactive",
             Self::EventKeyReused => "event-key-reused",
+            Self::InsufficientPoints => "insufficient-points",
         }
     }
 }

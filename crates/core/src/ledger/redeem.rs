@@ -11,13 +11,27 @@ const WHOLE: u32 = 10_000;
 /// basis points: points may pay between `min_order_share_bp` and
 /// `max_order_share_bp` of an order, and never fewer than `min_points`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RedeemPolicy {
     pub min_order_share_bp: u32,
     pub max_order_share_bp: u32,
     /// Minor units of the program currency one point is worth.
     pub point_value_minor: i64,
     pub min_points: i64,
+}
+
+/// By default points may pay for a whole order, one point is worth one
+/// unit of the currency (100 minor units), and any positive amount is
+/// accepted: the program narrows this in its settings.
+impl Default for RedeemPolicy {
+    fn default() -> Self {
+        Self {
+            min_order_share_bp: 0,
+            max_order_share_bp: WHOLE,
+            point_value_minor: 100,
+            min_points: 1,
+        }
+    }
 }
 
 impl RedeemPolicy {

@@ -106,6 +106,9 @@ pub struct EventResult {
     pub points: i64,
     /// Why, point by point.
     pub breakdown: Vec<EarnLineView>,
+    /// For a redemption: minor units off the order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discount: Option<i64>,
     pub transfers: Vec<Uuid>,
 }
 
@@ -122,6 +125,7 @@ impl EventResult {
                 .into_iter()
                 .map(|EarnLine { reason, points }| EarnLineView { reason, points })
                 .collect(),
+            discount: o.discount,
             transfers: o.transfers,
         }
     }
@@ -162,6 +166,24 @@ fn refuse(field: &str, kind: &str) -> FieldError {
         field,
         format!("does not apply to a {kind} event; leave it out"),
     )
+}
+
+/// The request as canonical JSON (sorted keys) and its SHA-256.
+fn canonical(r: &impl Serialize) -> (serde_json::Value, [u8; 32]) {
+    let request = serde_json::to_value(r).unwrap_or_default();
+    let fingerprint = Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
+    (request, fingerprint)
+}
+
+fn member_ref(member_id: Option<&str>, external_id: Option<&str>) -> Result<MemberRef, FieldError> {
+    match (member_id, external_id) {
+        (Some(id), None) => Ok(MemberRef::Id(MemberId::parse("member_id", id)?)),
+        (None, Some(x)) => Ok(MemberRef::External(ExternalId::parse(x)?)),
+        _ => Err(FieldError::new(
+            "member_id",
+            "give exactly one of member_id or external_id",
+        )),
+    }
 }
 
 /// Turns a request into a pipeline event, or names the field at fault.
@@ -343,6 +365,12 @@ fn item_problem(e: ItemError) -> ApiError {
         ItemError::Ledger(LedgerError::RefundExceedsOrder { .. }) => {
             ApiError::Invalid(FieldError::new("amount", detail))
         }
+        ItemError::Ledger(LedgerError::InsufficientBalance { .. }) => {
+            conflict(Conflict::InsufficientPoints, detail, Some("points"))
+        }
+        ItemError::Ledger(LedgerError::AboveMaxShare { .. } | LedgerError::BelowMinimum { .. }) => {
+            ApiError::Invalid(FieldError::new("points", detail))
+        }
         ItemError::Ledger(LedgerError::Invalid(f)) => ApiError::Invalid(f),
         ItemError::Ledger(other) => ApiError::RuleFailed(other.to_string()),
     }
@@ -372,8 +400,16 @@ pub async fn single(
     ApiJson(body): ApiJson<EventRequest>,
 ) -> ApiResult<(StatusCode, Json<EventResult>)> {
     caller.require(Scope::Server)?;
-    let event = parse(body, sarafan_store::now())?;
-    let ctx = context(&state, &caller).await?;
+    book_one(&state, &caller, parse(body, sarafan_store::now())?).await
+}
+
+/// Books one pipeline event: 201 when booked now, 200 for a replay.
+async fn book_one(
+    state: &AppState,
+    caller: &Caller,
+    event: EventIn,
+) -> ApiResult<(StatusCode, Json<EventResult>)> {
+    let ctx = context(state, caller).await?;
     let result = state
         .store
         .ingest(&ctx, std::slice::from_ref(&event))
@@ -473,4 +509,60 @@ pub async fn batch(
         rejected: count(&|i| i.problem.is_some()),
         items,
     }))
+}
+
+/// Spending points on an order. `id` is the client's key for this
+/// redemption; a refund of `order_id` later gives the same share back.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedemptionRequest {
+    pub id: String,
+    pub member_id: Option<String>,
+    pub external_id: Option<String>,
+    /// The order the points pay for (the purchase's `id`).
+    pub order_id: String,
+    /// The order's total in minor units, before the discount.
+    pub order_amount: i64,
+    pub points: i64,
+}
+
+/// Spends a member's points on an order, within the program's share limits;
+/// the soonest-expiring points go first. Returns the discount to apply.
+#[utoipa::path(post, path = "/api/v1/redemptions", tag = "events", request_body = RedemptionRequest,
+    responses(
+        (status = 201, description = "Redeemed", body = EventResult),
+        (status = 200, description = "Redeemed before under this id; nothing changed", body = EventResult),
+        (status = 409, description = "Not enough points, or the id was used for another redemption", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn redeem(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<RedemptionRequest>,
+) -> ApiResult<(StatusCode, Json<EventResult>)> {
+    caller.require(Scope::Server)?;
+    let (request, fingerprint) = canonical(&body);
+    if body.order_amount <= 0 {
+        return Err(ApiError::invalid(
+            "order_amount",
+            "must be above 0 minor units",
+        ));
+    }
+    if body.points <= 0 {
+        return Err(ApiError::invalid("points", "must be above 0"));
+    }
+    let event = EventIn {
+        key: bounded("id", &body.id, 1, 200)?,
+        request,
+        fingerprint,
+        member: member_ref(body.member_id.as_deref(), body.external_id.as_deref())?,
+        at: sarafan_store::now(),
+        body: EventBody::Redeem {
+            order_key: bounded("order_id", &body.order_id, 1, 200)?,
+            order_amount: body.order_amount,
+            points: body.points,
+        },
+    };
+    book_one(&state, &caller, event).await
 }

@@ -7,7 +7,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use sarafan_core::apikey::Scope;
-use sarafan_core::program::{parse_terms, Locale, ProgramName};
+use sarafan_core::program::{parse_terms, Locale, ProgramName, ProgramSettings};
 use sarafan_store::{Program, ProgramPatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -107,7 +107,11 @@ pub async fn patch(
         terms: body.terms.as_deref().map(parse_terms).transpose()?,
         settings: body
             .settings
-            .map(|s| from_value("settings", s))
+            .map(|s| {
+                let settings: ProgramSettings = from_value("settings", s)?;
+                settings.validate().map_err(|e| e.within("settings"))?;
+                Ok::<_, ApiError>(settings)
+            })
             .transpose()?,
     };
     let updated = state

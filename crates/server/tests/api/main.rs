@@ -8,3 +8,4 @@ mod idempotency;
 mod members;
 mod platform;
 mod program;
+mod redemptions;

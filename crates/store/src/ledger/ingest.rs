@@ -8,6 +8,7 @@ use crate::now;
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset, Owner};
 use sarafan_core::ledger::lots::{self, Lot};
+use sarafan_core::ledger::redeem::plan as redeem_plan;
 use sarafan_core::ledger::refund::{
     reversal_for_refund, settle_debt, split_reversal, ShortfallPolicy,
 };
@@ -51,6 +52,12 @@ pub enum EventBody {
         order_key: String,
         amount: i64,
     },
+    /// Spends `points` on the order `order_key` of `order_amount` minor units.
+    Redeem {
+        order_key: String,
+        order_amount: i64,
+        points: i64,
+    },
     /// A named event (`review_written`, …) for badges and challenges.
     Custom {
         name: String,
@@ -65,8 +72,12 @@ pub struct EventOutcome {
     pub member_id: MemberId,
     /// Points earned by a purchase, or taken back by a refund.
     pub points: i64,
-    /// Why: every point of a purchase, line by line.
+    /// Why: every point of a purchase, line by line; what a refund took
+    /// back and gave back.
     pub breakdown: Vec<EarnLine>,
+    /// For a redemption: minor units off the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<i64>,
     pub transfers: Vec<Uuid>,
 }
 
@@ -128,6 +139,18 @@ pub(crate) struct Order {
     pub in_batch: Option<usize>,
 }
 
+/// Points spent on an order, which a refund of the order gives back.
+#[derive(Debug, Clone)]
+pub(crate) struct Redemption {
+    pub key: String,
+    pub member: MemberId,
+    pub points: i64,
+    /// Points already given back.
+    pub reversed: i64,
+    /// Index into `Rows::events` when the redemption is in this batch.
+    pub in_batch: Option<usize>,
+}
+
 /// A lot as loaded, or created by this batch.
 #[derive(Debug, Clone)]
 pub(crate) struct WalletLot {
@@ -158,6 +181,8 @@ pub(crate) struct Loaded {
     pub by_id: HashMap<MemberId, MemberStatus>,
     pub by_external: HashMap<String, (MemberId, MemberStatus)>,
     pub orders: HashMap<String, Order>,
+    /// Redemptions by the order they paid for.
+    pub redemptions: HashMap<String, Vec<Redemption>>,
     pub wallets: HashMap<MemberId, Wallet>,
     pub earned_on: HashMap<(MemberId, Date), i64>,
 }
@@ -169,6 +194,8 @@ pub(crate) struct Wanted {
     pub member_ids: Vec<Uuid>,
     pub externals: Vec<String>,
     pub order_keys: Vec<String>,
+    /// Members who may spend or lose points: their lots are loaded.
+    pub spenders: Vec<MemberRef>,
     pub daily_totals: bool,
     pub days: Vec<Date>,
 }
@@ -180,6 +207,7 @@ impl Wanted {
             member_ids: Vec::new(),
             externals: Vec::new(),
             order_keys: Vec::new(),
+            spenders: Vec::new(),
             daily_totals: ctx.needs_daily_totals(),
             days: Vec::new(),
         };
@@ -188,8 +216,13 @@ impl Wanted {
                 MemberRef::Id(id) => w.member_ids.push(id.0),
                 MemberRef::External(x) => w.externals.push(x.as_str().to_owned()),
             }
-            if let EventBody::Refund { order_key, .. } = &e.body {
-                w.order_keys.push(order_key.clone());
+            match &e.body {
+                EventBody::Refund { order_key, .. } => {
+                    w.order_keys.push(order_key.clone());
+                    w.spenders.push(e.member.clone());
+                }
+                EventBody::Redeem { .. } => w.spenders.push(e.member.clone()),
+                EventBody::Purchase(_) | EventBody::Custom { .. } => {}
             }
             w.days.push(e.at.date());
         }
@@ -295,6 +328,31 @@ fn resolve(
     Ok(id)
 }
 
+/// What booking one event produced, before its event row is written.
+struct Booked {
+    kind: String,
+    points: i64,
+    breakdown: Vec<EarnLine>,
+    amount: Option<i64>,
+    order_key: Option<String>,
+    discount: Option<i64>,
+    transfers: Vec<Transfer>,
+}
+
+impl Booked {
+    fn new(kind: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            points: 0,
+            breakdown: Vec::new(),
+            amount: None,
+            order_key: None,
+            discount: None,
+            transfers: Vec::new(),
+        }
+    }
+}
+
 /// Books one event, all or nothing: every check runs before any row is added.
 fn book(
     ctx: &LedgerContext,
@@ -303,166 +361,343 @@ fn book(
     rows: &mut Rows,
 ) -> Result<EventOutcome, ItemError> {
     let member = resolve(ctx, &e.member, loaded, rows)?;
-    let policy = ctx.settings.refund_shortfall;
-    let mut transfers = Vec::new();
-    let (kind, points, breakdown, amount, order_key) = match &e.body {
-        EventBody::Purchase(p) => {
-            if !p.currency.eq_ignore_ascii_case(&ctx.currency) {
-                return Err(ItemError::CurrencyMismatch {
-                    expected: ctx.currency.clone(),
-                    got: p.currency.clone(),
-                });
-            }
-            let today = loaded
-                .earned_on
-                .get(&(member, e.at.date()))
-                .copied()
-                .unwrap_or(0);
-            let earn = match ctx.rules_at(e.at) {
-                Some(rules) => rules
-                    .earn(p, &MemberContext::default(), today)
-                    .map_err(ItemError::Ledger)?,
-                None => Earn {
-                    points: 0,
-                    breakdown: vec![EarnLine {
-                        reason: "no earn rules were in force at the time of the order".into(),
-                        points: 0,
-                    }],
-                },
-            };
-            let wallet = loaded.wallets.entry(member).or_default();
-            if earn.points > 0 {
-                transfers.push(
-                    Transfer::earn(member, ASSET, earn.points, &format!("order {}", e.key))
-                        .map_err(ItemError::Ledger)?,
-                );
-                let (to_debt, to_member) = settle_debt(wallet.debt, earn.points);
-                if to_debt > 0 && policy == ShortfallPolicy::ClawbackFromFuture {
-                    let reason = "claw-back of points reversed by an earlier refund";
-                    transfers.push(
-                        Transfer::reversal(Reversal::Refund, member, ASSET, to_debt, reason)
-                            .map_err(ItemError::Ledger)?,
-                    );
-                }
-                wallet.debt -= to_debt;
-                rows.debt(member, -to_debt);
-                if to_member > 0 {
-                    let expires_at = ctx
-                        .settings
-                        .points_expire_after_days
-                        .map(|d| e.at + Duration::days(i64::from(d)));
-                    let id = Uuid::now_v7();
-                    rows.lots.push(LotRow {
-                        id,
-                        member,
-                        amount: to_member,
-                        remaining: to_member,
-                        earned_at: e.at,
-                        expires_at,
-                        event_key: e.key.clone(),
-                    });
-                    wallet.lots.push(WalletLot {
-                        id,
-                        lot: Lot {
-                            id: wallet.lots.len() as u64,
-                            remaining: to_member,
-                            earned_at: e.at,
-                            expires_at,
-                        },
-                        new_row: Some(rows.lots.len() - 1),
-                    });
-                }
-            }
-            *loaded.earned_on.entry((member, e.at.date())).or_default() += earn.points;
-            loaded.orders.insert(
-                e.key.clone(),
-                Order {
-                    member,
-                    amount: p.amount,
-                    points: earn.points,
-                    refunded: 0,
-                    reversed: 0,
-                    in_batch: Some(rows.events.len()),
-                },
-            );
-            (
-                "purchase".to_owned(),
-                earn.points,
-                earn.breakdown,
-                Some(p.amount),
-                None,
-            )
-        }
+    let booked = match &e.body {
+        EventBody::Purchase(p) => purchase(ctx, e, p, member, loaded, rows)?,
         EventBody::Refund { order_key, amount } => {
-            let order = loaded
-                .orders
-                .get_mut(order_key)
-                .filter(|o| o.member == member)
-                .ok_or_else(|| ItemError::UnknownOrder(order_key.clone()))?;
-            let reversed = reversal_for_refund(order.points, order.amount, order.refunded, *amount)
-                .map_err(ItemError::Ledger)?;
-            let wallet = loaded.wallets.entry(member).or_default();
-            let spendable = wallet.spendable();
-            let (taken_now, _) = split_reversal(policy, spendable, reversed);
-            let from_lots = reversed.min(spendable);
-            if taken_now > 0 {
-                let reason = format!("refund of {amount} on order {order_key}");
-                transfers.push(
-                    Transfer::reversal(Reversal::Refund, member, ASSET, taken_now, &reason)
-                        .map_err(ItemError::Ledger)?,
-                );
-            }
-            // Checks are done: from here on the event is booked.
-            if from_lots > 0 {
-                let mut plain: Vec<Lot> = wallet.lots.iter().map(|l| l.lot.clone()).collect();
-                let taken = lots::consume(&mut plain, from_lots).map_err(ItemError::Ledger)?;
-                for (i, _) in taken {
-                    wallet.lots[i].lot.remaining = plain[i].remaining;
-                    rows.touch_lot(&wallet.lots[i]);
-                }
-            }
-            wallet.debt += reversed - from_lots;
-            rows.debt(member, reversed - from_lots);
-            order.refunded += amount;
-            order.reversed += reversed;
-            rows.touch_order(order_key, order);
-            (
-                "refund".to_owned(),
-                reversed,
-                Vec::new(),
-                Some(*amount),
-                Some(order_key.clone()),
-            )
+            refund(ctx, e, order_key, *amount, member, loaded, rows)?
         }
-        EventBody::Custom { name } => (name.clone(), 0, Vec::new(), None, None),
+        EventBody::Redeem {
+            order_key,
+            order_amount,
+            points,
+        } => redeem(
+            ctx,
+            e,
+            order_key,
+            *order_amount,
+            *points,
+            member,
+            loaded,
+            rows,
+        )?,
+        EventBody::Custom { name } => Booked::new(name),
     };
-    let transfer_ids = transfers
+    let transfers = booked
+        .transfers
         .iter()
         .map(|t| rows.transfer(t, &e.key, e.at))
         .collect();
     let outcome = EventOutcome {
         key: e.key.clone(),
-        kind: kind.clone(),
+        kind: booked.kind.clone(),
         member_id: member,
-        points,
-        breakdown,
-        transfers: transfer_ids,
+        points: booked.points,
+        breakdown: booked.breakdown,
+        discount: booked.discount,
+        transfers,
     };
     rows.events.push(EventRow {
         key: e.key.clone(),
-        kind,
+        kind: booked.kind,
         member,
         fingerprint: e.fingerprint,
         request: e.request.clone(),
         at: e.at,
-        amount,
-        points,
+        amount: booked.amount,
+        points: booked.points,
         refunded: 0,
         reversed: 0,
-        order_key,
+        order_key: booked.order_key,
         result: serde_json::to_value(&outcome).unwrap_or_default(),
     });
     Ok(outcome)
+}
+
+fn ledger<T>(r: Result<T, LedgerError>) -> Result<T, ItemError> {
+    r.map_err(ItemError::Ledger)
+}
+
+/// Points arriving to a member (earned, or given back): a debt left by an
+/// earlier refund is paid first, the rest becomes a new lot.
+fn credit(
+    ctx: &LedgerContext,
+    e: &EventIn,
+    member: MemberId,
+    points: i64,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+    out: &mut Booked,
+) -> Result<(), ItemError> {
+    let wallet = loaded.wallets.entry(member).or_default();
+    let (to_debt, to_member) = settle_debt(wallet.debt, points);
+    if to_debt > 0 && ctx.settings.refund_shortfall == ShortfallPolicy::ClawbackFromFuture {
+        let reason = "claw-back of points reversed by an earlier refund";
+        out.transfers.push(ledger(Transfer::reversal(
+            Reversal::Refund,
+            member,
+            ASSET,
+            to_debt,
+            reason,
+        ))?);
+        out.breakdown.push(EarnLine {
+            reason: reason.into(),
+            points: -to_debt,
+        });
+    }
+    wallet.debt -= to_debt;
+    rows.debt(member, -to_debt);
+    if to_member > 0 {
+        let expires_at = ctx
+            .settings
+            .points_expire_after_days
+            .map(|d| e.at + Duration::days(i64::from(d)));
+        let id = Uuid::now_v7();
+        rows.lots.push(LotRow {
+            id,
+            member,
+            amount: to_member,
+            remaining: to_member,
+            earned_at: e.at,
+            expires_at,
+            event_key: e.key.clone(),
+        });
+        wallet.lots.push(WalletLot {
+            id,
+            lot: Lot {
+                id: wallet.lots.len() as u64,
+                remaining: to_member,
+                earned_at: e.at,
+                expires_at,
+            },
+            new_row: Some(rows.lots.len() - 1),
+        });
+    }
+    Ok(())
+}
+
+/// Takes `points` from the member's lots, soonest-expiring first.
+fn debit_lots(
+    member: MemberId,
+    points: i64,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<(), ItemError> {
+    let wallet = loaded.wallets.entry(member).or_default();
+    let mut plain: Vec<Lot> = wallet.lots.iter().map(|l| l.lot.clone()).collect();
+    for (i, _) in ledger(lots::consume(&mut plain, points))? {
+        wallet.lots[i].lot.remaining = plain[i].remaining;
+        rows.touch_lot(&wallet.lots[i]);
+    }
+    Ok(())
+}
+
+fn purchase(
+    ctx: &LedgerContext,
+    e: &EventIn,
+    p: &Purchase,
+    member: MemberId,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<Booked, ItemError> {
+    if !p.currency.eq_ignore_ascii_case(&ctx.currency) {
+        return Err(ItemError::CurrencyMismatch {
+            expected: ctx.currency.clone(),
+            got: p.currency.clone(),
+        });
+    }
+    let today = loaded
+        .earned_on
+        .get(&(member, e.at.date()))
+        .copied()
+        .unwrap_or(0);
+    let earn = match ctx.rules_at(e.at) {
+        Some(rules) => ledger(rules.earn(p, &MemberContext::default(), today))?,
+        None => Earn {
+            points: 0,
+            breakdown: vec![EarnLine {
+                reason: "no earn rules were in force at the time of the order".into(),
+                points: 0,
+            }],
+        },
+    };
+    let mut out = Booked::new("purchase");
+    out.amount = Some(p.amount);
+    out.points = earn.points;
+    out.breakdown = earn.breakdown;
+    if earn.points > 0 {
+        out.transfers.push(ledger(Transfer::earn(
+            member,
+            ASSET,
+            earn.points,
+            &format!("order {}", e.key),
+        ))?);
+        credit(ctx, e, member, earn.points, loaded, rows, &mut out)?;
+    }
+    *loaded.earned_on.entry((member, e.at.date())).or_default() += earn.points;
+    loaded.orders.insert(
+        e.key.clone(),
+        Order {
+            member,
+            amount: p.amount,
+            points: earn.points,
+            refunded: 0,
+            reversed: 0,
+            in_batch: Some(rows.events.len()),
+        },
+    );
+    Ok(out)
+}
+
+/// Takes back the refunded share of the points the order earned, and gives
+/// back the same share of the points spent on it.
+fn refund(
+    ctx: &LedgerContext,
+    e: &EventIn,
+    order_key: &str,
+    amount: i64,
+    member: MemberId,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<Booked, ItemError> {
+    let order = loaded
+        .orders
+        .get(order_key)
+        .filter(|o| o.member == member)
+        .cloned()
+        .ok_or_else(|| ItemError::UnknownOrder(order_key.to_owned()))?;
+    let reversed = ledger(reversal_for_refund(
+        order.points,
+        order.amount,
+        order.refunded,
+        amount,
+    ))?;
+    let mut give_back = Vec::new();
+    for (i, r) in loaded
+        .redemptions
+        .get(order_key)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let back = ledger(reversal_for_refund(
+            r.points,
+            order.amount,
+            order.refunded,
+            amount,
+        ))?;
+        if back > 0 && r.member == member {
+            give_back.push((i, back));
+        }
+    }
+    // Checks are done: from here on the event is booked.
+    let mut out = Booked::new("refund");
+    out.amount = Some(amount);
+    out.order_key = Some(order_key.to_owned());
+    out.points = reversed;
+    let wallet = loaded.wallets.entry(member).or_default();
+    let spendable = wallet.spendable();
+    let (taken_now, _) = split_reversal(ctx.settings.refund_shortfall, spendable, reversed);
+    let from_lots = reversed.min(spendable);
+    if taken_now > 0 {
+        let reason = format!("refund of {amount} on order {order_key}");
+        out.transfers.push(ledger(Transfer::reversal(
+            Reversal::Refund,
+            member,
+            ASSET,
+            taken_now,
+            &reason,
+        ))?);
+    }
+    if reversed > 0 {
+        out.breakdown.push(EarnLine {
+            reason: format!("points earned on order {order_key} taken back"),
+            points: -reversed,
+        });
+    }
+    if from_lots > 0 {
+        debit_lots(member, from_lots, loaded, rows)?;
+    }
+    let wallet = loaded.wallets.entry(member).or_default();
+    wallet.debt += reversed - from_lots;
+    rows.debt(member, reversed - from_lots);
+    for (i, back) in give_back {
+        let reason = format!("points spent on order {order_key} given back");
+        out.transfers.push(ledger(Transfer::reversal(
+            Reversal::Redeem,
+            member,
+            ASSET,
+            back,
+            &reason,
+        ))?);
+        out.breakdown.push(EarnLine {
+            reason,
+            points: back,
+        });
+        credit(ctx, e, member, back, loaded, rows, &mut out)?;
+        if let Some(r) = loaded
+            .redemptions
+            .get_mut(order_key)
+            .and_then(|rs| rs.get_mut(i))
+        {
+            r.reversed += back;
+            rows.touch_redemption(r);
+        }
+    }
+    if let Some(o) = loaded.orders.get_mut(order_key) {
+        o.refunded += amount;
+        o.reversed += reversed;
+        rows.touch_order(order_key, o);
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn redeem(
+    ctx: &LedgerContext,
+    e: &EventIn,
+    order_key: &str,
+    order_amount: i64,
+    points: i64,
+    member: MemberId,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<Booked, ItemError> {
+    let spendable = loaded.wallets.get(&member).map_or(0, Wallet::spendable);
+    let plan = ledger(redeem_plan(
+        &ctx.settings.redeem,
+        spendable,
+        order_amount,
+        points,
+    ))?;
+    let mut out = Booked::new("redemption");
+    out.amount = Some(order_amount);
+    out.order_key = Some(order_key.to_owned());
+    out.points = plan.points;
+    out.discount = Some(plan.discount_minor);
+    let reason = format!("redeemed for {} off order {order_key}", plan.discount_minor);
+    out.transfers.push(ledger(Transfer::redeem(
+        member,
+        ASSET,
+        plan.points,
+        &reason,
+    ))?);
+    out.breakdown.push(EarnLine {
+        reason,
+        points: -plan.points,
+    });
+    debit_lots(member, plan.points, loaded, rows)?;
+    loaded
+        .redemptions
+        .entry(order_key.to_owned())
+        .or_default()
+        .push(Redemption {
+            key: e.key.clone(),
+            member,
+            points: plan.points,
+            reversed: 0,
+            in_batch: Some(rows.events.len()),
+        });
+    Ok(out)
 }
 
 impl Rows {
@@ -518,6 +753,17 @@ impl Rows {
             Some(row) => self.lots[row].remaining = l.lot.remaining,
             None => {
                 self.lot_updates.insert(l.id, l.lot.remaining);
+            }
+        }
+    }
+
+    fn touch_redemption(&mut self, r: &Redemption) {
+        match r.in_batch {
+            Some(row) => self.events[row].reversed = r.reversed,
+            None => {
+                let refunded = self.order_updates.get(&r.key).map_or(0, |u| u.0);
+                self.order_updates
+                    .insert(r.key.clone(), (refunded, r.reversed));
             }
         }
     }

@@ -1,7 +1,9 @@
 //! The rows a batch writes, and the set-based SQL that loads a batch's
 //! state and writes its rows, compiled for each backend.
 
-use super::ingest::{EventOutcome, Loaded, Order, Wallet, WalletLot, Wanted};
+use super::ingest::{
+    EventOutcome, Loaded, MemberRef, Order, Redemption, Wallet, WalletLot, Wanted,
+};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::lots::Lot;
@@ -199,6 +201,28 @@ macro_rules! ledger_io {
                             l.orders.insert(r.try_get("event_key")?, order);
                         }
                     }
+                    for keys in w.order_keys.chunks(CHUNK) {
+                        let rows = select_in(
+                            "SELECT event_key, member_id, points, reversed, order_key FROM events",
+                            p,
+                            "order_key",
+                            keys,
+                            " AND kind = 'redemption' ORDER BY event_key",
+                        )
+                        .build()
+                        .fetch_all(&mut *self)
+                        .await?;
+                        for r in rows {
+                            let redemption = Redemption {
+                                key: r.try_get("event_key")?,
+                                member: MemberId(r.try_get("member_id")?),
+                                points: r.try_get("points")?,
+                                reversed: r.try_get("reversed")?,
+                                in_batch: None,
+                            };
+                            l.redemptions.entry(r.try_get("order_key")?).or_default().push(redemption);
+                        }
+                    }
                     let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
                     for ids in members.chunks(CHUNK) {
                         let rows = select_in("SELECT member_id, debt FROM balances", p, "member_id", ids, " AND asset = 'points' AND debt <> 0")
@@ -209,8 +233,12 @@ macro_rules! ledger_io {
                             l.wallets.entry(MemberId(r.try_get("member_id")?)).or_insert_with(Wallet::default).debt = r.try_get("debt")?;
                         }
                     }
-                    // Lots are needed only where a refund may take points back.
+                    // Lots are needed only where points may be spent or taken back.
                     let mut refunders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
+                    refunders.extend(w.spenders.iter().filter_map(|r| match r {
+                        MemberRef::Id(id) => Some(id.0),
+                        MemberRef::External(x) => l.by_external.get(x.as_str()).map(|(id, _)| id.0),
+                    }));
                     refunders.sort_unstable();
                     refunders.dedup();
                     for ids in refunders.chunks(CHUNK) {
