@@ -14,6 +14,7 @@ use sarafan_store::ledger::{EventBody, EventIn, ItemResult, MemberRef};
 use sarafan_store::{Backend, ConnectOptions, NewProgram, Store};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
@@ -157,6 +158,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
     let mut points = 0i64;
     let mut balance_upserts = 0usize;
     let batches = events.len().div_ceil(args.batch);
+    let progress = std::io::stderr().is_terminal();
     let start = Instant::now();
     for (n, chunk) in events.chunks(args.batch).enumerate() {
         let t = Instant::now();
@@ -181,12 +183,14 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
             }
         }
         balance_upserts += accounts.len();
-        if (n + 1) % (batches / 10).max(1) == 0 {
+        if progress && (n + 1) % (batches / 20).max(1) == 0 {
             eprint!("\r{tag}  ingest  {}/{} batches", n + 1, batches);
         }
     }
     let elapsed = start.elapsed();
-    eprintln!();
+    if progress {
+        eprint!("\r\x1b[K");
+    }
     let secs = elapsed.as_secs_f64();
     let events_per_s = events.len() as f64 / secs;
 
@@ -361,7 +365,7 @@ fn generate(args: &IngestArgs, externals: &[String]) -> Result<Vec<EventIn>> {
     let catalogue: Vec<(String, &str, i64)> = (0..SKUS)
         .map(|i| {
             let category = CATEGORIES[rng.gen_range(0..CATEGORIES.len())];
-            let price = rng.gen_range(49..2_000) * 100 - rng.gen_range(0..2) * 10;
+            let price = rng.gen_range(19..600) * 100 - rng.gen_range(0..2) * 10;
             (format!("sku-{i:04}"), category, price)
         })
         .collect();

@@ -200,9 +200,9 @@ pub async fn serve(store: Store, settings: Settings, banner: Option<String>) -> 
     }
     tracing::info!(listen = %settings.listen, database = %settings.redacted_url(), "serving");
     let app = sarafan_server::app(store.clone(), settings.server_config());
-    let expiry = sarafan_server::spawn_expiry(store.clone(), std::time::Duration::from_secs(60));
+    let jobs = sarafan_server::spawn_ledger_jobs(store.clone(), std::time::Duration::from_secs(60));
     sarafan_server::serve(listener, app, shutdown_signal()).await?;
-    expiry.abort();
+    jobs.abort();
     store.close().await;
     Ok(())
 }

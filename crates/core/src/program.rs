@@ -165,6 +165,9 @@ pub struct ProgramSettings {
     pub landing_url: Option<String>,
     /// Days after which earned points expire, lot by lot (`None`: never).
     pub points_expire_after_days: Option<u32>,
+    /// Days a purchase's points stay pending (the return window): a refund
+    /// inside it cancels them, after it they become spendable (`None`: at once).
+    pub earn_hold_days: Option<u32>,
     /// What a refund does when the points it takes back were already spent.
     pub refund_shortfall: ShortfallPolicy,
     /// How many points may pay for how much of an order.
@@ -175,6 +178,12 @@ impl ProgramSettings {
     /// Refuses settings no event could work with, naming the field.
     pub fn validate(&self) -> Result<(), FieldError> {
         self.redeem.validate().map_err(|e| e.within("redeem"))?;
+        if self.earn_hold_days == Some(0) {
+            return Err(FieldError::new(
+                "earn_hold_days",
+                "must be at least 1, or absent for points spendable at once",
+            ));
+        }
         if self.points_expire_after_days == Some(0) {
             return Err(FieldError::new(
                 "points_expire_after_days",

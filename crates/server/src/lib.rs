@@ -127,9 +127,10 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         .with_state(state)
 }
 
-/// Expires due points of every program every `every`, until the process
-/// ends. Failures are logged and retried on the next round.
-pub fn spawn_expiry(store: Store, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+/// Every `every`, posts the points whose return window passed and expires
+/// due points, for every program, until the process ends. Failures are
+/// logged and retried on the next round.
+pub fn spawn_ledger_jobs(store: Store, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -142,6 +143,13 @@ pub fn spawn_expiry(store: Store, every: std::time::Duration) -> tokio::task::Jo
                 }
             };
             for p in programs {
+                match store.release_due_holds(p.id, sarafan_store::now()).await {
+                    Ok(0) => {}
+                    Ok(points) => {
+                        tracing::info!(program = %p.id, points, "posted points past their return window")
+                    }
+                    Err(e) => tracing::error!(program = %p.id, error = %e, "hold release failed"),
+                }
                 match store.expire_due(p.id, sarafan_store::now()).await {
                     Ok(0) => {}
                     Ok(points) => tracing::info!(program = %p.id, points, "expired points"),

@@ -40,6 +40,8 @@ pub struct BalanceView {
     pub spendable: i64,
     /// Points a refund took back that the next earnings pay first.
     pub debt: i64,
+    /// Earned, but inside their order's return window: spendable after it.
+    pub pending: i64,
     /// What expires when, soonest first.
     pub expiring: Vec<ExpiringView>,
 }
@@ -167,6 +169,7 @@ pub async fn balance(
         points: b.points,
         spendable: b.spendable,
         debt: b.debt,
+        pending: b.pending,
         expiring: b
             .expiring
             .into_iter()

@@ -14,7 +14,8 @@ on_both_databases!(
     bad_events_change_nothing,
     batches_report_per_item,
     unknown_customers_per_policy,
-    rule_versions_and_conditions
+    rule_versions_and_conditions,
+    points_wait_out_the_return_window
 );
 
 fn ago(d: Duration) -> String {
@@ -543,4 +544,90 @@ async fn rule_versions_and_conditions(db: Db) {
             .len(),
         2
     );
+}
+
+/// With a return window, a purchase's points stay pending: a refund inside
+/// the window cancels them (nothing to claw back), the rest are posted when
+/// the window passes, once.
+async fn points_wait_out_the_return_window(db: Db) {
+    let app = TestApp::spawn(db).await;
+    standard_rules(&app).await;
+    app.patch(
+        "/api/v1/program",
+        json!({"settings": {"earn_hold_days": 14}}),
+    )
+    .await;
+    let member = app.member(json!({"external_id": "C1"})).await;
+    let booked = json(
+        app.post("/api/v1/events", purchase("o1", "C1", 100_000))
+            .await,
+    )
+    .await;
+    assert_eq!(booked["points"], 1000);
+    assert!(booked["breakdown"].to_string().contains("return window"));
+    let b = balance(&app, &member).await;
+    assert_eq!(
+        (b["points"].as_i64(), b["pending"].as_i64()),
+        (Some(0), Some(1000))
+    );
+
+    let r = json(
+        app.post("/api/v1/events", refund("r1", "o1", "C1", 40_000))
+            .await,
+    )
+    .await;
+    assert_eq!(r["points"], 400);
+    assert_eq!(
+        r["transfers"],
+        json!([]),
+        "pending points are cancelled, not clawed back"
+    );
+    assert_eq!(balance(&app, &member).await["pending"], 600);
+
+    let later = OffsetDateTime::now_utc() + Duration::days(15);
+    assert_eq!(
+        app.store
+            .release_due_holds(app.program, later)
+            .await
+            .unwrap(),
+        600
+    );
+    assert_eq!(
+        app.store
+            .release_due_holds(app.program, later)
+            .await
+            .unwrap(),
+        0,
+        "released once"
+    );
+    let b = balance(&app, &member).await;
+    assert_eq!(
+        (
+            b["points"].as_i64(),
+            b["pending"].as_i64(),
+            b["spendable"].as_i64()
+        ),
+        (Some(600), Some(0), Some(600))
+    );
+
+    // After the window a refund takes posted points back as usual.
+    let r = json(
+        app.post("/api/v1/events", refund("r2", "o1", "C1", 60_000))
+            .await,
+    )
+    .await;
+    assert_eq!(r["points"], 600);
+    assert_eq!(balance(&app, &member).await["points"], 0);
+    let kinds: Vec<String> = json(
+        app.get(&format!("/api/v1/members/{member}/statement"))
+            .await,
+    )
+    .await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["earn", "refund_reversal"]);
+    ledger_is_consistent(&app).await;
 }

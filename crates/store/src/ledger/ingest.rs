@@ -3,7 +3,7 @@
 //! all. Loading and writing are set-based (a few queries per batch, not per
 //! event); the booking in between is plain Rust over what was loaded.
 
-use super::writes::{BalanceDelta, EventRow, LotRow, PostingRow, Rows, TransferRow};
+use super::writes::{BalanceDelta, EventRow, HoldRow, LotRow, PostingRow, Rows, TransferRow};
 use crate::now;
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset, Owner};
@@ -51,6 +51,11 @@ pub enum EventBody {
     Refund {
         order_key: String,
         amount: i64,
+    },
+    /// Posts the pending points of purchase `order_key` once its return
+    /// window has passed.
+    Release {
+        order_key: String,
     },
     /// Spends `points` on the order `order_key` of `order_amount` minor units.
     Redeem {
@@ -135,6 +140,8 @@ pub(crate) struct Order {
     pub points: i64,
     pub refunded: i64,
     pub reversed: i64,
+    /// Points still pending in the order's hold (0: none, or settled).
+    pub pending: i64,
     /// Index into `Rows::events` when the purchase is in this batch.
     pub in_batch: Option<usize>,
 }
@@ -222,6 +229,7 @@ impl Wanted {
                     w.spenders.push(e.member.clone());
                 }
                 EventBody::Redeem { .. } => w.spenders.push(e.member.clone()),
+                EventBody::Release { order_key } => w.order_keys.push(order_key.clone()),
                 EventBody::Purchase(_) | EventBody::Custom { .. } => {}
             }
             w.days.push(e.at.date());
@@ -380,6 +388,7 @@ fn book(
             loaded,
             rows,
         )?,
+        EventBody::Release { order_key } => release(ctx, e, order_key, member, loaded, rows)?,
         EventBody::Custom { name } => Booked::new(name),
     };
     let transfers = booked
@@ -524,7 +533,23 @@ fn purchase(
     out.amount = Some(p.amount);
     out.points = earn.points;
     out.breakdown = earn.breakdown;
-    if earn.points > 0 {
+    let mut pending = 0;
+    if let (true, Some(days)) = (earn.points > 0, ctx.settings.earn_hold_days) {
+        let release_at = e.at + Duration::days(i64::from(days));
+        pending = earn.points;
+        out.breakdown.push(EarnLine {
+            reason: format!("pending until {} (the return window)", release_at.date()),
+            points: 0,
+        });
+        rows.holds.push(HoldRow {
+            event_key: e.key.clone(),
+            member,
+            points: earn.points,
+            remaining: earn.points,
+            release_at,
+            state: "pending",
+        });
+    } else if earn.points > 0 {
         out.transfers.push(ledger(Transfer::earn(
             member,
             ASSET,
@@ -542,6 +567,7 @@ fn purchase(
             points: earn.points,
             refunded: 0,
             reversed: 0,
+            pending,
             in_batch: Some(rows.events.len()),
         },
     );
@@ -594,10 +620,19 @@ fn refund(
     out.amount = Some(amount);
     out.order_key = Some(order_key.to_owned());
     out.points = reversed;
+    // Points still pending are cancelled; only posted ones are taken back.
+    let from_hold = reversed.min(order.pending);
+    let posted = reversed - from_hold;
+    if from_hold > 0 {
+        out.breakdown.push(EarnLine {
+            reason: format!("pending points of order {order_key} cancelled"),
+            points: -from_hold,
+        });
+    }
     let wallet = loaded.wallets.entry(member).or_default();
     let spendable = wallet.spendable();
-    let (taken_now, _) = split_reversal(ctx.settings.refund_shortfall, spendable, reversed);
-    let from_lots = reversed.min(spendable);
+    let (taken_now, _) = split_reversal(ctx.settings.refund_shortfall, spendable, posted);
+    let from_lots = posted.min(spendable);
     if taken_now > 0 {
         let reason = format!("refund of {amount} on order {order_key}");
         out.transfers.push(ledger(Transfer::reversal(
@@ -608,18 +643,18 @@ fn refund(
             &reason,
         ))?);
     }
-    if reversed > 0 {
+    if posted > 0 {
         out.breakdown.push(EarnLine {
             reason: format!("points earned on order {order_key} taken back"),
-            points: -reversed,
+            points: -posted,
         });
     }
     if from_lots > 0 {
         debit_lots(member, from_lots, loaded, rows)?;
     }
     let wallet = loaded.wallets.entry(member).or_default();
-    wallet.debt += reversed - from_lots;
-    rows.debt(member, reversed - from_lots);
+    wallet.debt += posted - from_lots;
+    rows.debt(member, posted - from_lots);
     for (i, back) in give_back {
         let reason = format!("points spent on order {order_key} given back");
         out.transfers.push(ledger(Transfer::reversal(
@@ -646,7 +681,46 @@ fn refund(
     if let Some(o) = loaded.orders.get_mut(order_key) {
         o.refunded += amount;
         o.reversed += reversed;
+        o.pending -= from_hold;
         rows.touch_order(order_key, o);
+        if from_hold > 0 {
+            rows.touch_hold(order_key, o, "voided");
+        }
+    }
+    Ok(out)
+}
+
+/// Posts what is still pending of a purchase whose return window passed.
+fn release(
+    ctx: &LedgerContext,
+    e: &EventIn,
+    order_key: &str,
+    member: MemberId,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<Booked, ItemError> {
+    let pending = loaded
+        .orders
+        .get(order_key)
+        .filter(|o| o.member == member)
+        .map(|o| o.pending)
+        .ok_or_else(|| ItemError::UnknownOrder(order_key.to_owned()))?;
+    let mut out = Booked::new("release");
+    out.order_key = Some(order_key.to_owned());
+    out.points = pending;
+    if pending > 0 {
+        let reason = format!("order {order_key}: the return window passed");
+        out.transfers
+            .push(ledger(Transfer::earn(member, ASSET, pending, &reason))?);
+        out.breakdown.push(EarnLine {
+            reason,
+            points: pending,
+        });
+        credit(ctx, e, member, pending, loaded, rows, &mut out)?;
+    }
+    if let Some(o) = loaded.orders.get_mut(order_key) {
+        o.pending = 0;
+        rows.touch_hold(order_key, o, "posted");
     }
     Ok(out)
 }
@@ -764,6 +838,21 @@ impl Rows {
                 let refunded = self.order_updates.get(&r.key).map_or(0, |u| u.0);
                 self.order_updates
                     .insert(r.key.clone(), (refunded, r.reversed));
+            }
+        }
+    }
+
+    /// Records a hold's new remaining points; once none remain it takes
+    /// `settled` (posted or voided) as its final state.
+    fn touch_hold(&mut self, key: &str, o: &Order, settled: &'static str) {
+        let state = if o.pending > 0 { "pending" } else { settled };
+        match self.holds.iter_mut().find(|h| h.event_key == key) {
+            Some(h) => {
+                h.remaining = o.pending;
+                h.state = state;
+            }
+            None => {
+                self.hold_updates.insert(key.to_owned(), (o.pending, state));
             }
         }
     }

@@ -5,8 +5,8 @@
 //! property-tested reference; `tests/ledger.rs` runs random scenarios through
 //! both and compares them.
 
-mod expiry;
 mod ingest;
+mod jobs;
 mod reads;
 mod rules;
 mod writes;

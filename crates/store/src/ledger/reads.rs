@@ -18,6 +18,8 @@ pub struct MemberBalance {
     pub spendable: i64,
     /// Points a refund took back that later earnings pay first.
     pub debt: i64,
+    /// Points earned but still inside their order's return window.
+    pub pending: i64,
     /// What expires when, soonest first.
     pub expiring: Vec<(OffsetDateTime, i64)>,
 }
@@ -116,7 +118,18 @@ impl Store {
                 expires_at,
             })
             .collect();
+        let pending: i64 = with_db!(self, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM holds \
+                 WHERE program_id = $1 AND member_id = $2 AND state = 'pending'",
+            )
+            .bind(program.0)
+            .bind(member.0)
+            .fetch_one(pool)
+            .await?
+        });
         Ok(MemberBalance {
+            pending,
             points,
             spendable: lots.iter().map(|l| l.remaining).sum(),
             debt,

@@ -56,6 +56,15 @@ pub(crate) struct LotRow {
     pub event_key: String,
 }
 
+pub(crate) struct HoldRow {
+    pub event_key: String,
+    pub member: MemberId,
+    pub points: i64,
+    pub remaining: i64,
+    pub release_at: OffsetDateTime,
+    pub state: &'static str,
+}
+
 pub(crate) struct BalanceDelta {
     pub member: Option<MemberId>,
     pub asset: Asset,
@@ -74,6 +83,9 @@ pub(crate) struct Rows {
     pub postings: Vec<PostingRow>,
     pub lots: Vec<LotRow>,
     pub lot_updates: HashMap<Uuid, i64>,
+    pub holds: Vec<HoldRow>,
+    /// Holds from earlier batches: `(remaining, state)`.
+    pub hold_updates: HashMap<String, (i64, &'static str)>,
     /// Purchases from earlier batches refunded by this one: `(refunded, reversed)`.
     pub order_updates: HashMap<String, (i64, i64)>,
     pub balances: HashMap<String, BalanceDelta>,
@@ -90,6 +102,8 @@ impl Rows {
             postings: Vec::new(),
             lots: Vec::new(),
             lot_updates: HashMap::new(),
+            holds: Vec::new(),
+            hold_updates: HashMap::new(),
             order_updates: HashMap::new(),
             balances: HashMap::new(),
         }
@@ -196,9 +210,20 @@ macro_rules! ledger_io {
                                 points: r.try_get("points")?,
                                 refunded: r.try_get("refunded")?,
                                 reversed: r.try_get("reversed")?,
+                                pending: 0,
                                 in_batch: None,
                             };
                             l.orders.insert(r.try_get("event_key")?, order);
+                        }
+                        let holds = select_in("SELECT event_key, remaining FROM holds", p, "event_key", keys, " AND state = 'pending'")
+                            .build()
+                            .fetch_all(&mut *self)
+                            .await?;
+                        for r in holds {
+                            let key: String = r.try_get("event_key")?;
+                            if let Some(order) = l.orders.get_mut(&key) {
+                                order.pending = r.try_get("remaining")?;
+                            }
                         }
                     }
                     for keys in w.order_keys.chunks(CHUNK) {
@@ -325,6 +350,20 @@ macro_rules! ledger_io {
                                 .push_bind(l.remaining).push_bind(l.earned_at).push_bind(l.expires_at).push_bind(&l.event_key);
                         });
                         q.build().execute(&mut *self).await?;
+                    }
+                    for chunk in rows.holds.chunks(CHUNK) {
+                        let mut q = QueryBuilder::<Db>::new(
+                            "INSERT INTO holds (program_id, event_key, member_id, points, remaining, release_at, state, created_at) ",
+                        );
+                        q.push_values(chunk, |mut b, h| {
+                            b.push_bind(p).push_bind(&h.event_key).push_bind(h.member.0).push_bind(h.points)
+                                .push_bind(h.remaining).push_bind(h.release_at).push_bind(h.state).push_bind(now);
+                        });
+                        q.build().execute(&mut *self).await?;
+                    }
+                    for (key, (remaining, state)) in &rows.hold_updates {
+                        sqlx::query("UPDATE holds SET remaining = $3, state = $4 WHERE program_id = $1 AND event_key = $2")
+                            .bind(p).bind(key).bind(remaining).bind(*state).execute(&mut *self).await?;
                     }
                     for (lot, remaining) in &rows.lot_updates {
                         sqlx::query("UPDATE lots SET remaining = $3 WHERE program_id = $1 AND lot_id = $2")
