@@ -1,5 +1,6 @@
 //! Programs (tenants): a store's loyalty and referral program.
 
+use crate::ledger::account::Asset;
 use crate::ledger::redeem::RedeemPolicy;
 use crate::ledger::refund::ShortfallPolicy;
 use crate::{text::bounded, FieldError};
@@ -172,6 +173,9 @@ pub struct ProgramSettings {
     pub refund_shortfall: ShortfallPolicy,
     /// How many points may pay for how much of an order.
     pub redeem: RedeemPolicy,
+    /// What purchases earn: points, or cashback (store credit in minor units
+    /// of the currency). Each order keeps the asset it earned in.
+    pub earn_asset: Asset,
 }
 
 impl ProgramSettings {

@@ -227,7 +227,10 @@ async fn run_against_book(backend: Backend, policy: ShortfallPolicy, steps: Vec<
         sent.push((ev, op));
     }
     for &m in &members {
-        let b = store.member_balance(program, m).await.unwrap();
+        let b = store
+            .member_balance(program, m, Asset::Points)
+            .await
+            .unwrap();
         assert_eq!(
             b.points,
             book.balance(&AccountKey::member(m, Asset::Points)),

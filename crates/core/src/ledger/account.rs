@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What a balance is counted in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Asset {
     /// Loyalty points.
+    #[default]
     Points,
     /// Store credit, in minor units of the program currency.
     Cashback,

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use sarafan_core::apikey::Scope;
 use sarafan_core::ids::MemberId;
+use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::rules::{EarnLine, Line, Purchase};
 use sarafan_core::ledger::LedgerError;
 use sarafan_core::member::ExternalId;
@@ -102,6 +103,8 @@ pub struct EventResult {
     #[serde(rename = "type")]
     pub kind: String,
     pub member_id: Uuid,
+    /// What `points` count: `points`, or `cashback` in minor units.
+    pub asset: String,
     /// Earned by a purchase, or taken back by a refund.
     pub points: i64,
     /// Why, point by point.
@@ -119,6 +122,7 @@ impl EventResult {
             status,
             kind: o.kind,
             member_id: o.member_id.0,
+            asset: o.asset.as_str().to_owned(),
             points: o.points,
             breakdown: o
                 .breakdown
@@ -523,7 +527,10 @@ pub struct RedemptionRequest {
     pub order_id: String,
     /// The order's total in minor units, before the discount.
     pub order_amount: i64,
+    /// How many to spend: points, or minor units of cashback.
     pub points: i64,
+    /// `points` (default) or `cashback`.
+    pub asset: Option<String>,
 }
 
 /// Spends a member's points on an order, within the program's share limits;
@@ -561,6 +568,12 @@ pub async fn redeem(
         body: EventBody::Redeem {
             order_key: bounded("order_id", &body.order_id, 1, 200)?,
             order_amount: body.order_amount,
+            asset: body
+                .asset
+                .as_deref()
+                .map(|a| Asset::parse("asset", a))
+                .transpose()?
+                .unwrap_or_default(),
             points: body.points,
         },
     };

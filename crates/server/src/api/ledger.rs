@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use sarafan_core::apikey::Scope;
 use sarafan_core::ids::MemberId;
+use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::rules::{CompiledRules, EarnRules};
+use sarafan_store::ledger::{LedgerTotals, MemberBalance};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -32,10 +34,18 @@ pub struct ExpiringView {
     pub points: i64,
 }
 
+/// A member's points and cashback.
 #[derive(Serialize, ToSchema)]
 pub struct BalanceView {
+    pub points: AssetBalanceView,
+    /// Store credit, in minor units of the program currency.
+    pub cashback: AssetBalanceView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetBalanceView {
     /// The sum of the member's postings.
-    pub points: i64,
+    pub balance: i64,
     /// What the member can spend now.
     pub spendable: i64,
     /// Points a refund took back that the next earnings pay first.
@@ -53,7 +63,10 @@ pub struct StatementLineView {
     pub kind: String,
     /// The event that caused it.
     pub event_id: Option<String>,
-    pub points: i64,
+    /// points or cashback.
+    pub asset: String,
+    /// Change of the balance: credit above zero, debit below.
+    pub amount: i64,
     pub reason: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -76,8 +89,15 @@ pub struct StatementQuery {
     pub after: Option<Uuid>,
 }
 
+/// The program's points and cashback.
 #[derive(Serialize, ToSchema)]
 pub struct TotalsView {
+    pub points: AssetTotalsView,
+    pub cashback: AssetTotalsView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetTotalsView {
     pub issued: i64,
     pub redeemed: i64,
     pub expired: i64,
@@ -164,9 +184,8 @@ pub async fn balance(
 ) -> ApiResult<Json<BalanceView>> {
     caller.require(Scope::Server)?;
     let id = member(&state, &caller, &id).await?;
-    let b = state.store.member_balance(caller.program, id).await?;
-    Ok(Json(BalanceView {
-        points: b.points,
+    let view = |b: MemberBalance| AssetBalanceView {
+        balance: b.points,
         spendable: b.spendable,
         debt: b.debt,
         pending: b.pending,
@@ -175,6 +194,19 @@ pub async fn balance(
             .into_iter()
             .map(|(at, points)| ExpiringView { at, points })
             .collect(),
+    };
+    let store = &state.store;
+    Ok(Json(BalanceView {
+        points: view(
+            store
+                .member_balance(caller.program, id, Asset::Points)
+                .await?,
+        ),
+        cashback: view(
+            store
+                .member_balance(caller.program, id, Asset::Cashback)
+                .await?,
+        ),
     }))
 }
 
@@ -212,7 +244,8 @@ pub async fn statement(
                 transfer_id: l.transfer_id,
                 kind: l.kind,
                 event_id: l.event_key,
-                points: l.amount,
+                asset: l.asset,
+                amount: l.amount,
                 reason: l.reason,
                 at: l.created_at,
             })
@@ -226,12 +259,16 @@ pub async fn statement(
     responses((status = 200, body = TotalsView)), security(("api_key" = [])))]
 pub async fn totals(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TotalsView>> {
     caller.require(Scope::Server)?;
-    let t = state.store.ledger_totals(caller.program).await?;
-    Ok(Json(TotalsView {
+    let view = |t: LedgerTotals| AssetTotalsView {
         issued: t.issued,
         redeemed: t.redeemed,
         expired: t.expired,
         reversed: t.reversed,
         outstanding: t.outstanding,
+    };
+    let store = &state.store;
+    Ok(Json(TotalsView {
+        points: view(store.ledger_totals(caller.program, Asset::Points).await?),
+        cashback: view(store.ledger_totals(caller.program, Asset::Cashback).await?),
     }))
 }

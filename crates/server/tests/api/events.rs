@@ -42,8 +42,14 @@ fn refund(id: &str, order: &str, external_id: &str, amount: i64) -> Value {
     json!({"type": "refund", "id": id, "order_id": order, "external_id": external_id, "amount": amount})
 }
 
+/// The member's points (not cashback) balance.
 async fn balance(app: &TestApp, member: &str) -> Value {
-    json(app.get(&format!("/api/v1/members/{member}/balance")).await).await
+    json(app.get(&format!("/api/v1/members/{member}/balance")).await).await["points"].clone()
+}
+
+/// The program's points totals.
+async fn totals(app: &TestApp) -> Value {
+    json(app.get("/api/v1/ledger/totals").await).await["points"].clone()
 }
 
 async fn ledger_is_consistent(app: &TestApp) {
@@ -98,7 +104,7 @@ async fn purchases_earn_with_reasons_and_replay(db: Db) {
     assert_eq!(p["field"], "amount");
 
     let b = balance(&app, &member).await;
-    assert_eq!(b["points"], 800);
+    assert_eq!(b["balance"], 800);
     assert_eq!(b["spendable"], 800);
     assert_eq!(b["expiring"][0]["points"], 800, "the lot expires in a year");
     let statement = json(
@@ -110,9 +116,10 @@ async fn purchases_earn_with_reasons_and_replay(db: Db) {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["kind"], "earn");
     assert_eq!(items[0]["event_id"], "order-1");
-    assert_eq!(items[0]["points"], 800);
+    assert_eq!(items[0]["amount"], 800);
+    assert_eq!(items[0]["asset"], "points");
     assert!(items[0]["reason"].as_str().unwrap().contains("order-1"));
-    let totals = json(app.get("/api/v1/ledger/totals").await).await;
+    let totals = totals(&app).await;
     assert_eq!(
         totals,
         json!({"issued": 800, "redeemed": 0, "expired": 0, "reversed": 0, "outstanding": 800})
@@ -144,7 +151,7 @@ async fn refunds_reverse_exactly(db: Db) {
         reversed.push(r["points"].as_i64().unwrap());
     }
     assert_eq!(reversed, [3, 3, 4]);
-    assert_eq!(balance(&app, &member).await["points"], 1);
+    assert_eq!(balance(&app, &member).await["balance"], 1);
     let over = problem(
         app.post("/api/v1/events", refund("r9", "o2", "C1", 1))
             .await,
@@ -170,7 +177,7 @@ async fn refunds_reverse_exactly(db: Db) {
         "invalid-field",
     )
     .await;
-    let totals = json(app.get("/api/v1/ledger/totals").await).await;
+    let totals = totals(&app).await;
     assert_eq!(totals["issued"], 11);
     assert_eq!(totals["reversed"], 10);
     assert_eq!(totals["outstanding"], 1);
@@ -197,7 +204,7 @@ async fn shortfall_policies(db: Db) {
             json(app.post("/api/v1/events", old).await).await["points"],
             1000
         );
-        assert_eq!(balance(&app, &member).await["points"], 1000);
+        assert_eq!(balance(&app, &member).await["balance"], 1000);
         assert!(
             app.store
                 .expire_due(app.program, OffsetDateTime::now_utc())
@@ -205,7 +212,7 @@ async fn shortfall_policies(db: Db) {
                 .unwrap()
                 >= 1000
         );
-        assert_eq!(balance(&app, &member).await["points"], 0);
+        assert_eq!(balance(&app, &member).await["balance"], 0);
 
         app.post(
             "/api/v1/events",
@@ -219,7 +226,7 @@ async fn shortfall_policies(db: Db) {
         .await;
         let b = balance(&app, &member).await;
         assert_eq!(
-            (b["points"].as_i64().unwrap(), b["debt"].as_i64().unwrap()),
+            (b["balance"].as_i64().unwrap(), b["debt"].as_i64().unwrap()),
             after_refund,
             "{policy}"
         );
@@ -230,7 +237,7 @@ async fn shortfall_policies(db: Db) {
         .await;
         let b = balance(&app, &member).await;
         assert_eq!(
-            (b["points"].as_i64().unwrap(), b["debt"].as_i64().unwrap()),
+            (b["balance"].as_i64().unwrap(), b["debt"].as_i64().unwrap()),
             after_next,
             "{policy}"
         );
@@ -356,10 +363,7 @@ async fn bad_events_change_nothing(db: Db) {
     )
     .await;
     assert_eq!(statement["items"], json!([]));
-    assert_eq!(
-        json(app.get("/api/v1/ledger/totals").await).await["issued"],
-        0
-    );
+    assert_eq!(totals(&app).await["issued"], 0);
     // A custom event is recorded without points.
     let custom = app.post("/api/v1/events", json!({"type": "custom", "id": "rev-1", "external_id": "C1", "name": "review_written", "properties": {"stars": 5}})).await;
     assert_eq!(custom.status(), 201);
@@ -406,7 +410,7 @@ async fn batches_report_per_item(db: Db) {
         "a repeat inside one batch is a replay"
     );
     assert_eq!(items[6]["result"]["points"], 200);
-    assert_eq!(balance(&app, &member).await["points"], 10 + 100 - 50 + 200);
+    assert_eq!(balance(&app, &member).await["balance"], 10 + 100 - 50 + 200);
 
     problem(
         app.post("/api/v1/events:batch", json!({"events": []}))
@@ -425,7 +429,7 @@ async fn batches_report_per_item(db: Db) {
         "invalid-field",
     )
     .await;
-    assert_eq!(balance(&app, &member).await["points"], 260);
+    assert_eq!(balance(&app, &member).await["balance"], 260);
     ledger_is_consistent(&app).await;
 }
 
@@ -567,7 +571,7 @@ async fn points_wait_out_the_return_window(db: Db) {
     assert!(booked["breakdown"].to_string().contains("return window"));
     let b = balance(&app, &member).await;
     assert_eq!(
-        (b["points"].as_i64(), b["pending"].as_i64()),
+        (b["balance"].as_i64(), b["pending"].as_i64()),
         (Some(0), Some(1000))
     );
 
@@ -603,7 +607,7 @@ async fn points_wait_out_the_return_window(db: Db) {
     let b = balance(&app, &member).await;
     assert_eq!(
         (
-            b["points"].as_i64(),
+            b["balance"].as_i64(),
             b["pending"].as_i64(),
             b["spendable"].as_i64()
         ),
@@ -617,7 +621,7 @@ async fn points_wait_out_the_return_window(db: Db) {
     )
     .await;
     assert_eq!(r["points"], 600);
-    assert_eq!(balance(&app, &member).await["points"], 0);
+    assert_eq!(balance(&app, &member).await["balance"], 0);
     let kinds: Vec<String> = json(
         app.get(&format!("/api/v1/members/{member}/statement"))
             .await,

@@ -10,7 +10,8 @@ use time::{Duration, OffsetDateTime};
 on_both_databases!(
     redemptions_respect_limits_and_replay,
     refunds_give_spent_points_back,
-    soonest_expiring_points_go_first
+    soonest_expiring_points_go_first,
+    cashback_is_kept_apart_from_points
 );
 
 async fn setup(app: &TestApp, settings: Value) {
@@ -41,7 +42,7 @@ async fn points(app: &TestApp) -> Value {
         .as_str()
         .unwrap()
         .to_owned();
-    json(app.get(&format!("/api/v1/members/{id}/balance")).await).await
+    json(app.get(&format!("/api/v1/members/{id}/balance")).await).await["points"].clone()
 }
 
 async fn redemptions_respect_limits_and_replay(db: Db) {
@@ -52,7 +53,7 @@ async fn redemptions_respect_limits_and_replay(db: Db) {
     )
     .await;
     app.post("/api/v1/events", purchase("o1", 100_000, 0)).await;
-    assert_eq!(points(&app).await["points"], 1000);
+    assert_eq!(points(&app).await["balance"], 1000);
 
     let first = app
         .post(
@@ -64,7 +65,7 @@ async fn redemptions_respect_limits_and_replay(db: Db) {
     let first = json(first).await;
     assert_eq!(first["points"], 300);
     assert_eq!(first["discount"], 30_000, "300 points × 1.00");
-    assert_eq!(points(&app).await["points"], 700);
+    assert_eq!(points(&app).await["balance"], 700);
     let replay = app
         .post(
             "/api/v1/redemptions",
@@ -133,11 +134,11 @@ async fn redemptions_respect_limits_and_replay(db: Db) {
         );
     }
     assert_eq!(
-        points(&app).await["points"],
+        points(&app).await["balance"],
         700,
         "refused redemptions spent nothing"
     );
-    let totals = json(app.get("/api/v1/ledger/totals").await).await;
+    let totals = json(app.get("/api/v1/ledger/totals").await).await["points"].clone();
     assert_eq!(
         (totals["redeemed"].as_i64(), totals["outstanding"].as_i64()),
         (Some(300), Some(700))
@@ -166,7 +167,7 @@ async fn refunds_give_spent_points_back(db: Db) {
     )
     .await;
     app.post("/api/v1/events", purchase("o2", 60_000, 0)).await;
-    assert_eq!(points(&app).await["points"], 1000 - 400 + 600);
+    assert_eq!(points(&app).await["balance"], 1000 - 400 + 600);
 
     let refund = json!({"type": "refund", "id": "ref-1", "external_id": "C1", "order_id": "o2", "amount": 30_000});
     let half = json(app.post("/api/v1/events", refund).await).await;
@@ -182,16 +183,16 @@ async fn refunds_give_spent_points_back(db: Db) {
         [-300, 200],
         "took back half the earned, gave back half the spent"
     );
-    assert_eq!(points(&app).await["points"], 1200 - 300 + 200);
+    assert_eq!(points(&app).await["balance"], 1200 - 300 + 200);
 
     let rest = json!({"type": "refund", "id": "ref-2", "external_id": "C1", "order_id": "o2", "amount": 30_000});
     app.post("/api/v1/events", rest).await;
     assert_eq!(
-        points(&app).await["points"],
+        points(&app).await["balance"],
         1000,
         "a fully refunded order leaves the balance as before it"
     );
-    let totals = json(app.get("/api/v1/ledger/totals").await).await;
+    let totals = json(app.get("/api/v1/ledger/totals").await).await["points"].clone();
     assert_eq!(totals["redeemed"], 0, "every spent point came back");
     assert_eq!(
         app.store.verify_ledger(app.program).await.unwrap(),
@@ -211,7 +212,7 @@ async fn soonest_expiring_points_go_first(db: Db) {
     )
     .await;
     let b = points(&app).await;
-    assert_eq!(b["points"], 300);
+    assert_eq!(b["balance"], 300);
     let expiring: Vec<i64> = b["expiring"]
         .as_array()
         .unwrap()
@@ -223,4 +224,74 @@ async fn soonest_expiring_points_go_first(db: Db) {
         [300],
         "the lot expiring in 10 days was spent first, then 200 of the newer one"
     );
+}
+
+/// Cashback is its own asset: earned in minor units, spent one for one,
+/// taken back on refund, never mixed with points.
+async fn cashback_is_kept_apart_from_points(db: Db) {
+    let app = TestApp::spawn(db).await;
+    // 5% cashback: 5 minor units per 100.
+    let rules = json!({"effective_from": "2020-01-01T00:00:00Z", "base_rate": {"points": 5, "per_minor": 100}});
+    app.post("/api/v1/earn-rules", rules).await;
+    app.patch(
+        "/api/v1/program",
+        json!({"settings": {"earn_asset": "cashback"}}),
+    )
+    .await;
+    app.member(json!({"external_id": "C1"})).await;
+    let earned = json(app.post("/api/v1/events", purchase("o1", 100_000, 0)).await).await;
+    assert_eq!(
+        (earned["asset"].as_str(), earned["points"].as_i64()),
+        (Some("cashback"), Some(5000))
+    );
+
+    let spend = json!({"id": "red-1", "external_id": "C1", "order_id": "o2", "order_amount": 10_000, "points": 3000, "asset": "cashback"});
+    let spent = json(app.post("/api/v1/redemptions", spend).await).await;
+    assert_eq!(
+        spent["discount"], 3000,
+        "cashback pays one minor unit per unit"
+    );
+    let points_spend = app
+        .post("/api/v1/redemptions", redemption("red-2", "o2", 10_000, 1))
+        .await;
+    problem(points_spend, 409, "insufficient-points").await;
+
+    app.patch(
+        "/api/v1/program",
+        json!({"settings": {"earn_asset": "points"}}),
+    )
+    .await;
+    let later = json(app.post("/api/v1/events", purchase("o3", 100_000, 0)).await).await;
+    assert_eq!(
+        (later["asset"].as_str(), later["points"].as_i64()),
+        (Some("points"), Some(5000))
+    );
+
+    // Refunding o1 takes back cashback only (it earned cashback), even now
+    // that the program earns points.
+    let refund = json!({"type": "refund", "id": "ref-1", "external_id": "C1", "order_id": "o1", "amount": 100_000});
+    let back = json(app.post("/api/v1/events", refund).await).await;
+    assert_eq!(back["asset"], "cashback");
+    let id = json(app.get("/api/v1/members?external_id=C1").await).await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = json(app.get(&format!("/api/v1/members/{id}/balance")).await).await;
+    assert_eq!(b["points"]["balance"], 5000);
+    assert_eq!(
+        (
+            b["cashback"]["balance"].as_i64(),
+            b["cashback"]["debt"].as_i64()
+        ),
+        (Some(0), Some(3000))
+    );
+    let totals = json(app.get("/api/v1/ledger/totals").await).await;
+    assert_eq!(totals["cashback"]["issued"], 5000);
+    assert_eq!(totals["cashback"]["redeemed"], 3000);
+    assert_eq!(totals["points"]["issued"], 5000);
+    assert_eq!(
+        app.store.verify_ledger(app.program).await.unwrap(),
+        Vec::<String>::new()
+    );
+    problem(app.post("/api/v1/redemptions", json!({"id": "r", "external_id": "C1", "order_id": "o", "order_amount": 1, "points": 1, "asset": "gold"})).await, 422, "invalid-field").await;
 }

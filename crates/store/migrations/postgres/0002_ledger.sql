@@ -20,6 +20,7 @@ CREATE TABLE events (
     fingerprint  BYTEA NOT NULL,
     occurred_at  TIMESTAMPTZ NOT NULL,
     recorded_at  TIMESTAMPTZ NOT NULL,
+    asset        TEXT NOT NULL DEFAULT 'points',
     amount       BIGINT,
     points       BIGINT NOT NULL DEFAULT 0,
     refunded     BIGINT NOT NULL DEFAULT 0,

@@ -4,6 +4,7 @@ CREATE TABLE holds (
     program_id UUID NOT NULL REFERENCES programs (program_id),
     event_key  TEXT NOT NULL,
     member_id  UUID NOT NULL,
+    asset      TEXT NOT NULL,
     points     BIGINT NOT NULL CHECK (points > 0),
     remaining  BIGINT NOT NULL CHECK (remaining >= 0),
     release_at TIMESTAMPTZ NOT NULL,

@@ -20,6 +20,7 @@ CREATE TABLE events (
     fingerprint  BLOB NOT NULL,
     occurred_at  TEXT NOT NULL,
     recorded_at  TEXT NOT NULL,
+    asset        TEXT NOT NULL DEFAULT 'points',
     amount       INTEGER,
     points       INTEGER NOT NULL DEFAULT 0,
     refunded     INTEGER NOT NULL DEFAULT 0,

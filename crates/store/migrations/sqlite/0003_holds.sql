@@ -4,6 +4,7 @@ CREATE TABLE holds (
     program_id BLOB NOT NULL REFERENCES programs (program_id),
     event_key  TEXT NOT NULL,
     member_id  BLOB NOT NULL,
+    asset      TEXT NOT NULL,
     points     INTEGER NOT NULL CHECK (points > 0),
     remaining  INTEGER NOT NULL CHECK (remaining >= 0),
     release_at TEXT NOT NULL,

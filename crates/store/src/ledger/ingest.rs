@@ -8,7 +8,7 @@ use crate::now;
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset, Owner};
 use sarafan_core::ledger::lots::{self, Lot};
-use sarafan_core::ledger::redeem::plan as redeem_plan;
+use sarafan_core::ledger::redeem::{plan as redeem_plan, RedeemPolicy};
 use sarafan_core::ledger::refund::{
     reversal_for_refund, settle_debt, split_reversal, ShortfallPolicy,
 };
@@ -21,8 +21,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
-
-const ASSET: Asset = Asset::Points;
 
 /// Who an event is about: Sarafan's member id or the store's customer id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,6 +59,7 @@ pub enum EventBody {
     Redeem {
         order_key: String,
         order_amount: i64,
+        asset: Asset,
         points: i64,
     },
     /// A named event (`review_written`, …) for badges and challenges.
@@ -75,6 +74,9 @@ pub struct EventOutcome {
     pub key: String,
     pub kind: String,
     pub member_id: MemberId,
+    /// What `points` count: points, or cashback in minor units.
+    #[serde(default)]
+    pub asset: Asset,
     /// Points earned by a purchase, or taken back by a refund.
     pub points: i64,
     /// Why: every point of a purchase, line by line; what a refund took
@@ -136,6 +138,8 @@ impl LedgerContext {
 #[derive(Debug, Clone)]
 pub(crate) struct Order {
     pub member: MemberId,
+    /// What the order earned in.
+    pub asset: Asset,
     pub amount: i64,
     pub points: i64,
     pub refunded: i64,
@@ -151,6 +155,7 @@ pub(crate) struct Order {
 pub(crate) struct Redemption {
     pub key: String,
     pub member: MemberId,
+    pub asset: Asset,
     pub points: i64,
     /// Points already given back.
     pub reversed: i64,
@@ -190,7 +195,8 @@ pub(crate) struct Loaded {
     pub orders: HashMap<String, Order>,
     /// Redemptions by the order they paid for.
     pub redemptions: HashMap<String, Vec<Redemption>>,
-    pub wallets: HashMap<MemberId, Wallet>,
+    /// Per member and asset.
+    pub wallets: HashMap<(MemberId, Asset), Wallet>,
     pub earned_on: HashMap<(MemberId, Date), i64>,
 }
 
@@ -339,6 +345,7 @@ fn resolve(
 /// What booking one event produced, before its event row is written.
 struct Booked {
     kind: String,
+    asset: Asset,
     points: i64,
     breakdown: Vec<EarnLine>,
     amount: Option<i64>,
@@ -348,9 +355,10 @@ struct Booked {
 }
 
 impl Booked {
-    fn new(kind: &str) -> Self {
+    fn new(kind: &str, asset: Asset) -> Self {
         Self {
             kind: kind.to_owned(),
+            asset,
             points: 0,
             breakdown: Vec::new(),
             amount: None,
@@ -377,19 +385,20 @@ fn book(
         EventBody::Redeem {
             order_key,
             order_amount,
+            asset,
             points,
         } => redeem(
             ctx,
             e,
             order_key,
             *order_amount,
-            *points,
+            (*asset, *points),
             member,
             loaded,
             rows,
         )?,
         EventBody::Release { order_key } => release(ctx, e, order_key, member, loaded, rows)?,
-        EventBody::Custom { name } => Booked::new(name),
+        EventBody::Custom { name } => Booked::new(name, Asset::Points),
     };
     let transfers = booked
         .transfers
@@ -400,6 +409,7 @@ fn book(
         key: e.key.clone(),
         kind: booked.kind.clone(),
         member_id: member,
+        asset: booked.asset,
         points: booked.points,
         breakdown: booked.breakdown,
         discount: booked.discount,
@@ -412,6 +422,7 @@ fn book(
         fingerprint: e.fingerprint,
         request: e.request.clone(),
         at: e.at,
+        asset: booked.asset,
         amount: booked.amount,
         points: booked.points,
         refunded: 0,
@@ -428,23 +439,25 @@ fn ledger<T>(r: Result<T, LedgerError>) -> Result<T, ItemError> {
 
 /// Points arriving to a member (earned, or given back): a debt left by an
 /// earlier refund is paid first, the rest becomes a new lot.
+#[allow(clippy::too_many_arguments)]
 fn credit(
     ctx: &LedgerContext,
     e: &EventIn,
     member: MemberId,
+    asset: Asset,
     points: i64,
     loaded: &mut Loaded,
     rows: &mut Rows,
     out: &mut Booked,
 ) -> Result<(), ItemError> {
-    let wallet = loaded.wallets.entry(member).or_default();
+    let wallet = loaded.wallets.entry((member, asset)).or_default();
     let (to_debt, to_member) = settle_debt(wallet.debt, points);
     if to_debt > 0 && ctx.settings.refund_shortfall == ShortfallPolicy::ClawbackFromFuture {
         let reason = "claw-back of points reversed by an earlier refund";
         out.transfers.push(ledger(Transfer::reversal(
             Reversal::Refund,
             member,
-            ASSET,
+            asset,
             to_debt,
             reason,
         ))?);
@@ -454,7 +467,7 @@ fn credit(
         });
     }
     wallet.debt -= to_debt;
-    rows.debt(member, -to_debt);
+    rows.debt(member, asset, -to_debt);
     if to_member > 0 {
         let expires_at = ctx
             .settings
@@ -464,6 +477,7 @@ fn credit(
         rows.lots.push(LotRow {
             id,
             member,
+            asset,
             amount: to_member,
             remaining: to_member,
             earned_at: e.at,
@@ -487,11 +501,12 @@ fn credit(
 /// Takes `points` from the member's lots, soonest-expiring first.
 fn debit_lots(
     member: MemberId,
+    asset: Asset,
     points: i64,
     loaded: &mut Loaded,
     rows: &mut Rows,
 ) -> Result<(), ItemError> {
-    let wallet = loaded.wallets.entry(member).or_default();
+    let wallet = loaded.wallets.entry((member, asset)).or_default();
     let mut plain: Vec<Lot> = wallet.lots.iter().map(|l| l.lot.clone()).collect();
     for (i, _) in ledger(lots::consume(&mut plain, points))? {
         wallet.lots[i].lot.remaining = plain[i].remaining;
@@ -529,7 +544,8 @@ fn purchase(
             }],
         },
     };
-    let mut out = Booked::new("purchase");
+    let asset = ctx.settings.earn_asset;
+    let mut out = Booked::new("purchase", asset);
     out.amount = Some(p.amount);
     out.points = earn.points;
     out.breakdown = earn.breakdown;
@@ -544,6 +560,7 @@ fn purchase(
         rows.holds.push(HoldRow {
             event_key: e.key.clone(),
             member,
+            asset,
             points: earn.points,
             remaining: earn.points,
             release_at,
@@ -552,17 +569,18 @@ fn purchase(
     } else if earn.points > 0 {
         out.transfers.push(ledger(Transfer::earn(
             member,
-            ASSET,
+            asset,
             earn.points,
             &format!("order {}", e.key),
         ))?);
-        credit(ctx, e, member, earn.points, loaded, rows, &mut out)?;
+        credit(ctx, e, member, asset, earn.points, loaded, rows, &mut out)?;
     }
     *loaded.earned_on.entry((member, e.at.date())).or_default() += earn.points;
     loaded.orders.insert(
         e.key.clone(),
         Order {
             member,
+            asset,
             amount: p.amount,
             points: earn.points,
             refunded: 0,
@@ -612,11 +630,12 @@ fn refund(
             amount,
         ))?;
         if back > 0 && r.member == member {
-            give_back.push((i, back));
+            give_back.push((i, r.asset, back));
         }
     }
     // Checks are done: from here on the event is booked.
-    let mut out = Booked::new("refund");
+    let asset = order.asset;
+    let mut out = Booked::new("refund", asset);
     out.amount = Some(amount);
     out.order_key = Some(order_key.to_owned());
     out.points = reversed;
@@ -629,7 +648,7 @@ fn refund(
             points: -from_hold,
         });
     }
-    let wallet = loaded.wallets.entry(member).or_default();
+    let wallet = loaded.wallets.entry((member, asset)).or_default();
     let spendable = wallet.spendable();
     let (taken_now, _) = split_reversal(ctx.settings.refund_shortfall, spendable, posted);
     let from_lots = posted.min(spendable);
@@ -638,7 +657,7 @@ fn refund(
         out.transfers.push(ledger(Transfer::reversal(
             Reversal::Refund,
             member,
-            ASSET,
+            asset,
             taken_now,
             &reason,
         ))?);
@@ -650,17 +669,17 @@ fn refund(
         });
     }
     if from_lots > 0 {
-        debit_lots(member, from_lots, loaded, rows)?;
+        debit_lots(member, asset, from_lots, loaded, rows)?;
     }
-    let wallet = loaded.wallets.entry(member).or_default();
+    let wallet = loaded.wallets.entry((member, asset)).or_default();
     wallet.debt += posted - from_lots;
-    rows.debt(member, posted - from_lots);
-    for (i, back) in give_back {
+    rows.debt(member, asset, posted - from_lots);
+    for (i, spent_in, back) in give_back {
         let reason = format!("points spent on order {order_key} given back");
         out.transfers.push(ledger(Transfer::reversal(
             Reversal::Redeem,
             member,
-            ASSET,
+            spent_in,
             back,
             &reason,
         ))?);
@@ -668,7 +687,7 @@ fn refund(
             reason,
             points: back,
         });
-        credit(ctx, e, member, back, loaded, rows, &mut out)?;
+        credit(ctx, e, member, spent_in, back, loaded, rows, &mut out)?;
         if let Some(r) = loaded
             .redemptions
             .get_mut(order_key)
@@ -699,24 +718,24 @@ fn release(
     loaded: &mut Loaded,
     rows: &mut Rows,
 ) -> Result<Booked, ItemError> {
-    let pending = loaded
+    let (pending, asset) = loaded
         .orders
         .get(order_key)
         .filter(|o| o.member == member)
-        .map(|o| o.pending)
+        .map(|o| (o.pending, o.asset))
         .ok_or_else(|| ItemError::UnknownOrder(order_key.to_owned()))?;
-    let mut out = Booked::new("release");
+    let mut out = Booked::new("release", asset);
     out.order_key = Some(order_key.to_owned());
     out.points = pending;
     if pending > 0 {
         let reason = format!("order {order_key}: the return window passed");
         out.transfers
-            .push(ledger(Transfer::earn(member, ASSET, pending, &reason))?);
+            .push(ledger(Transfer::earn(member, asset, pending, &reason))?);
         out.breakdown.push(EarnLine {
             reason,
             points: pending,
         });
-        credit(ctx, e, member, pending, loaded, rows, &mut out)?;
+        credit(ctx, e, member, asset, pending, loaded, rows, &mut out)?;
     }
     if let Some(o) = loaded.orders.get_mut(order_key) {
         o.pending = 0;
@@ -731,19 +750,26 @@ fn redeem(
     e: &EventIn,
     order_key: &str,
     order_amount: i64,
-    points: i64,
+    (asset, points): (Asset, i64),
     member: MemberId,
     loaded: &mut Loaded,
     rows: &mut Rows,
 ) -> Result<Booked, ItemError> {
-    let spendable = loaded.wallets.get(&member).map_or(0, Wallet::spendable);
-    let plan = ledger(redeem_plan(
-        &ctx.settings.redeem,
-        spendable,
-        order_amount,
-        points,
-    ))?;
-    let mut out = Booked::new("redemption");
+    let spendable = loaded
+        .wallets
+        .get(&(member, asset))
+        .map_or(0, Wallet::spendable);
+    // Cashback is money: one unit pays one minor unit of the order.
+    let policy = match asset {
+        Asset::Points => ctx.settings.redeem,
+        Asset::Cashback => RedeemPolicy {
+            point_value_minor: 1,
+            min_points: 1,
+            ..ctx.settings.redeem
+        },
+    };
+    let plan = ledger(redeem_plan(&policy, spendable, order_amount, points))?;
+    let mut out = Booked::new("redemption", asset);
     out.amount = Some(order_amount);
     out.order_key = Some(order_key.to_owned());
     out.points = plan.points;
@@ -751,7 +777,7 @@ fn redeem(
     let reason = format!("redeemed for {} off order {order_key}", plan.discount_minor);
     out.transfers.push(ledger(Transfer::redeem(
         member,
-        ASSET,
+        asset,
         plan.points,
         &reason,
     ))?);
@@ -759,7 +785,7 @@ fn redeem(
         reason,
         points: -plan.points,
     });
-    debit_lots(member, plan.points, loaded, rows)?;
+    debit_lots(member, asset, plan.points, loaded, rows)?;
     loaded
         .redemptions
         .entry(order_key.to_owned())
@@ -767,6 +793,7 @@ fn redeem(
         .push(Redemption {
             key: e.key.clone(),
             member,
+            asset,
             points: plan.points,
             reversed: 0,
             in_batch: Some(rows.events.len()),
@@ -815,9 +842,9 @@ impl Rows {
             })
     }
 
-    fn debt(&mut self, member: MemberId, delta: i64) {
+    fn debt(&mut self, member: MemberId, asset: Asset, delta: i64) {
         if delta != 0 {
-            self.balance(&AccountKey::member(member, ASSET), Some(member))
+            self.balance(&AccountKey::member(member, asset), Some(member))
                 .debt += delta;
         }
     }

@@ -79,8 +79,8 @@ impl Store {
                 // Takes the program's ledger lock, so no refund or redemption
                 // changes these lots between the read and the write.
                 LedgerIo::load_batch(&mut *tx, program, &Wanted::default()).await?;
-                let due: Vec<(Uuid, Uuid, i64, OffsetDateTime, Option<OffsetDateTime>)> = sqlx::query_as(
-                    "SELECT lot_id, member_id, remaining, earned_at, expires_at FROM lots \
+                let due: Vec<(Uuid, Uuid, String, i64, OffsetDateTime, Option<OffsetDateTime>)> = sqlx::query_as(
+                    "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots \
                      WHERE program_id = $1 AND remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $2 \
                      ORDER BY lot_id LIMIT $3",
                 )
@@ -91,15 +91,17 @@ impl Store {
                 .await?;
                 let mut rows = Rows::new(program, now());
                 let mut points = 0;
-                for (lot, member, remaining, earned_at, expires_at) in &due {
+                for (lot, member, asset, remaining, earned_at, expires_at) in &due {
+                    let asset = Asset::parse("asset", asset)
+                        .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
                     let reason = format!(
-                        "points earned {} expired {}",
+                        "{} earned {} expired {}",
+                        asset.as_str(),
                         earned_at.date(),
                         expires_at.unwrap_or(at).date()
                     );
-                    let transfer =
-                        Transfer::expire(MemberId(*member), Asset::Points, *remaining, &reason)
-                            .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
+                    let transfer = Transfer::expire(MemberId(*member), asset, *remaining, &reason)
+                        .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
                     rows.transfer(&transfer, "expiry", at);
                     rows.lot_updates.insert(*lot, 0);
                     points += remaining;

@@ -4,6 +4,7 @@ use super::ingest::{plan, EventIn, ItemResult, LedgerContext, Wanted};
 use super::writes::LedgerIo;
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::ledger::account::{AccountKey, Asset, Owner, ProgramAccount};
 use sarafan_core::ledger::lots::{expiring_schedule, Lot};
 use sarafan_core::ledger::rules::CompiledRules;
 use time::OffsetDateTime;
@@ -31,6 +32,7 @@ pub struct StatementLine {
     pub seq: i32,
     pub kind: String,
     pub event_key: Option<String>,
+    pub asset: String,
     pub amount: i64,
     pub reason: String,
     pub created_at: OffsetDateTime,
@@ -84,30 +86,37 @@ impl Store {
         }))
     }
 
+    /// The member's balance in one asset.
     pub async fn member_balance(
         &self,
         program: ProgramId,
         member: MemberId,
+        asset: Asset,
     ) -> Result<MemberBalance> {
         let (points, debt): (i64, i64) = with_db!(self, read, |pool| {
-            sqlx::query_as("SELECT posted, debt FROM balances WHERE program_id = $1 AND member_id = $2 AND asset = 'points'")
+            sqlx::query_as("SELECT posted, debt FROM balances WHERE program_id = $1 AND member_id = $2 AND asset = $3")
                 .bind(program.0)
                 .bind(member.0)
+                .bind(asset.as_str())
                 .fetch_optional(pool)
                 .await?
                 .unwrap_or((0, 0))
         });
-        let lots: Vec<(i64, OffsetDateTime, Option<OffsetDateTime>)> =
-            with_db!(self, read, |pool| {
+        let lots: Vec<(i64, OffsetDateTime, Option<OffsetDateTime>)> = with_db!(
+            self,
+            read,
+            |pool| {
                 sqlx::query_as(
                     "SELECT remaining, earned_at, expires_at FROM lots \
-                 WHERE program_id = $1 AND member_id = $2 AND remaining > 0 ORDER BY lot_id",
+                 WHERE program_id = $1 AND member_id = $2 AND asset = $3 AND remaining > 0 ORDER BY lot_id",
                 )
                 .bind(program.0)
                 .bind(member.0)
+                .bind(asset.as_str())
                 .fetch_all(pool)
                 .await?
-            });
+            }
+        );
         let lots: Vec<Lot> = lots
             .into_iter()
             .enumerate()
@@ -121,10 +130,11 @@ impl Store {
         let pending: i64 = with_db!(self, read, |pool| {
             sqlx::query_scalar(
                 "SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM holds \
-                 WHERE program_id = $1 AND member_id = $2 AND state = 'pending'",
+                 WHERE program_id = $1 AND member_id = $2 AND asset = $3 AND state = 'pending'",
             )
             .bind(program.0)
             .bind(member.0)
+            .bind(asset.as_str())
             .fetch_one(pool)
             .await?
         });
@@ -147,7 +157,7 @@ impl Store {
     ) -> Result<Vec<StatementLine>> {
         Ok(with_db!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT p.transfer_id, p.seq, t.kind, t.event_key, p.amount, p.reason, p.created_at \
+                "SELECT p.transfer_id, p.seq, t.kind, t.event_key, p.asset, p.amount, p.reason, p.created_at \
                  FROM postings p JOIN transfers t ON t.program_id = p.program_id AND t.transfer_id = p.transfer_id \
                  WHERE p.program_id = $1 AND p.member_id = $2 AND ($3 IS NULL OR p.transfer_id > $3) \
                  ORDER BY p.transfer_id, p.seq LIMIT $4",
@@ -161,25 +171,30 @@ impl Store {
         }))
     }
 
-    pub async fn ledger_totals(&self, program: ProgramId) -> Result<LedgerTotals> {
+    /// The program's totals in one asset.
+    pub async fn ledger_totals(&self, program: ProgramId, asset: Asset) -> Result<LedgerTotals> {
         let rows: Vec<(String, i64)> = with_db!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT CASE WHEN member_id IS NULL THEN account ELSE 'members' END, CAST(SUM(posted) AS BIGINT) \
-                 FROM balances WHERE program_id = $1 AND asset = 'points' \
+                 FROM balances WHERE program_id = $1 AND asset = $2 \
                  GROUP BY CASE WHEN member_id IS NULL THEN account ELSE 'members' END",
             )
             .bind(program.0)
+            .bind(asset.as_str())
             .fetch_all(pool)
             .await?
         });
         let mut t = LedgerTotals::default();
         for (account, sum) in rows {
-            match account.as_str() {
-                "program:issued:points" => t.issued = -sum,
-                "program:redeemed:points" => t.redeemed = sum,
-                "program:expired:points" => t.expired = sum,
-                "program:reversed:points" => t.reversed = sum,
-                "members" => t.outstanding = sum,
+            if account == "members" {
+                t.outstanding = sum;
+                continue;
+            }
+            match AccountKey::parse("account", &account).map(|k| k.owner) {
+                Ok(Owner::Program(ProgramAccount::Issued)) => t.issued = -sum,
+                Ok(Owner::Program(ProgramAccount::Redeemed)) => t.redeemed = sum,
+                Ok(Owner::Program(ProgramAccount::Expired)) => t.expired = sum,
+                Ok(Owner::Program(ProgramAccount::Reversed)) => t.reversed = sum,
                 _ => {}
             }
         }

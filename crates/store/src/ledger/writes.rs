@@ -20,6 +20,7 @@ pub(crate) struct EventRow {
     pub fingerprint: [u8; 32],
     pub request: serde_json::Value,
     pub at: OffsetDateTime,
+    pub asset: Asset,
     pub amount: Option<i64>,
     pub points: i64,
     pub refunded: i64,
@@ -49,6 +50,7 @@ pub(crate) struct PostingRow {
 pub(crate) struct LotRow {
     pub id: Uuid,
     pub member: MemberId,
+    pub asset: Asset,
     pub amount: i64,
     pub remaining: i64,
     pub earned_at: OffsetDateTime,
@@ -59,6 +61,7 @@ pub(crate) struct LotRow {
 pub(crate) struct HoldRow {
     pub event_key: String,
     pub member: MemberId,
+    pub asset: Asset,
     pub points: i64,
     pub remaining: i64,
     pub release_at: OffsetDateTime,
@@ -121,6 +124,16 @@ pub(crate) trait LedgerIo {
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {
     crate::StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// The `asset` column of a row.
+fn asset_of<R: sqlx::Row>(r: &R) -> crate::Result<Asset>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let raw: String = r.try_get("asset")?;
+    Asset::parse("asset", &raw).map_err(|e| corrupt("asset", e))
 }
 
 /// Instantiates the SQL below for one backend: `$db` is the sqlx database,
@@ -194,7 +207,7 @@ macro_rules! ledger_io {
                     }
                     for keys in w.order_keys.chunks(CHUNK) {
                         let rows = select_in(
-                            "SELECT event_key, member_id, amount, points, refunded, reversed FROM events",
+                            "SELECT event_key, member_id, asset, amount, points, refunded, reversed FROM events",
                             p,
                             "event_key",
                             keys,
@@ -206,6 +219,7 @@ macro_rules! ledger_io {
                         for r in rows {
                             let order = Order {
                                 member: MemberId(r.try_get("member_id")?),
+                                asset: asset_of(&r)?,
                                 amount: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
                                 points: r.try_get("points")?,
                                 refunded: r.try_get("refunded")?,
@@ -228,7 +242,7 @@ macro_rules! ledger_io {
                     }
                     for keys in w.order_keys.chunks(CHUNK) {
                         let rows = select_in(
-                            "SELECT event_key, member_id, points, reversed, order_key FROM events",
+                            "SELECT event_key, member_id, asset, points, reversed, order_key FROM events",
                             p,
                             "order_key",
                             keys,
@@ -241,6 +255,7 @@ macro_rules! ledger_io {
                             let redemption = Redemption {
                                 key: r.try_get("event_key")?,
                                 member: MemberId(r.try_get("member_id")?),
+                                asset: asset_of(&r)?,
                                 points: r.try_get("points")?,
                                 reversed: r.try_get("reversed")?,
                                 in_batch: None,
@@ -250,12 +265,12 @@ macro_rules! ledger_io {
                     }
                     let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
                     for ids in members.chunks(CHUNK) {
-                        let rows = select_in("SELECT member_id, debt FROM balances", p, "member_id", ids, " AND asset = 'points' AND debt <> 0")
+                        let rows = select_in("SELECT member_id, asset, debt FROM balances", p, "member_id", ids, " AND debt <> 0")
                             .build()
                             .fetch_all(&mut *self)
                             .await?;
                         for r in rows {
-                            l.wallets.entry(MemberId(r.try_get("member_id")?)).or_insert_with(Wallet::default).debt = r.try_get("debt")?;
+                            l.wallets.entry((MemberId(r.try_get("member_id")?), asset_of(&r)?)).or_insert_with(Wallet::default).debt = r.try_get("debt")?;
                         }
                     }
                     // Lots are needed only where points may be spent or taken back.
@@ -268,7 +283,7 @@ macro_rules! ledger_io {
                     refunders.dedup();
                     for ids in refunders.chunks(CHUNK) {
                         let rows = select_in(
-                            "SELECT lot_id, member_id, remaining, earned_at, expires_at FROM lots",
+                            "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots",
                             p,
                             "member_id",
                             ids,
@@ -278,7 +293,7 @@ macro_rules! ledger_io {
                         .fetch_all(&mut *self)
                         .await?;
                         for r in rows {
-                            let wallet = l.wallets.entry(MemberId(r.try_get("member_id")?)).or_insert_with(Wallet::default);
+                            let wallet = l.wallets.entry((MemberId(r.try_get("member_id")?), asset_of(&r)?)).or_insert_with(Wallet::default);
                             let remaining: i64 = r.try_get("remaining")?;
                             wallet.lots.push(WalletLot {
                                 id: r.try_get("lot_id")?,
@@ -315,11 +330,11 @@ macro_rules! ledger_io {
                     for chunk in rows.events.chunks(CHUNK) {
                         let mut q = QueryBuilder::<Db>::new(
                             "INSERT INTO events (program_id, event_key, kind, member_id, fingerprint, occurred_at, recorded_at, \
-                             amount, points, refunded, reversed, order_key, request, result) ",
+                             asset, amount, points, refunded, reversed, order_key, request, result) ",
                         );
                         q.push_values(chunk, |mut b, e| {
                             b.push_bind(p).push_bind(&e.key).push_bind(&e.kind).push_bind(e.member.0).push_bind(&e.fingerprint[..])
-                                .push_bind(e.at).push_bind(now).push_bind(e.amount).push_bind(e.points).push_bind(e.refunded)
+                                .push_bind(e.at).push_bind(now).push_bind(e.asset.as_str()).push_bind(e.amount).push_bind(e.points).push_bind(e.refunded)
                                 .push_bind(e.reversed).push_bind(&e.order_key).push_bind(Json(&e.request)).push_bind(Json(&e.result));
                         });
                         q.build().execute(&mut *self).await?;
@@ -346,17 +361,17 @@ macro_rules! ledger_io {
                             "INSERT INTO lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) ",
                         );
                         q.push_values(chunk, |mut b, l| {
-                            b.push_bind(p).push_bind(l.id).push_bind(l.member.0).push_bind("points").push_bind(l.amount)
+                            b.push_bind(p).push_bind(l.id).push_bind(l.member.0).push_bind(l.asset.as_str()).push_bind(l.amount)
                                 .push_bind(l.remaining).push_bind(l.earned_at).push_bind(l.expires_at).push_bind(&l.event_key);
                         });
                         q.build().execute(&mut *self).await?;
                     }
                     for chunk in rows.holds.chunks(CHUNK) {
                         let mut q = QueryBuilder::<Db>::new(
-                            "INSERT INTO holds (program_id, event_key, member_id, points, remaining, release_at, state, created_at) ",
+                            "INSERT INTO holds (program_id, event_key, member_id, asset, points, remaining, release_at, state, created_at) ",
                         );
                         q.push_values(chunk, |mut b, h| {
-                            b.push_bind(p).push_bind(&h.event_key).push_bind(h.member.0).push_bind(h.points)
+                            b.push_bind(p).push_bind(&h.event_key).push_bind(h.member.0).push_bind(h.asset.as_str()).push_bind(h.points)
                                 .push_bind(h.remaining).push_bind(h.release_at).push_bind(h.state).push_bind(now);
                         });
                         q.build().execute(&mut *self).await?;
