@@ -259,7 +259,9 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
 
     // Correctness.
     let violations = store.verify_ledger(program.id).await?;
-    let totals = store.ledger_totals(program.id).await?;
+    let totals = store
+        .ledger_totals(program.id, sarafan_core::ledger::Asset::Points)
+        .await?;
     let mut problems = Vec::new();
     if accepted != events.len() {
         problems.push(format!(
