@@ -1,9 +1,7 @@
 //! The rows a batch writes, and the set-based SQL that loads a batch's
 //! state and writes its rows, compiled for each backend.
 
-use super::ingest::{
-    EventOutcome, Loaded, MemberRef, Order, Redemption, Wallet, WalletLot, Wanted,
-};
+use super::ingest::{EventOutcome, Loaded, MemberRef, Order, Redemption, WalletLot, Wanted};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::lots::Lot;
@@ -163,6 +161,31 @@ macro_rules! ledger_io {
                 q
             }
 
+            /// The rows of `select` in the program whose `column` is one of
+            /// `items`, fetched in chunks of [`CHUNK`].
+            async fn rows_in<T>(
+                conn: &mut $conn,
+                select: &str,
+                program: Uuid,
+                column: &str,
+                items: &[T],
+                tail: &str,
+            ) -> crate::Result<Vec<<Db as sqlx::Database>::Row>>
+            where
+                T: for<'a> sqlx::Encode<'a, Db> + sqlx::Type<Db> + Sync,
+            {
+                let mut out = Vec::new();
+                for chunk in items.chunks(CHUNK) {
+                    out.extend(select_in(select, program, column, chunk, tail).build().fetch_all(&mut *conn).await?);
+                }
+                Ok(out)
+            }
+
+            fn status_of(r: &<Db as sqlx::Database>::Row) -> crate::Result<MemberStatus> {
+                let raw: String = r.try_get("status")?;
+                MemberStatus::parse("status", &raw).map_err(|e| corrupt("member", e))
+            }
+
             impl LedgerIo for $conn {
                 async fn load_batch(&mut self, program: ProgramId, w: &Wanted) -> crate::Result<Loaded> {
                     let p = program.0;
@@ -170,137 +193,80 @@ macro_rules! ledger_io {
                         sqlx::query(lock).bind(i64::from_be_bytes(p.as_bytes()[..8].try_into().unwrap_or_default())).execute(&mut *self).await?;
                     }
                     let mut l = Loaded::default();
-                    for keys in w.keys.chunks(CHUNK) {
-                        let rows = select_in("SELECT event_key, fingerprint, request, result FROM events", p, "event_key", keys, "")
-                            .build()
-                            .fetch_all(&mut *self)
-                            .await?;
-                        for r in rows {
-                            let outcome: Json<EventOutcome> = r.try_get("result")?;
-                            let request: Json<serde_json::Value> = r.try_get("request")?;
-                            l.existing.insert(r.try_get("event_key")?, (r.try_get("fingerprint")?, request.0, outcome.0));
+                    let select = "SELECT event_key, fingerprint, request, result FROM events";
+                    for r in rows_in(self, select, p, "event_key", &w.keys, "").await? {
+                        let outcome: Json<EventOutcome> = r.try_get("result")?;
+                        let request: Json<serde_json::Value> = r.try_get("request")?;
+                        l.existing.insert(r.try_get("event_key")?, (r.try_get("fingerprint")?, request.0, outcome.0));
+                    }
+                    let select = "SELECT member_id, status FROM members";
+                    for r in rows_in(self, select, p, "member_id", &w.member_ids, "").await? {
+                        l.by_id.insert(MemberId(r.try_get("member_id")?), status_of(&r)?);
+                    }
+                    let select = "SELECT member_id, external_id, status FROM members";
+                    for r in rows_in(self, select, p, "external_id", &w.externals, "").await? {
+                        let (id, status) = (MemberId(r.try_get("member_id")?), status_of(&r)?);
+                        l.by_id.insert(id, status);
+                        l.by_external.insert(r.try_get("external_id")?, (id, status));
+                    }
+                    let select = "SELECT event_key, member_id, asset, amount, points, refunded, reversed FROM events";
+                    for r in rows_in(self, select, p, "event_key", &w.order_keys, " AND kind = 'purchase'").await? {
+                        let order = Order {
+                            member: MemberId(r.try_get("member_id")?),
+                            asset: asset_of(&r)?,
+                            amount: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
+                            points: r.try_get("points")?,
+                            refunded: r.try_get("refunded")?,
+                            reversed: r.try_get("reversed")?,
+                            pending: 0,
+                            in_batch: None,
+                        };
+                        l.orders.insert(r.try_get("event_key")?, order);
+                    }
+                    let select = "SELECT event_key, remaining FROM holds";
+                    for r in rows_in(self, select, p, "event_key", &w.order_keys, " AND state = 'pending'").await? {
+                        let key: String = r.try_get("event_key")?;
+                        if let Some(order) = l.orders.get_mut(&key) {
+                            order.pending = r.try_get("remaining")?;
                         }
                     }
-                    for ids in w.member_ids.chunks(CHUNK) {
-                        let rows = select_in("SELECT member_id, status FROM members", p, "member_id", ids, "")
-                            .build()
-                            .fetch_all(&mut *self)
-                            .await?;
-                        for r in rows {
-                            let status: String = r.try_get("status")?;
-                            let status = MemberStatus::parse("status", &status).map_err(|e| corrupt("member", e))?;
-                            l.by_id.insert(MemberId(r.try_get("member_id")?), status);
-                        }
-                    }
-                    for ext in w.externals.chunks(CHUNK) {
-                        let rows = select_in("SELECT member_id, external_id, status FROM members", p, "external_id", ext, "")
-                            .build()
-                            .fetch_all(&mut *self)
-                            .await?;
-                        for r in rows {
-                            let status: String = r.try_get("status")?;
-                            let status = MemberStatus::parse("status", &status).map_err(|e| corrupt("member", e))?;
-                            let id = MemberId(r.try_get("member_id")?);
-                            l.by_id.insert(id, status);
-                            l.by_external.insert(r.try_get("external_id")?, (id, status));
-                        }
-                    }
-                    for keys in w.order_keys.chunks(CHUNK) {
-                        let rows = select_in(
-                            "SELECT event_key, member_id, asset, amount, points, refunded, reversed FROM events",
-                            p,
-                            "event_key",
-                            keys,
-                            " AND kind = 'purchase'",
-                        )
-                        .build()
-                        .fetch_all(&mut *self)
-                        .await?;
-                        for r in rows {
-                            let order = Order {
-                                member: MemberId(r.try_get("member_id")?),
-                                asset: asset_of(&r)?,
-                                amount: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
-                                points: r.try_get("points")?,
-                                refunded: r.try_get("refunded")?,
-                                reversed: r.try_get("reversed")?,
-                                pending: 0,
-                                in_batch: None,
-                            };
-                            l.orders.insert(r.try_get("event_key")?, order);
-                        }
-                        let holds = select_in("SELECT event_key, remaining FROM holds", p, "event_key", keys, " AND state = 'pending'")
-                            .build()
-                            .fetch_all(&mut *self)
-                            .await?;
-                        for r in holds {
-                            let key: String = r.try_get("event_key")?;
-                            if let Some(order) = l.orders.get_mut(&key) {
-                                order.pending = r.try_get("remaining")?;
-                            }
-                        }
-                    }
-                    for keys in w.order_keys.chunks(CHUNK) {
-                        let rows = select_in(
-                            "SELECT event_key, member_id, asset, points, reversed, order_key FROM events",
-                            p,
-                            "order_key",
-                            keys,
-                            " AND kind = 'redemption' ORDER BY event_key",
-                        )
-                        .build()
-                        .fetch_all(&mut *self)
-                        .await?;
-                        for r in rows {
-                            let redemption = Redemption {
-                                key: r.try_get("event_key")?,
-                                member: MemberId(r.try_get("member_id")?),
-                                asset: asset_of(&r)?,
-                                points: r.try_get("points")?,
-                                reversed: r.try_get("reversed")?,
-                                in_batch: None,
-                            };
-                            l.redemptions.entry(r.try_get("order_key")?).or_default().push(redemption);
-                        }
+                    let select = "SELECT event_key, member_id, asset, points, reversed, order_key FROM events";
+                    let tail = " AND kind = 'redemption' ORDER BY event_key";
+                    for r in rows_in(self, select, p, "order_key", &w.order_keys, tail).await? {
+                        let redemption = Redemption {
+                            key: r.try_get("event_key")?,
+                            member: MemberId(r.try_get("member_id")?),
+                            asset: asset_of(&r)?,
+                            points: r.try_get("points")?,
+                            reversed: r.try_get("reversed")?,
+                            in_batch: None,
+                        };
+                        l.redemptions.entry(r.try_get("order_key")?).or_default().push(redemption);
                     }
                     let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
-                    for ids in members.chunks(CHUNK) {
-                        let rows = select_in("SELECT member_id, asset, debt FROM balances", p, "member_id", ids, " AND debt <> 0")
-                            .build()
-                            .fetch_all(&mut *self)
-                            .await?;
-                        for r in rows {
-                            l.wallets.entry((MemberId(r.try_get("member_id")?), asset_of(&r)?)).or_insert_with(Wallet::default).debt = r.try_get("debt")?;
-                        }
+                    let select = "SELECT member_id, asset, debt FROM balances";
+                    for r in rows_in(self, select, p, "member_id", &members, " AND debt <> 0").await? {
+                        let wallet = l.wallets.entry((MemberId(r.try_get("member_id")?), asset_of(&r)?)).or_default();
+                        wallet.debt = r.try_get("debt")?;
                     }
                     // Lots are needed only where points may be spent or taken back.
-                    let mut refunders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
-                    refunders.extend(w.spenders.iter().filter_map(|r| match r {
+                    let mut spenders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
+                    spenders.extend(w.spenders.iter().filter_map(|r| match r {
                         MemberRef::Id(id) => Some(id.0),
                         MemberRef::External(x) => l.by_external.get(x.as_str()).map(|(id, _)| id.0),
                     }));
-                    refunders.sort_unstable();
-                    refunders.dedup();
-                    for ids in refunders.chunks(CHUNK) {
-                        let rows = select_in(
-                            "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots",
-                            p,
-                            "member_id",
-                            ids,
-                            " AND remaining > 0 ORDER BY lot_id",
-                        )
-                        .build()
-                        .fetch_all(&mut *self)
-                        .await?;
-                        for r in rows {
-                            let wallet = l.wallets.entry((MemberId(r.try_get("member_id")?), asset_of(&r)?)).or_insert_with(Wallet::default);
-                            let remaining: i64 = r.try_get("remaining")?;
-                            wallet.lots.push(WalletLot {
-                                id: r.try_get("lot_id")?,
-                                lot: Lot { id: wallet.lots.len() as u64, remaining, earned_at: r.try_get("earned_at")?, expires_at: r.try_get("expires_at")? },
-                                new_row: None,
-                            });
-                        }
+                    spenders.sort_unstable();
+                    spenders.dedup();
+                    let select = "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots";
+                    for r in rows_in(self, select, p, "member_id", &spenders, " AND remaining > 0 ORDER BY lot_id").await? {
+                        let wallet = l.wallets.entry((MemberId(r.try_get("member_id")?), asset_of(&r)?)).or_default();
+                        let lot = Lot {
+                            id: wallet.lots.len() as u64,
+                            remaining: r.try_get("remaining")?,
+                            earned_at: r.try_get("earned_at")?,
+                            expires_at: r.try_get("expires_at")?,
+                        };
+                        wallet.lots.push(WalletLot { id: r.try_get("lot_id")?, lot, new_row: None });
                     }
                     if let (true, Some(first), Some(last)) = (w.daily_totals, w.days.first(), w.days.last()) {
                         let from = first.midnight().assume_utc();
