@@ -15,7 +15,8 @@ on_both_databases!(
     batches_report_per_item,
     unknown_customers_per_policy,
     rule_versions_and_conditions,
-    points_wait_out_the_return_window
+    points_wait_out_the_return_window,
+    caps_counts_and_statement_pages
 );
 
 fn ago(d: Duration) -> String {
@@ -634,4 +635,74 @@ async fn points_wait_out_the_return_window(db: Db) {
         .collect();
     assert_eq!(kinds, ["earn", "refund_reversal"]);
     ledger_is_consistent(&app).await;
+}
+
+/// Daily caps count what the member already earned that day (across calls),
+/// conditions can read the member's past orders, and statements page.
+async fn caps_counts_and_statement_pages(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let rules = json!({"effective_from": ago(Duration::days(30)), "base_rate": {"points": 1, "per_minor": 100}, "cap_per_day": 1000,
+        "promotions": [{"name": "returning customer", "starts_at": ago(Duration::days(30)),
+                        "ends_at": (OffsetDateTime::now_utc() + Duration::days(30)).format(&Rfc3339).unwrap(),
+                        "basis_points": 20000, "condition": "member.orders_count >= 1"}]});
+    assert_eq!(app.post("/api/v1/earn-rules", rules).await.status(), 201);
+    let member = app.member(json!({"external_id": "C1"})).await;
+    let first = json(
+        app.post("/api/v1/events", purchase("a", "C1", 80_000))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        first["points"], 800,
+        "first order: no returning-customer bonus"
+    );
+    let second = json(
+        app.post("/api/v1/events", purchase("b", "C1", 80_000))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        second["points"], 200,
+        "800 + 800 bonus, cut to the 200 left of today's 1000"
+    );
+    assert!(second["breakdown"]
+        .to_string()
+        .contains("returning customer"));
+    let mut yesterday = purchase("c", "C1", 80_000);
+    yesterday["occurred_at"] = json!(ago(Duration::days(1)));
+    assert_eq!(
+        json(app.post("/api/v1/events", yesterday).await).await["points"],
+        1000,
+        "another day, its own cap"
+    );
+
+    let page1 = json(
+        app.get(&format!("/api/v1/members/{member}/statement?limit=2"))
+            .await,
+    )
+    .await;
+    assert_eq!(page1["items"].as_array().unwrap().len(), 2);
+    let next = page1["next"].as_str().unwrap();
+    let page2 = json(
+        app.get(&format!(
+            "/api/v1/members/{member}/statement?limit=2&after={next}"
+        ))
+        .await,
+    )
+    .await;
+    let ids: Vec<&str> = page2["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c"]);
+    let p = problem(
+        app.get(&format!("/api/v1/members/{member}/statement?limit=0"))
+            .await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(p["field"], "limit");
 }

@@ -132,6 +132,18 @@ impl LedgerContext {
     fn needs_daily_totals(&self) -> bool {
         self.rules.iter().any(|r| r.rules().cap_per_day.is_some())
     }
+
+    /// Whether any condition reads `member.…`, so past orders must be counted.
+    fn needs_order_counts(&self) -> bool {
+        self.rules.iter().any(|r| {
+            let rules = r.rules();
+            let conditions = rules
+                .condition
+                .iter()
+                .chain(rules.promotions.iter().filter_map(|p| p.condition.as_ref()));
+            conditions.into_iter().any(|c| c.contains("member"))
+        })
+    }
 }
 
 /// A purchase that refunds may refer to.
@@ -198,6 +210,8 @@ pub(crate) struct Loaded {
     /// Per member and asset.
     pub wallets: HashMap<(MemberId, Asset), Wallet>,
     pub earned_on: HashMap<(MemberId, Date), i64>,
+    /// Purchases booked per member, when conditions need them.
+    pub orders_count: HashMap<MemberId, i64>,
 }
 
 /// What the loader must fetch for `events`.
@@ -211,6 +225,8 @@ pub(crate) struct Wanted {
     pub spenders: Vec<MemberRef>,
     pub daily_totals: bool,
     pub days: Vec<Date>,
+    /// Count each member's past purchases (for `member.orders_count`).
+    pub order_counts: bool,
 }
 
 impl Wanted {
@@ -223,6 +239,7 @@ impl Wanted {
             spenders: Vec::new(),
             daily_totals: ctx.needs_daily_totals(),
             days: Vec::new(),
+            order_counts: ctx.needs_order_counts(),
         };
         for e in events {
             match &e.member {
@@ -535,7 +552,13 @@ fn purchase(
         .copied()
         .unwrap_or(0);
     let earn = match ctx.rules_at(e.at) {
-        Some(rules) => ledger(rules.earn(p, &MemberContext::default(), today))?,
+        Some(rules) => {
+            let member_ctx = MemberContext {
+                tier: None,
+                orders_count: loaded.orders_count.get(&member).copied().unwrap_or(0),
+            };
+            ledger(rules.earn(p, &member_ctx, today))?
+        }
         None => Earn {
             points: 0,
             breakdown: vec![EarnLine {
@@ -576,6 +599,7 @@ fn purchase(
         credit(ctx, e, member, asset, earn.points, loaded, rows, &mut out)?;
     }
     *loaded.earned_on.entry((member, e.at.date())).or_default() += earn.points;
+    *loaded.orders_count.entry(member).or_default() += 1;
     loaded.orders.insert(
         e.key.clone(),
         Order {

@@ -268,6 +268,12 @@ macro_rules! ledger_io {
                         };
                         wallet.lots.push(WalletLot { id: r.try_get("lot_id")?, lot, new_row: None });
                     }
+                    if w.order_counts {
+                        let select = "SELECT member_id, CAST(COUNT(*) AS BIGINT) AS n FROM events";
+                        for r in rows_in(self, select, p, "member_id", &members, " AND kind = 'purchase' GROUP BY member_id").await? {
+                            l.orders_count.insert(MemberId(r.try_get("member_id")?), r.try_get("n")?);
+                        }
+                    }
                     if let (true, Some(first), Some(last)) = (w.daily_totals, w.days.first(), w.days.last()) {
                         let from = first.midnight().assume_utc();
                         let to = last.next_day().unwrap_or(*last).midnight().assume_utc();
