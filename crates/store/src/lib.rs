@@ -24,7 +24,8 @@ pub use error::{Result, StoreError};
 pub use idempotency::{IdempotencyBegin, SavedResponse};
 pub use keys::ApiKey;
 pub use members::{
-    ConsentChange, Member, MemberFilter, MemberPage, MemberPatch, PatchOutcome, Registration,
+    ConsentChange, Member, MemberEvent, MemberFilter, MemberPage, MemberPatch, PatchOutcome,
+    Registration,
 };
 pub use programs::{NewProgram, Program, ProgramPatch};
 

@@ -386,15 +386,68 @@ impl Store {
                erased_at = COALESCE(erased_at, $4), updated_at = $4 \
              WHERE program_id = $1 AND member_id = $2 RETURNING {COLUMNS}"
         );
+        // The requests of the member's events carry their identifiers too;
+        // their outcomes (the ledger's reasons) stay.
+        let scrubbed = sqlx::types::Json(serde_json::json!({ "erased": true }));
         let row: Option<MemberRow> = with_db!(self, write, |pool| {
-            sqlx::query_as(&sql)
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query_as(&sql)
                 .bind(program.0)
                 .bind(id.0)
                 .bind(false)
                 .bind(now())
-                .fetch_optional(pool)
-                .await?
+                .fetch_optional(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE events SET request = $3 WHERE program_id = $1 AND member_id = $2")
+                .bind(program.0)
+                .bind(id.0)
+                .bind(&scrubbed)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            row
         });
         row.map(Member::try_from).transpose()
     }
+
+    /// The member's events as they were sent, oldest first (for exports).
+    pub async fn member_events(
+        &self,
+        program: ProgramId,
+        id: MemberId,
+    ) -> Result<Vec<MemberEvent>> {
+        let rows: Vec<(
+            String,
+            String,
+            OffsetDateTime,
+            sqlx::types::Json<serde_json::Value>,
+        )> = with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT event_key, kind, occurred_at, request FROM events \
+                     WHERE program_id = $1 AND member_id = $2 ORDER BY occurred_at, event_key",
+            )
+            .bind(program.0)
+            .bind(id.0)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(key, kind, at, request)| MemberEvent {
+                key,
+                kind,
+                at,
+                request: request.0,
+            })
+            .collect())
+    }
+}
+
+/// One event of a member, as the store sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberEvent {
+    pub key: String,
+    pub kind: String,
+    pub at: OffsetDateTime,
+    pub request: serde_json::Value,
 }

@@ -8,10 +8,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use sarafan_core::apikey::Scope;
-use sarafan_core::ids::MemberId;
+use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::rules::{CompiledRules, EarnRules};
-use sarafan_store::ledger::{LedgerTotals, MemberBalance};
+use sarafan_store::ledger::{LedgerTotals, MemberBalance, StatementLine};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -71,6 +71,20 @@ pub struct StatementLineView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
+}
+
+impl From<StatementLine> for StatementLineView {
+    fn from(l: StatementLine) -> Self {
+        Self {
+            transfer_id: l.transfer_id,
+            kind: l.kind,
+            event_id: l.event_key,
+            asset: l.asset,
+            amount: l.amount,
+            reason: l.reason,
+            at: l.created_at,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -184,6 +198,15 @@ pub async fn balance(
 ) -> ApiResult<Json<BalanceView>> {
     caller.require(Scope::Server)?;
     let id = member(&state, &caller, &id).await?;
+    Ok(Json(balance_of(&state, caller.program, id).await?))
+}
+
+/// A member's balance in every asset.
+pub(crate) async fn balance_of(
+    state: &AppState,
+    program: ProgramId,
+    id: MemberId,
+) -> ApiResult<BalanceView> {
     let view = |b: MemberBalance| AssetBalanceView {
         balance: b.points,
         spendable: b.spendable,
@@ -196,18 +219,29 @@ pub async fn balance(
             .collect(),
     };
     let store = &state.store;
-    Ok(Json(BalanceView {
-        points: view(
-            store
-                .member_balance(caller.program, id, Asset::Points)
-                .await?,
-        ),
-        cashback: view(
-            store
-                .member_balance(caller.program, id, Asset::Cashback)
-                .await?,
-        ),
-    }))
+    Ok(BalanceView {
+        points: view(store.member_balance(program, id, Asset::Points).await?),
+        cashback: view(store.member_balance(program, id, Asset::Cashback).await?),
+    })
+}
+
+/// Every posting of a member, oldest first.
+pub(crate) async fn full_statement(
+    state: &AppState,
+    program: ProgramId,
+    id: MemberId,
+) -> ApiResult<Vec<StatementLineView>> {
+    let mut lines = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state.store.statement(program, id, after, 500).await?;
+        let full = page.len() == 500;
+        after = page.last().map(|l| l.transfer_id);
+        lines.extend(page.into_iter().map(StatementLineView::from));
+        if !full {
+            return Ok(lines);
+        }
+    }
 }
 
 /// Every posting on a member's points, oldest first, each with its reason.
@@ -238,18 +272,7 @@ pub async fn statement(
         .then(|| lines.last().map(|l| l.transfer_id))
         .flatten();
     Ok(Json(StatementView {
-        items: lines
-            .into_iter()
-            .map(|l| StatementLineView {
-                transfer_id: l.transfer_id,
-                kind: l.kind,
-                event_id: l.event_key,
-                asset: l.asset,
-                amount: l.amount,
-                reason: l.reason,
-                at: l.created_at,
-            })
-            .collect(),
+        items: lines.into_iter().map(StatementLineView::from).collect(),
         next,
     }))
 }

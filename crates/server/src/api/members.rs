@@ -1,6 +1,7 @@
 //! Members of the caller's program. Every query is scoped by the key's
 //! program, so another program's member id is simply not found.
 
+use super::ledger::{balance_of, full_statement, BalanceView, StatementLineView};
 use super::present;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
@@ -168,9 +169,26 @@ pub struct MemberExport {
     pub program_id: Uuid,
     pub program_name: String,
     pub member: MemberView,
+    pub balance: BalanceView,
+    /// Every posting, with its reason.
+    pub statement: Vec<StatementLineView>,
+    /// Every event sent for the member, as sent.
+    pub events: Vec<ExportedEvent>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub exported_at: OffsetDateTime,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportedEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub occurred_at: OffsetDateTime,
+    #[schema(value_type = Object)]
+    pub request: serde_json::Value,
 }
 
 fn member_id(raw: &str) -> ApiResult<MemberId> {
@@ -431,9 +449,21 @@ pub async fn export(
         .program(caller.program)
         .await?
         .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))?;
+    let events = state.store.member_events(caller.program, member.id).await?;
     Ok(Json(MemberExport {
         program_id: program.id.0,
         program_name: program.name,
+        balance: balance_of(&state, caller.program, member.id).await?,
+        statement: full_statement(&state, caller.program, member.id).await?,
+        events: events
+            .into_iter()
+            .map(|e| ExportedEvent {
+                id: e.key,
+                kind: e.kind,
+                occurred_at: e.at,
+                request: e.request,
+            })
+            .collect(),
         member: member.into(),
         exported_at: sarafan_store::now(),
     }))

@@ -271,9 +271,16 @@ async fn export_and_erasure(db: Db) {
     let app = TestApp::spawn(db).await;
     let id = app.member(json!({"external_id": "CRM-9", "email": "erin@example.com", "phone": "+79161112233", "name": "Erin", "consent": {"email": true}})).await;
     let path = format!("/api/v1/members/{id}");
+    let rules = json!({"effective_from": "2020-01-01T00:00:00Z", "base_rate": {"points": 1, "per_minor": 100}});
+    app.post("/api/v1/earn-rules", rules).await;
+    let order = json!({"type": "purchase", "id": "o-1", "external_id": "CRM-9", "amount": 5000, "currency": "RUB"});
+    assert_eq!(app.post("/api/v1/events", order).await.status(), 201);
     let export = json(app.get(&format!("{path}/export")).await).await;
     assert_eq!(export["member"]["email"], "erin@example.com");
     assert_eq!(export["program_name"], "Test Coffee");
+    assert_eq!(export["balance"]["points"]["balance"], 50);
+    assert_eq!(export["statement"][0]["event_id"], "o-1");
+    assert_eq!(export["events"][0]["request"]["external_id"], "CRM-9");
 
     let erased = app
         .request(Method::DELETE, &path, &app.key)
@@ -302,6 +309,18 @@ async fn export_and_erasure(db: Db) {
 
     let after = json(app.get(&format!("{path}/export")).await).await;
     assert!(!after.to_string().contains("erin"));
+    assert!(
+        !after.to_string().contains("CRM-9"),
+        "event requests are scrubbed too: {after}"
+    );
+    assert_eq!(
+        after["balance"]["points"]["balance"], 50,
+        "the ledger stays whole"
+    );
+    assert_eq!(
+        app.store.verify_ledger(app.program).await.unwrap(),
+        Vec::<String>::new()
+    );
     // The identifiers are free again: the person can rejoin as a new member.
     let rejoined = app
         .post("/api/v1/members", json!({"email": "erin@example.com"}))
