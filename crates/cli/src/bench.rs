@@ -258,6 +258,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
     }
 
     // Correctness.
+    let verifying = Instant::now();
     let violations = store.verify_ledger(program.id).await?;
     let totals = store
         .ledger_totals(program.id, sarafan_core::ledger::Asset::Points)
@@ -297,8 +298,10 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
         );
     }
     println!(
-        "{tag}  verify  ok: {accepted}/{} accepted, {points} points issued, ledger consistent (0 violations)",
-        events.len()
+        "{tag}  verify  ok: {accepted}/{} accepted, {points} points issued, ledger consistent \
+         (0 violations; checked in {:.1} s)",
+        events.len(),
+        verifying.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -120,6 +120,10 @@ async fn purchases_earn_with_reasons_and_replay(db: Db) {
     assert_eq!(items[0]["amount"], 800);
     assert_eq!(items[0]["asset"], "points");
     assert!(items[0]["reason"].as_str().unwrap().contains("order-1"));
+    assert!(
+        items[0]["reason"].as_str().unwrap().contains("LATTE"),
+        "the statement says where points came from"
+    );
     let totals = totals(&app).await;
     assert_eq!(
         totals,

@@ -594,7 +594,7 @@ fn purchase(
             member,
             asset,
             earn.points,
-            &format!("order {}", e.key),
+            &explain(&e.key, &out.breakdown),
         ))?);
         credit(ctx, e, member, asset, earn.points, loaded, rows, &mut out)?;
     }
@@ -731,6 +731,21 @@ fn refund(
         }
     }
     Ok(out)
+}
+
+/// The posting's reason for an order's points: the breakdown in one line,
+/// so the member's statement says where every point came from.
+fn explain(order: &str, breakdown: &[EarnLine]) -> String {
+    const MAX: usize = 480;
+    let parts: Vec<String> = breakdown
+        .iter()
+        .map(|l| format!("{} ({:+})", l.reason, l.points))
+        .collect();
+    let mut text = format!("order {order}: {}", parts.join("; "));
+    if text.chars().count() > MAX {
+        text = text.chars().take(MAX).collect::<String>() + "…";
+    }
+    text
 }
 
 /// Posts what is still pending of a purchase whose return window passed.
