@@ -77,11 +77,23 @@ impl Store {
     pub async fn ingest(&self, ctx: &LedgerContext, events: &[EventIn]) -> Result<Vec<ItemResult>> {
         let wanted = Wanted::of(ctx, events);
         Ok(with_db!(self, write, |pool| {
+            let t0 = std::time::Instant::now();
             let mut tx = pool.begin().await?;
             let loaded = LedgerIo::load_batch(&mut *tx, ctx.program, &wanted).await?;
+            let t1 = std::time::Instant::now();
             let (results, rows) = plan(ctx, events, loaded);
+            let t2 = std::time::Instant::now();
             LedgerIo::write_batch(&mut *tx, &rows).await?;
+            let t3 = std::time::Instant::now();
             tx.commit().await?;
+            tracing::debug!(
+                events = events.len(),
+                load_ms = (t1 - t0).as_secs_f64() * 1e3,
+                plan_ms = (t2 - t1).as_secs_f64() * 1e3,
+                write_ms = (t3 - t2).as_secs_f64() * 1e3,
+                commit_ms = t3.elapsed().as_secs_f64() * 1e3,
+                "ledger batch"
+            );
             results
         }))
     }
@@ -214,17 +226,36 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        let drift: Vec<(String, i64, i64)> = with_db!(self, read, |pool| {
+        // Sums per account in one pass over the postings (no per-balance
+        // join), compared with the balances here.
+        let sums: Vec<(String, i64)> = with_db!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT b.account, b.posted, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM balances b \
-                 LEFT JOIN postings p ON p.program_id = b.program_id AND p.account = b.account \
-                 WHERE b.program_id = $1 GROUP BY b.account, b.posted \
-                 HAVING b.posted <> COALESCE(SUM(p.amount), 0)",
+                "SELECT account, CAST(SUM(amount) AS BIGINT) FROM postings WHERE program_id = $1 GROUP BY account",
             )
             .bind(program.0)
             .fetch_all(pool)
             .await?
         });
+        let balances: Vec<(String, i64)> = with_db!(self, read, |pool| {
+            sqlx::query_as("SELECT account, posted FROM balances WHERE program_id = $1")
+                .bind(program.0)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut sums: std::collections::HashMap<String, i64> = sums.into_iter().collect();
+        let mut drift: Vec<(String, i64, i64)> = balances
+            .into_iter()
+            .filter_map(|(account, posted)| {
+                let sum = sums.remove(&account).unwrap_or(0);
+                (sum != posted).then_some((account, posted, sum))
+            })
+            .collect();
+        drift.extend(
+            sums.into_iter()
+                .filter(|(_, s)| *s != 0)
+                .map(|(a, s)| (a, 0, s)),
+        );
+        drift.sort();
         Ok(unbalanced
             .into_iter()
             .map(|(t, sum)| format!("transfer {t} sums to {sum}"))
