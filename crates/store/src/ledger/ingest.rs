@@ -221,6 +221,10 @@ pub(crate) struct Wanted {
     pub member_ids: Vec<Uuid>,
     pub externals: Vec<String>,
     pub order_keys: Vec<String>,
+    /// Look the batch's keys up before booking. Off on the first try: the
+    /// insert's unique index finds replays, and a batch with any is booked
+    /// again with this on.
+    pub check_keys: bool,
     /// Members who may spend or lose points: their lots are loaded.
     pub spenders: Vec<MemberRef>,
     pub daily_totals: bool,
@@ -236,6 +240,7 @@ impl Wanted {
             member_ids: Vec::new(),
             externals: Vec::new(),
             order_keys: Vec::new(),
+            check_keys: false,
             spenders: Vec::new(),
             daily_totals: ctx.needs_daily_totals(),
             days: Vec::new(),

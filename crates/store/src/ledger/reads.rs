@@ -75,27 +75,48 @@ impl Store {
     /// Books a batch of events in one transaction: each item is accepted,
     /// replayed or rejected whole.
     pub async fn ingest(&self, ctx: &LedgerContext, events: &[EventIn]) -> Result<Vec<ItemResult>> {
-        let wanted = Wanted::of(ctx, events);
-        Ok(with_db!(self, write, |pool| {
-            let t0 = std::time::Instant::now();
-            let mut tx = pool.begin().await?;
-            let loaded = LedgerIo::load_batch(&mut *tx, ctx.program, &wanted).await?;
-            let t1 = std::time::Instant::now();
-            let (results, rows) = plan(ctx, events, loaded);
-            let t2 = std::time::Instant::now();
-            LedgerIo::write_batch(&mut *tx, &rows).await?;
-            let t3 = std::time::Instant::now();
-            tx.commit().await?;
-            tracing::debug!(
-                events = events.len(),
-                load_ms = (t1 - t0).as_secs_f64() * 1e3,
-                plan_ms = (t2 - t1).as_secs_f64() * 1e3,
-                write_ms = (t3 - t2).as_secs_f64() * 1e3,
-                commit_ms = t3.elapsed().as_secs_f64() * 1e3,
-                "ledger batch"
-            );
-            results
-        }))
+        let mut wanted = Wanted::of(ctx, events);
+        // First try without looking keys up; a batch holding a replay (the
+        // insert's unique index says so) or a refusal is planned again with
+        // them.
+        for check_keys in [false, true] {
+            wanted.check_keys = check_keys;
+            let booked = with_db!(self, write, |pool| {
+                let t0 = std::time::Instant::now();
+                let mut tx = pool.begin().await?;
+                let loaded = LedgerIo::load_batch(&mut *tx, ctx.program, &wanted).await?;
+                let t1 = std::time::Instant::now();
+                let (results, rows) = plan(ctx, events, loaded);
+                let t2 = std::time::Instant::now();
+                // Unchecked, a replay may look like a bad event (a refund
+                // already booked exceeds what is left): any refusal is only
+                // final once the keys were checked.
+                let refused = results.iter().any(|r| matches!(r, ItemResult::Rejected(_)));
+                if (refused && !check_keys) || !LedgerIo::write_batch(&mut *tx, &rows).await? {
+                    tx.rollback().await?;
+                    None
+                } else {
+                    let t3 = std::time::Instant::now();
+                    tx.commit().await?;
+                    tracing::debug!(
+                        events = events.len(),
+                        check_keys,
+                        load_ms = (t1 - t0).as_secs_f64() * 1e3,
+                        plan_ms = (t2 - t1).as_secs_f64() * 1e3,
+                        write_ms = (t3 - t2).as_secs_f64() * 1e3,
+                        commit_ms = t3.elapsed().as_secs_f64() * 1e3,
+                        "ledger batch"
+                    );
+                    Some(results)
+                }
+            });
+            if let Some(results) = booked {
+                return Ok(results);
+            }
+        }
+        Err(StoreError::Corrupt(
+            "an event key was booked by another writer while this batch was booked twice".into(),
+        ))
     }
 
     /// The member's balance in one asset.

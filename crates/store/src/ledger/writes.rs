@@ -117,7 +117,10 @@ const CHUNK: usize = 1000;
 
 pub(crate) trait LedgerIo {
     async fn load_batch(&mut self, program: ProgramId, wanted: &Wanted) -> crate::Result<Loaded>;
-    async fn write_batch(&mut self, rows: &Rows) -> crate::Result<()>;
+    /// Writes a planned batch. `Ok(false)`: an event's key was booked
+    /// already (the batch was planned without looking keys up), nothing
+    /// useful was written and the caller rolls back and plans again.
+    async fn write_batch(&mut self, rows: &Rows) -> crate::Result<bool>;
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {
@@ -194,7 +197,8 @@ macro_rules! ledger_io {
                     }
                     let mut l = Loaded::default();
                     let select = "SELECT event_key, fingerprint, request, result FROM events";
-                    for r in rows_in(self, select, p, "event_key", &w.keys, "").await? {
+                    let keys: &[String] = if w.check_keys { &w.keys } else { &[] };
+                    for r in rows_in(self, select, p, "event_key", keys, "").await? {
                         let outcome: Json<EventOutcome> = r.try_get("result")?;
                         let request: Json<serde_json::Value> = r.try_get("request")?;
                         l.existing.insert(r.try_get("event_key")?, (r.try_get("fingerprint")?, request.0, outcome.0));
@@ -289,7 +293,7 @@ macro_rules! ledger_io {
                     Ok(l)
                 }
 
-                async fn write_batch(&mut self, rows: &Rows) -> crate::Result<()> {
+                async fn write_batch(&mut self, rows: &Rows) -> crate::Result<bool> {
                     let p = rows.program.0;
                     let now = rows.now;
                     for chunk in rows.enrolled.chunks(CHUNK) {
@@ -309,7 +313,12 @@ macro_rules! ledger_io {
                                 .push_bind(e.at).push_bind(now).push_bind(e.asset.as_str()).push_bind(e.amount).push_bind(e.points).push_bind(e.refunded)
                                 .push_bind(e.reversed).push_bind(&e.order_key).push_bind(Json(&e.request)).push_bind(Json(&e.result));
                         });
-                        q.build().execute(&mut *self).await?;
+                        // The unique index is the dedupe: no lookup (and no
+                        // planner guess) on the common path where every key is new.
+                        q.push(" ON CONFLICT (program_id, event_key) DO NOTHING");
+                        if q.build().execute(&mut *self).await?.rows_affected() < chunk.len() as u64 {
+                            return Ok(false);
+                        }
                     }
                     for chunk in rows.transfers.chunks(CHUNK) {
                         let mut q = QueryBuilder::<Db>::new("INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, created_at) ");
@@ -373,7 +382,7 @@ macro_rules! ledger_io {
                         );
                         q.build().execute(&mut *self).await?;
                     }
-                    Ok(())
+                    Ok(true)
                 }
             }
         }
