@@ -48,6 +48,21 @@ async fn balance(app: &TestApp, member: &str) -> Value {
     json(app.get(&format!("/api/v1/members/{member}/balance")).await).await["points"].clone()
 }
 
+/// The kinds of the member's statement lines, oldest first.
+async fn statement_kinds(app: &TestApp, member: &str) -> Vec<String> {
+    let statement = json(
+        app.get(&format!("/api/v1/members/{member}/statement"))
+            .await,
+    )
+    .await;
+    statement["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The program's points totals.
 async fn totals(app: &TestApp) -> Value {
     json(app.get("/api/v1/ledger/totals").await).await["points"].clone()
@@ -250,16 +265,7 @@ async fn shortfall_policies(db: Db) {
             b["spendable"], 0,
             "earnings paid the debt before reaching the lots"
         );
-        let kinds: Vec<String> = json(
-            app.get(&format!("/api/v1/members/{member}/statement"))
-                .await,
-        )
-        .await["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["kind"].as_str().unwrap().to_owned())
-            .collect();
+        let kinds = statement_kinds(&app, &member).await;
         assert!(kinds.contains(&"expire".to_owned()), "{kinds:?}");
     }
     ledger_is_consistent(&app).await;
@@ -627,17 +633,10 @@ async fn points_wait_out_the_return_window(db: Db) {
     .await;
     assert_eq!(r["points"], 600);
     assert_eq!(balance(&app, &member).await["balance"], 0);
-    let kinds: Vec<String> = json(
-        app.get(&format!("/api/v1/members/{member}/statement"))
-            .await,
-    )
-    .await["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["kind"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(kinds, ["earn", "refund_reversal"]);
+    assert_eq!(
+        statement_kinds(&app, &member).await,
+        ["earn", "refund_reversal"]
+    );
     ledger_is_consistent(&app).await;
 }
 
