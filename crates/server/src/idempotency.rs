@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 pub const HEADER: &str = "idempotency-key";
 /// Set on a response that is a replay of a saved one.
 pub const REPLAYED: &str = "idempotent-replayed";
-/// Largest request or response body the layer buffers.
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest request or response body the layer buffers: the largest body
+/// any route accepts (a full events batch).
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
 pub async fn idempotent(
     State(state): State<AppState>,

@@ -88,7 +88,7 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         .route("/events", post(api::events::single))
         .route(
             "/events:batch",
-            post(api::events::batch).layer(DefaultBodyLimit::max(64 * 1024 * 1024)),
+            post(api::events::batch).layer(DefaultBodyLimit::max(idempotency::MAX_BODY)),
         )
         .route(
             "/earn-rules",
