@@ -282,26 +282,37 @@ pub(crate) fn plan(
     mut loaded: Loaded,
 ) -> (Vec<ItemResult>, Rows) {
     let mut rows = Rows::new(ctx.program, now());
-    let mut results = Vec::with_capacity(events.len());
+    let mut results: Vec<ItemResult> = Vec::with_capacity(events.len());
+    // Keys booked earlier in this batch: (their result, their event row).
+    let mut booked: HashMap<&str, (usize, usize)> = HashMap::new();
     for e in events {
-        let result = match loaded.existing.get(&e.key) {
-            Some((fp, _, outcome)) if fp[..] == e.fingerprint[..] => {
-                ItemResult::Replayed(outcome.clone())
-            }
-            Some((_, request, _)) => ItemResult::Rejected(ItemError::KeyReused {
-                key: e.key.clone(),
-                fields: differing_fields(request, &e.request),
-            }),
-            None => match book(ctx, e, &mut loaded, &mut rows) {
-                Ok(outcome) => {
-                    loaded.existing.insert(
-                        e.key.clone(),
-                        (e.fingerprint.to_vec(), e.request.clone(), outcome.clone()),
-                    );
-                    ItemResult::Accepted(outcome)
+        let result = if let Some(&(result, row)) = booked.get(e.key.as_str()) {
+            match &results[result] {
+                ItemResult::Accepted(outcome) if rows.events[row].fingerprint == e.fingerprint => {
+                    ItemResult::Replayed(outcome.clone())
                 }
-                Err(err) => ItemResult::Rejected(err),
-            },
+                _ => ItemResult::Rejected(ItemError::KeyReused {
+                    key: e.key.clone(),
+                    fields: differing_fields(&rows.events[row].request, &e.request),
+                }),
+            }
+        } else {
+            match loaded.existing.get(&e.key) {
+                Some((fp, _, outcome)) if fp[..] == e.fingerprint[..] => {
+                    ItemResult::Replayed(outcome.clone())
+                }
+                Some((_, request, _)) => ItemResult::Rejected(ItemError::KeyReused {
+                    key: e.key.clone(),
+                    fields: differing_fields(request, &e.request),
+                }),
+                None => match book(ctx, e, &mut loaded, &mut rows) {
+                    Ok(outcome) => {
+                        booked.insert(&e.key, (results.len(), rows.events.len() - 1));
+                        ItemResult::Accepted(outcome)
+                    }
+                    Err(err) => ItemResult::Rejected(err),
+                },
+            }
         };
         results.push(result);
     }
@@ -450,7 +461,12 @@ fn book(
         refunded: 0,
         reversed: 0,
         order_key: booked.order_key,
-        result: serde_json::to_value(&outcome).unwrap_or_default(),
+        result: serde_json::value::to_raw_value(&outcome).map_err(|e| {
+            ItemError::Ledger(LedgerError::Invalid(sarafan_core::FieldError::new(
+                "outcome",
+                e.to_string(),
+            )))
+        })?,
     });
     Ok(outcome)
 }

@@ -24,7 +24,8 @@ pub(crate) struct EventRow {
     pub refunded: i64,
     pub reversed: i64,
     pub order_key: Option<String>,
-    pub result: serde_json::Value,
+    /// The outcome, serialised once.
+    pub result: Box<serde_json::value::RawValue>,
 }
 
 pub(crate) struct TransferRow {
