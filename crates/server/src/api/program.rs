@@ -58,9 +58,31 @@ pub struct PatchProgram {
     pub name: Option<String>,
     pub locale: Option<String>,
     pub terms: Option<String>,
-    /// The whole settings document (replaces the current one).
+    /// Settings to change, as a JSON merge patch (RFC 7386): named keys
+    /// change, `null` resets a key to its default, the rest stay.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
+}
+
+/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes a
+/// key, anything else replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
+    let serde_json::Value::Object(changes) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(Default::default());
+    }
+    if let serde_json::Value::Object(map) = target {
+        for (key, value) in changes {
+            if value.is_null() {
+                map.remove(&key);
+            } else {
+                merge_patch(map.entry(key).or_insert(serde_json::Value::Null), value);
+            }
+        }
+    }
 }
 
 async fn load(state: &AppState, caller: &Caller) -> ApiResult<Program> {
@@ -105,14 +127,21 @@ pub async fn patch(
             .map(|l| Locale::parse("locale", l))
             .transpose()?,
         terms: body.terms.as_deref().map(parse_terms).transpose()?,
-        settings: body
-            .settings
-            .map(|s| {
-                let settings: ProgramSettings = from_value("settings", s)?;
-                settings.validate().map_err(|e| e.within("settings"))?;
-                Ok::<_, ApiError>(settings)
-            })
-            .transpose()?,
+        settings: match body.settings {
+            None => None,
+            Some(change) => {
+                let mut merged = serde_json::to_value(load(&state, &caller).await?.settings)
+                    .map_err(|e| ApiError::Internal(format!("settings: {e}")))?;
+                merge_patch(&mut merged, change);
+                Some(merged)
+            }
+        }
+        .map(|s| {
+            let settings: ProgramSettings = from_value("settings", s)?;
+            settings.validate().map_err(|e| e.within("settings"))?;
+            Ok::<_, ApiError>(settings)
+        })
+        .transpose()?,
     };
     let updated = state
         .store

@@ -60,5 +60,35 @@ async fn program_is_read_and_changed(db: Db) {
     .await;
     let after = json(app.get("/api/v1/program").await).await;
     assert_eq!(after["settings"]["unknown_member"], "auto_enrol");
+
+    // Settings patch by merge: one key changes, the others stay; null resets.
+    let one = json(
+        app.patch(
+            "/api/v1/program",
+            json!({"settings": {"earn_hold_days": 14, "redeem": {"min_points": 10}}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        one["settings"]["unknown_member"], "auto_enrol",
+        "untouched settings stay"
+    );
+    assert_eq!(one["settings"]["earn_hold_days"], 14);
+    assert_eq!(one["settings"]["redeem"]["min_points"], 10);
+    assert_eq!(
+        one["settings"]["redeem"]["max_order_share_bp"], 10000,
+        "nested keys merge too"
+    );
+    let reset = json(
+        app.patch(
+            "/api/v1/program",
+            json!({"settings": {"earn_hold_days": null}}),
+        )
+        .await,
+    )
+    .await;
+    assert!(reset["settings"]["earn_hold_days"].is_null());
+    assert_eq!(reset["settings"]["redeem"]["min_points"], 10);
     assert_eq!(after["currency"], "RUB");
 }
