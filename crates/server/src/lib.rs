@@ -96,6 +96,7 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         )
         .route("/ledger/totals", get(api::ledger::totals))
         .route("/redemptions", post(api::events::redeem))
+        .route("/adjustments", post(api::events::adjust))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 

@@ -57,6 +57,7 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         409,
         "The event id was used for a different event",
     ),
+    ("grant-voided", 409, "The grant was voided already"),
     (
         "rule-failed",
         422,
@@ -184,14 +185,16 @@ pub enum Conflict {
     MemberInactive,
     EventKeyReused,
     InsufficientPoints,
+    GrantVoided,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 4] = [
+    pub const ALL: [Conflict; 5] = [
         Self::Member,
         Self::MemberErased,
         Self::MemberInactive,
         Self::EventKeyReused,
+        Self::GrantVoided,
     ];
 
     fn slug(self) -> &'static str {
@@ -201,6 +204,7 @@ impl Conflict {
             Self::MemberInactive => "member-inactive",
             Self::EventKeyReused => "event-key-reused",
             Self::InsufficientPoints => "insufficient-points",
+            Self::GrantVoided => "grant-voided",
         }
     }
 }
