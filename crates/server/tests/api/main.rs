@@ -11,3 +11,4 @@ mod pages;
 mod platform;
 mod program;
 mod redemptions;
+mod redirect;
