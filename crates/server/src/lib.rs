@@ -66,7 +66,8 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
     app_with_click_writer(store, config).0
 }
 
-/// Builds the application and starts its click writer; await
+/// Builds the application and starts its click writer (on the current
+/// Tokio runtime); await
 /// [`clicks::ClickWriter::drained`] after [`serve`] returns so no click is
 /// lost on shutdown.
 pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, clicks::ClickWriter) {
