@@ -84,6 +84,16 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         "The service cannot serve requests right now",
     ),
     ("internal", 500, "Internal error"),
+    (
+        "invalid-query",
+        400,
+        "A query parameter has an invalid value",
+    ),
+    (
+        "referral-code-taken",
+        409,
+        "Another member holds this referral code",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +129,9 @@ pub enum ApiError {
     RuleFailed(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A query parameter of a public (shopper-facing) URL is unusable.
+    #[error("{0}")]
+    InvalidQuery(FieldError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -147,6 +160,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::IdempotencyInProgress => "idempotency-in-progress",
             Self::Unavailable(_) => "unavailable",
+            Self::InvalidQuery(_) => "invalid-query",
             Self::Internal(_) => "internal",
         }
     }
@@ -159,7 +173,9 @@ impl ApiError {
                 .find(|(s, ..)| *s == slug)
                 .unwrap_or(&("internal", 500, "Internal error"));
         let (detail, field) = match self {
-            Self::Invalid(e) => (format!("{}: {}", e.field, e.reason), Some(e.field.clone())),
+            Self::Invalid(e) | Self::InvalidQuery(e) => {
+                (format!("{}: {}", e.field, e.reason), Some(e.field.clone()))
+            }
             Self::Conflict { detail, field, .. } => (detail.clone(), field.clone()),
             Self::Internal(_) => (
                 "something failed on our side; the x-request-id header identifies it in the server log".into(),
@@ -186,15 +202,18 @@ pub enum Conflict {
     EventKeyReused,
     InsufficientPoints,
     GrantVoided,
+    ReferralCodeTaken,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 5] = [
+    pub const ALL: [Conflict; 7] = [
         Self::Member,
         Self::MemberErased,
         Self::MemberInactive,
         Self::EventKeyReused,
+        Self::InsufficientPoints,
         Self::GrantVoided,
+        Self::ReferralCodeTaken,
     ];
 
     fn slug(self) -> &'static str {
@@ -205,6 +224,7 @@ impl Conflict {
             Self::EventKeyReused => "event-key-reused",
             Self::InsufficientPoints => "insufficient-points",
             Self::GrantVoided => "grant-voided",
+            Self::ReferralCodeTaken => "referral-code-taken",
         }
     }
 }
@@ -269,6 +289,7 @@ mod tests {
             ApiError::IdempotencyKeyReused,
             ApiError::IdempotencyInProgress,
             ApiError::Unavailable("x".into()),
+            ApiError::InvalidQuery(FieldError::new("size", "r")),
             ApiError::Internal("secret detail".into()),
         ];
         for e in errors.into_iter().chain(conflicts) {
