@@ -129,7 +129,6 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/api/v1/openapi.json", get(openapi::json))
         .route("/docs", get(openapi::page))
         .route("/problems/{slug}", get(openapi::problem))
-        .route("/r/{code}", get(redirect::follow))
         .route("/r/{code}/qr.svg", get(qr::svg))
         .route("/r/{code}/qr.png", get(qr::png))
         .route("/join", get(redirect::join))
@@ -138,9 +137,7 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn(observe::track))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
-            ApiError::Internal("handler panicked".into()).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req
                 .headers()
@@ -151,8 +148,20 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // The referral redirect is the hottest public endpoint and answers
+        // shoppers, not API clients: it counts its clicks itself and goes
+        // without the request id, trace span and route metrics above.
+        .merge(
+            Router::new()
+                .route("/r/{code}", get(redirect::follow))
+                .layer(CatchPanicLayer::custom(panicked)),
+        )
         .with_state(state);
     (router, writer)
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
+    ApiError::Internal("handler panicked".into()).into_response()
 }
 
 /// Every `every`, posts the points whose return window passed and expires

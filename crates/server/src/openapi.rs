@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
         events::single, events::batch, events::redeem,
         events::adjust,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
-        links::get, links::set_code, crate::qr::svg, crate::qr::png,
+        links::get, links::set_code, crate::redirect::follow, crate::redirect::join, crate::qr::svg, crate::qr::png,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),

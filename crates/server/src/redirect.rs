@@ -150,7 +150,16 @@ fn channel(query: Option<&str>) -> Channel {
     Channel::of_click(ch.as_deref(), source.as_deref(), medium.as_deref())
 }
 
-/// Records a click on a referral link and redirects to the landing page.
+/// Records a click on a referral link and redirects to the program's landing
+/// page with `ref=<code>` and a `sarafan_ref` cookie. An unknown or
+/// malformed code redirects to Sarafan's generic `/join` page.
+#[utoipa::path(get, path = "/r/{code}", tag = "referrals",
+    params(("code" = String, Path, description = "Any case; hyphens and spaces ignored"),
+           ("ch" = Option<String>, Query, description = "Channel: qr, email, telegram, whatsapp, vk, voice, in_store, …"),
+           ("utm_source" = Option<String>, Query, description = "Channel when `ch` is absent"),
+           ("utm_medium" = Option<String>, Query, description = "Channel when both are absent")),
+    responses((status = 302, description = "To the landing page",
+        headers(("location" = String), ("set-cookie" = String, description = "sarafan_ref=<code>; Max-Age=<referral_cookie_days>")))))]
 pub async fn follow(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -224,6 +233,9 @@ fn client_ip(parts: &Parts) -> String {
 
 /// Sarafan's own landing page (`/join?ref=<code>`): who invited the shopper
 /// and to which program; a generic welcome when the code is unknown.
+#[utoipa::path(get, path = "/join", tag = "referrals",
+    params(("ref" = Option<String>, Query, description = "The referral code")),
+    responses((status = 200, content_type = "text/html", body = String)))]
 pub async fn join(State(state): State<AppState>, req: Request) -> Response {
     let code = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "ref")

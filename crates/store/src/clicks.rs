@@ -31,9 +31,23 @@ pub struct ClickCount {
     pub clicks: u64,
 }
 
-/// Rows per INSERT statement: 8 parameters each stays under SQLite's limit
-/// of 32,766 bound parameters.
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per INSERT statement at most (8 parameters a row).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// Splits `n` rows into INSERTs of power-of-two sizes (256, …, 2, 1), so
+/// statements come in nine shapes the statement cache keeps prepared,
+/// instead of a new multi-row statement to prepare for every batch size.
+fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let size = match n {
+            0 => return None,
+            n if n >= ROWS_PER_STATEMENT => ROWS_PER_STATEMENT,
+            n => 1 << (usize::BITS - 1 - n.leading_zeros()),
+        };
+        n -= size;
+        Some(size)
+    })
+}
 
 impl Store {
     /// Writes a batch of clicks, of any programs, in one transaction.
@@ -43,7 +57,10 @@ impl Store {
         }
         with_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            for chunk in clicks.chunks(ROWS_PER_STATEMENT) {
+            let mut rest = clicks;
+            for size in chunk_sizes(clicks.len()) {
+                let (chunk, tail) = rest.split_at(size);
+                rest = tail;
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO referral_clicks (program_id, click_id, code, member_id, clicked_at, \
                      channel, visitor_hash, referer) ",
@@ -159,5 +176,22 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_batch_in_few_shapes() {
+        for n in [0, 1, 2, 3, 255, 256, 257, 1000, 4096] {
+            let sizes: Vec<_> = chunk_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes
+                .iter()
+                .all(|s| s.is_power_of_two() && *s <= ROWS_PER_STATEMENT));
+        }
+        assert_eq!(chunk_sizes(7).collect::<Vec<_>>(), [4, 2, 1]);
     }
 }

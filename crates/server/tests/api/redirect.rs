@@ -412,6 +412,32 @@ async fn bad_qr_requests(db: Db) {
             .unwrap();
         problem(resp, 404, "not-found").await;
     }
+    // The public endpoints and their problem types are documented.
+    let doc = json(
+        reqwest::get(format!("{}/api/v1/openapi.json", app.base))
+            .await
+            .unwrap(),
+    )
+    .await;
+    for path in [
+        "/r/{code}",
+        "/r/{code}/qr.svg",
+        "/r/{code}/qr.png",
+        "/join",
+        "/api/v1/members/{member_id}/referral",
+        "/api/v1/members/{member_id}/referral/code",
+    ] {
+        assert!(
+            doc["paths"][path]["get"].is_object() || doc["paths"][path]["put"].is_object(),
+            "{path}"
+        );
+    }
+    for slug in ["invalid-query", "referral-code-taken"] {
+        let resp = reqwest::get(format!("{}/problems/{slug}", app.base))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{slug}");
+    }
 }
 
 async fn every_click_survives_a_graceful_shutdown(db: Db) {
