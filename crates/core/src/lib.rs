@@ -8,6 +8,7 @@ pub mod ids;
 pub mod ledger;
 pub mod member;
 pub mod program;
+pub mod referral;
 pub mod text;
 
 pub use error::FieldError;
