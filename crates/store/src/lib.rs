@@ -17,6 +17,7 @@ mod keys;
 pub mod ledger;
 mod members;
 mod programs;
+pub mod referrals;
 pub mod testing;
 
 pub use connect::{Backend, ConnectOptions};
