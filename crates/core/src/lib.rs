@@ -6,6 +6,7 @@ pub mod apikey;
 pub mod error;
 pub mod ids;
 pub mod ledger;
+pub mod link;
 pub mod member;
 pub mod program;
 pub mod referral;

@@ -163,7 +163,10 @@ pub struct ProgramSettings {
     /// What an event for an unknown customer does.
     pub unknown_member: UnknownMemberPolicy,
     /// Where shoppers land after a referral link (`None`: Sarafan's own page).
+    /// An `http(s)` URL; the code is added to it as `ref=<code>`.
     pub landing_url: Option<String>,
+    /// Days the referral cookie set by a link click lasts (default 30).
+    pub referral_cookie_days: Option<u32>,
     /// Days after which earned points expire, lot by lot (`None`: never).
     pub points_expire_after_days: Option<u32>,
     /// Days a purchase's points stay pending (the return window): a refund
@@ -179,6 +182,11 @@ pub struct ProgramSettings {
 }
 
 impl ProgramSettings {
+    /// How long a referral link's cookie lasts, in days.
+    pub fn referral_cookie_days(&self) -> u32 {
+        self.referral_cookie_days.unwrap_or(30)
+    }
+
     /// Refuses settings no event could work with, naming the field.
     pub fn validate(&self) -> Result<(), FieldError> {
         self.redeem.validate().map_err(|e| e.within("redeem"))?;
@@ -186,6 +194,18 @@ impl ProgramSettings {
             return Err(FieldError::new(
                 "earn_hold_days",
                 "must be at least 1, or absent for points spendable at once",
+            ));
+        }
+        if let Some(url) = &self.landing_url {
+            crate::link::check_landing_url(url)?;
+        }
+        if self
+            .referral_cookie_days
+            .is_some_and(|d| !(1..=365).contains(&d))
+        {
+            return Err(FieldError::new(
+                "referral_cookie_days",
+                "must be between 1 and 365, or absent for 30",
             ));
         }
         if self.points_expire_after_days == Some(0) {

@@ -13,7 +13,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use problem::ApiError;
@@ -96,6 +96,11 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         )
         .route("/ledger/totals", get(api::ledger::totals))
         .route("/redemptions", post(api::events::redeem))
+        .route("/members/{member_id}/referral", get(api::links::get))
+        .route(
+            "/members/{member_id}/referral/code",
+            put(api::links::set_code),
+        )
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 

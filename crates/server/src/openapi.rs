@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
-use crate::api::{events, keys, ledger, members, program};
+use crate::api::{events, keys, ledger, links, members, program};
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
 use axum::response::{Html, IntoResponse, Response};
@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         members::register, members::list, members::get, members::patch, members::erase, members::export,
         events::single, events::batch, events::redeem,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
+        links::get, links::set_code,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -31,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         (name = "members", description = "Members: registration, profile, consent, GDPR"),
         (name = "events", description = "Purchases, refunds and custom events, one by one or in batches"),
         (name = "ledger", description = "Earn rules, balances, statements and totals"),
+        (name = "referrals", description = "Referral codes, links and QR codes"),
     )
 )]
 pub struct ApiDoc;
@@ -86,7 +88,7 @@ pub async fn problem(Path(slug): Path<String>) -> Response {
     }
 }
 
-fn render(template: &str, ctx: minijinja::Value) -> Response {
+pub(crate) fn render(template: &str, ctx: minijinja::Value) -> Response {
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     match env.render_str(template, ctx) {

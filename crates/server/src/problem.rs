@@ -83,6 +83,16 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         "The service cannot serve requests right now",
     ),
     ("internal", 500, "Internal error"),
+    (
+        "invalid-query",
+        400,
+        "A query parameter has an invalid value",
+    ),
+    (
+        "referral-code-taken",
+        409,
+        "Another member holds this referral code",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +128,9 @@ pub enum ApiError {
     RuleFailed(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A query parameter of a public (shopper-facing) URL is unusable.
+    #[error("{0}")]
+    InvalidQuery(FieldError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -146,6 +159,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::IdempotencyInProgress => "idempotency-in-progress",
             Self::Unavailable(_) => "unavailable",
+            Self::InvalidQuery(_) => "invalid-query",
             Self::Internal(_) => "internal",
         }
     }
@@ -158,7 +172,9 @@ impl ApiError {
                 .find(|(s, ..)| *s == slug)
                 .unwrap_or(&("internal", 500, "Internal error"));
         let (detail, field) = match self {
-            Self::Invalid(e) => (format!("{}: {}", e.field, e.reason), Some(e.field.clone())),
+            Self::Invalid(e) | Self::InvalidQuery(e) => {
+                (format!("{}: {}", e.field, e.reason), Some(e.field.clone()))
+            }
             Self::Conflict { detail, field, .. } => (detail.clone(), field.clone()),
             Self::Internal(_) => (
                 "something failed on our side; the x-request-id header identifies it in the server log".into(),
@@ -184,14 +200,16 @@ pub enum Conflict {
     MemberInactive,
     EventKeyReused,
     InsufficientPoints,
+    ReferralCodeTaken,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 4] = [
+    pub const ALL: [Conflict; 5] = [
         Self::Member,
         Self::MemberErased,
         Self::MemberInactive,
         Self::EventKeyReused,
+        Self::ReferralCodeTaken,
     ];
 
     fn slug(self) -> &'static str {
@@ -201,6 +219,7 @@ impl Conflict {
             Self::MemberInactive => "member-inactive",
             Self::EventKeyReused => "event-key-reused",
             Self::InsufficientPoints => "insufficient-points",
+            Self::ReferralCodeTaken => "referral-code-taken",
         }
     }
 }
@@ -265,6 +284,7 @@ mod tests {
             ApiError::IdempotencyKeyReused,
             ApiError::IdempotencyInProgress,
             ApiError::Unavailable("x".into()),
+            ApiError::InvalidQuery(FieldError::new("size", "r")),
             ApiError::Internal("secret detail".into()),
         ];
         for e in errors.into_iter().chain(conflicts) {

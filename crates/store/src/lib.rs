@@ -10,6 +10,8 @@
 //! leads every primary key.
 
 mod bench;
+mod clicks;
+mod codes;
 mod connect;
 mod error;
 mod idempotency;
@@ -20,6 +22,8 @@ mod programs;
 pub mod referrals;
 pub mod testing;
 
+pub use clicks::{Click, ClickCount};
+pub use codes::{ReferralCodes, ResolvedCode, VanityOutcome};
 pub use connect::{Backend, ConnectOptions};
 pub use error::{Result, StoreError};
 pub use idempotency::{IdempotencyBegin, SavedResponse};

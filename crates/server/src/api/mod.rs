@@ -3,6 +3,7 @@
 pub mod events;
 pub mod keys;
 pub mod ledger;
+pub mod links;
 pub mod members;
 pub mod program;
 

@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod events;
 mod idempotency;
+mod links;
 mod members;
 mod pages;
 mod platform;
