@@ -101,6 +101,7 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
             "/members/{member_id}/referral/code",
             put(api::links::set_code),
         )
+        .route("/adjustments", post(api::events::adjust))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 

@@ -57,6 +57,7 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         409,
         "The event id was used for a different event",
     ),
+    ("grant-voided", 409, "The grant was voided already"),
     (
         "rule-failed",
         422,
@@ -201,15 +202,17 @@ pub enum Conflict {
     EventKeyReused,
     InsufficientPoints,
     ReferralCodeTaken,
+    GrantVoided,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 5] = [
+    pub const ALL: [Conflict; 6] = [
         Self::Member,
         Self::MemberErased,
         Self::MemberInactive,
         Self::EventKeyReused,
         Self::ReferralCodeTaken,
+        Self::GrantVoided,
     ];
 
     fn slug(self) -> &'static str {
@@ -220,6 +223,7 @@ impl Conflict {
             Self::EventKeyReused => "event-key-reused",
             Self::InsufficientPoints => "insufficient-points",
             Self::ReferralCodeTaken => "referral-code-taken",
+            Self::GrantVoided => "grant-voided",
         }
     }
 }
