@@ -102,6 +102,32 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
             put(api::links::set_code),
         )
         .route("/adjustments", post(api::events::adjust))
+        .route(
+            "/referral-rules",
+            get(api::referrals::list_rules).post(api::referrals::add_rules),
+        )
+        .route(
+            "/referrals",
+            get(api::referrals::list).post(api::referrals::attribute),
+        )
+        .route("/referrals/{referral_id}", get(api::referrals::get))
+        .route(
+            "/referrals/{referral_id}/approve",
+            post(api::referrals::approve),
+        )
+        .route(
+            "/referrals/{referral_id}/reject",
+            post(api::referrals::reject),
+        )
+        .route(
+            "/referrals/{referral_id}/reward-choice",
+            get(api::referrals::get_choice).post(api::referrals::choose),
+        )
+        .route(
+            "/members/{member_id}/referral-progress",
+            get(api::referrals::progress),
+        )
+        .route("/analytics/referrals", get(api::referrals::analytics))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 

@@ -12,3 +12,4 @@ mod pages;
 mod platform;
 mod program;
 mod redemptions;
+mod referrals;

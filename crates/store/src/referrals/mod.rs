@@ -8,12 +8,12 @@
 
 mod attribution;
 mod reads;
-
+mod rewards;
 mod rules;
 
 pub use attribution::{Attributed, Touch};
 pub use reads::{Funnel, FunnelRow, Progress, ReferralFilter};
-
+pub use rewards::{ChoiceOutcome, Decision, FriendActivity};
 pub use rules::ReferralRuleVersion;
 
 use crate::{Result, StoreError};
