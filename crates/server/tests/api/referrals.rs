@@ -20,6 +20,9 @@ on_both_databases!(
     windows_and_touch_models,
     funnel_of_a_scripted_scenario,
     bad_referral_input,
+    refund_after_the_hold_claws_back,
+    limits_and_budget,
+    custom_event_qualifies,
 );
 
 fn ago(d: Duration) -> String {
@@ -859,4 +862,147 @@ async fn bad_referral_input(db: Db) {
         .await
         .unwrap();
     problem(theirs, 404, "not-found").await;
+}
+
+async fn refund_after_the_hold_claws_back(db: Db) {
+    let app = TestApp::spawn(db).await;
+    rules(&app, json!({"effective_from": ago(Duration::days(60))})).await;
+    let anna = app.member(json!({"email": "anna@example.com"})).await;
+    let code = code_of(&app, &anna).await;
+    let walk_in = app.member(json!({"external_id": "W-1"})).await;
+    // The code came with an order 20 days ago: its 14-day window is over.
+    let order = json!({"type": "purchase", "id": "w-1", "external_id": "W-1", "amount": 100000, "currency": "RUB",
+                       "occurred_at": ago(Duration::days(20)), "referral_code": code});
+    assert_eq!(app.post("/api/v1/events", order).await.status(), 201);
+    let p = progress(&app, &anna).await;
+    assert_eq!(
+        (p["pending"].clone(), p["earned"].clone()),
+        (json!({}), json!({"points": 300}))
+    );
+    assert_eq!(points(&app, &anna).await["spendable"], 300);
+    assert_eq!(points(&app, &walk_in).await["spendable"], 200);
+    let refund = json!({"type": "refund", "id": "w-1-r", "order_id": "w-1", "external_id": "W-1", "amount": 100000});
+    assert_eq!(app.post("/api/v1/events", refund).await.status(), 201);
+    let list = json(
+        app.get(&format!("/api/v1/referrals?referrer_id={anna}"))
+            .await,
+    )
+    .await;
+    let statuses: Vec<_> = rewards(&list["items"][0])
+        .into_iter()
+        .map(|w| w.4)
+        .collect();
+    assert_eq!(statuses, ["clawed_back", "clawed_back"]);
+    assert_eq!(
+        points(&app, &anna).await["balance"],
+        0,
+        "taken back from the posted points"
+    );
+    assert_eq!(points(&app, &walk_in).await["balance"], 0);
+    ledger_is_consistent(&app).await;
+}
+
+async fn limits_and_budget(db: Db) {
+    let app = TestApp::spawn(db).await;
+    // 300 + 200 points a referral cost 50,000 at 1.00 a point.
+    rules(
+        &app,
+        json!({"limits": {"max_per_referrer": 1, "period_days": 30, "budget_minor": 120000}}),
+    )
+    .await;
+    let mut results = Vec::new();
+    let mut referrers = Vec::new();
+    for (i, who) in ["anna", "anna", "boris", "carl"].into_iter().enumerate() {
+        let referrer = match referrers.iter().find(|(n, _)| *n == who) {
+            Some((_, id)) => String::clone(id),
+            None => {
+                let id = app
+                    .member(json!({"email": format!("{who}@example.com")}))
+                    .await;
+                referrers.push((who, id.clone()));
+                id
+            }
+        };
+        let (f, id) = friend(
+            &app,
+            &format!("f{i}@example.com"),
+            &code_of(&app, &referrer).await,
+        )
+        .await;
+        buy(&app, &f, &format!("o-{i}"), 10_000).await;
+        let r = referral(&app, &id).await;
+        let got: Vec<_> = rewards(&r).into_iter().map(|w| (w.1, w.4)).collect();
+        results.push((
+            r["status"].as_str().unwrap().to_owned(),
+            r["reject_reason"].clone(),
+            got,
+        ));
+    }
+    let granted = |l| (l, "pending".to_owned());
+    let withheld = |l| (l, "withheld".to_owned());
+    assert_eq!(
+        results[0],
+        ("rewarded".into(), Value::Null, vec![granted(0), granted(1)])
+    );
+    assert_eq!(
+        results[1],
+        (
+            "rewarded".into(),
+            Value::Null,
+            vec![granted(0), withheld(1)]
+        ),
+        "Anna's second in 30 days"
+    );
+    assert_eq!(
+        results[2],
+        ("rewarded".into(), Value::Null, vec![granted(0), granted(1)])
+    );
+    assert_eq!(
+        results[3],
+        (
+            "rejected".into(),
+            json!("budget_exhausted"),
+            vec![withheld(0), withheld(1)]
+        )
+    );
+    let anna = &referrers[0].1;
+    assert_eq!(points(&app, anna).await["pending"], 300);
+    let today = OffsetDateTime::now_utc().date().to_string();
+    let a = json(
+        app.get(&format!(
+            "/api/v1/analytics/referrals?from={today}&to={today}"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(a["total"]["reward_cost"], 120000, "within the budget");
+    ledger_is_consistent(&app).await;
+}
+
+async fn custom_event_qualifies(db: Db) {
+    let app = TestApp::spawn(db).await;
+    rules(
+        &app,
+        json!({"qualifying": {"action": "custom_event", "name": "subscribed"},
+               "tiers": [{"referrer": [{"kind": "gift_certificate", "amount": 100000}]}]}),
+    )
+    .await;
+    let anna = app.member(json!({"email": "anna@example.com"})).await;
+    let (boris, id) = friend(&app, "boris@example.com", &code_of(&app, &anna).await).await;
+    buy(&app, &boris, "o-1", 100_000).await;
+    assert_eq!(
+        referral(&app, &id).await["status"],
+        "signed_up",
+        "a purchase is not the action"
+    );
+    let event = json!({"type": "custom", "id": "sub-1", "member_id": boris, "name": "subscribed"});
+    assert_eq!(app.post("/api/v1/events", event).await.status(), 201);
+    let r = referral(&app, &id).await;
+    assert_eq!(r["status"], "rewarded");
+    assert_eq!(r["rewards"][0]["kind"], "gift_certificate");
+    assert!(r["rewards"][0]["coupon_code"]
+        .as_str()
+        .unwrap()
+        .starts_with("REF-"));
+    assert_eq!(points(&app, &anna).await["pending"], 0);
 }

@@ -121,6 +121,26 @@ impl Store {
         } else {
             None
         };
+        if !items.is_empty() {
+            // The page's rewards, in one query.
+            let rows: Vec<RewardRow> = with_db!(self, read, |pool| {
+                let mut q = sqlx::QueryBuilder::new(format!(
+                    "SELECT {REWARD_COLUMNS} FROM referral_rewards WHERE program_id = "
+                ));
+                q.push_bind(program.0).push(" AND referral_id IN (");
+                let mut list = q.separated(", ");
+                for r in &items {
+                    list.push_bind(r.id);
+                }
+                q.push(") ORDER BY level, member_id");
+                q.build_query_as().fetch_all(pool).await?
+            });
+            for (referral, reward) in rows.into_iter().map(RewardRow::into_record) {
+                if let Some(r) = items.iter_mut().find(|r| r.id == referral) {
+                    r.rewards.push(reward);
+                }
+            }
+        }
         Ok((items, next))
     }
 

@@ -168,30 +168,27 @@ impl Store {
         Ok(out)
     }
 
-    /// The friends' purchases (net of refunds) and custom events, oldest first.
+    /// The friends' purchases (net of refunds) and custom events named in
+    /// `custom` (a custom event is kept under its name), oldest first.
     async fn actions(
         &self,
         program: ProgramId,
         friends: &[MemberId],
+        custom: &[&str],
     ) -> Result<HashMap<MemberId, Vec<Action>>> {
-        type Row = (
-            Uuid,
-            String,
-            String,
-            OffsetDateTime,
-            Option<i64>,
-            i64,
-            Option<Json<serde_json::Value>>,
-        );
+        type Row = (Uuid, String, String, OffsetDateTime, Option<i64>, i64);
         let mut out: HashMap<MemberId, Vec<Action>> = HashMap::new();
         for chunk in friends.chunks(CHUNK) {
             let rows: Vec<Row> = with_db!(self, write, |pool| {
                 let mut q = sqlx::QueryBuilder::new(
-                    "SELECT member_id, event_key, kind, occurred_at, amount, refunded, \
-                       CASE WHEN kind = 'custom' THEN request END FROM events WHERE program_id = ",
+                    "SELECT member_id, event_key, kind, occurred_at, amount, refunded FROM events \
+                     WHERE program_id = ",
                 );
-                q.push_bind(program.0)
-                    .push(" AND kind IN ('purchase', 'custom') AND member_id IN (");
+                q.push_bind(program.0).push(" AND kind IN ('purchase'");
+                for name in custom {
+                    q.push(", ").push_bind(*name);
+                }
+                q.push(") AND member_id IN (");
                 let mut list = q.separated(", ");
                 for f in chunk {
                     list.push_bind(f.0);
@@ -199,16 +196,13 @@ impl Store {
                 q.push(") ORDER BY occurred_at, event_key");
                 q.build_query_as().fetch_all(pool).await?
             });
-            for (member, key, kind, at, amount, refunded, request) in rows {
+            for (member, key, kind, at, amount, refunded) in rows {
                 let kind = if kind == "purchase" {
                     ActionKind::Purchase {
                         amount: amount.unwrap_or(0) - refunded,
                     }
                 } else {
-                    let name = request
-                        .and_then(|r| r.0.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-                        .unwrap_or_default();
-                    ActionKind::Custom { name }
+                    ActionKind::Custom { name: kind }
                 };
                 out.entry(MemberId(member))
                     .or_default()
@@ -230,7 +224,14 @@ impl Store {
             return Ok(());
         }
         let friends: Vec<MemberId> = open.iter().map(|r| r.friend).collect();
-        let actions = self.actions(ctx.program, &friends).await?;
+        let custom: Vec<&str> = versions
+            .iter()
+            .filter_map(|r| match &r.qualifying {
+                Qualifying::CustomEvent { name } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let actions = self.actions(ctx.program, &friends, &custom).await?;
         let at = now();
         for referral in open {
             let Some(rules) = active_version(&versions, referral.signed_up_at)
