@@ -23,6 +23,7 @@ on_both_databases!(
     refund_after_the_hold_claws_back,
     limits_and_budget,
     custom_event_qualifies,
+    erasure_forgets_fraud_identifiers,
 );
 
 fn ago(d: Duration) -> String {
@@ -1005,4 +1006,38 @@ async fn custom_event_qualifies(db: Db) {
         .unwrap()
         .starts_with("REF-"));
     assert_eq!(points(&app, &anna).await["pending"], 0);
+}
+
+async fn erasure_forgets_fraud_identifiers(db: Db) {
+    let app = TestApp::spawn(db).await;
+    rules(&app, json!({})).await;
+    let anna = app.member(json!({"email": "anna@example.com"})).await;
+    let code = code_of(&app, &anna).await;
+    let card = |c: &str| json!({"code": code, "payment_fingerprint": c});
+    // Without erasure, a second friend with the same card is caught …
+    register(&app, "dora@example.com", card("card-8")).await;
+    let gleb = register(&app, "gleb@example.com", card("card-8")).await;
+    assert_eq!(
+        gleb["referral"]["referral"]["fraud_reasons"],
+        json!(["duplicate_identity:payment"])
+    );
+    // … but an erased member's card no longer marks anyone; the referral stays.
+    let boris = register(&app, "boris@example.com", card("card-7")).await;
+    let id = boris["referral"]["referral"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let erased = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/members/{}", boris["id"].as_str().unwrap()),
+            &app.key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+    let vera = register(&app, "vera@example.com", card("card-7")).await;
+    assert_eq!(vera["referral"]["referral"]["fraud_reasons"], json!([]));
+    assert_eq!(referral(&app, &id).await["status"], "signed_up");
 }
