@@ -247,4 +247,69 @@ macro_rules! on_both {
     )*};
 }
 
-on_both!(binds_once_first_or_last_touch, fraud_signals_hold_or_reject);
+/// Two runs of the post-batch step for the same qualifying purchase (a
+/// retry racing the first attempt) make one set of rewards and pay once.
+async fn concurrent_qualification_pays_once(backend: Backend) {
+    use sarafan_core::ledger::account::Asset;
+    use sarafan_core::ledger::rules::Purchase;
+    use sarafan_store::ledger::{EventBody, EventIn, MemberRef};
+    use sarafan_store::referrals::FriendActivity;
+
+    let (store, program) = setup(backend).await;
+    rules(&store, program, serde_json::json!({})).await;
+    let anna = member(&store, program, "anna@example.com").await;
+    let boris = member(&store, program, "boris@example.com").await;
+    let now = sarafan_store::now();
+    let r = created(
+        store
+            .attribute(program, &touch(anna, boris), now)
+            .await
+            .unwrap(),
+    );
+    let ctx = store.ledger_context(program).await.unwrap().unwrap();
+    let purchase = EventIn::new(
+        "order-1",
+        MemberRef::Id(boris),
+        now,
+        serde_json::json!({"id": "order-1"}),
+        EventBody::Purchase(Purchase {
+            amount: 50_000,
+            currency: "RUB".into(),
+            channel: None,
+            store_id: None,
+            lines: vec![],
+            at: now,
+        }),
+    );
+    store.ingest(&ctx, &[purchase]).await.unwrap();
+    let acted = [FriendActivity::Acted(boris)];
+    let (a, b) = tokio::join!(
+        store.referral_activity(&ctx, &acted),
+        store.referral_activity(&ctx, &acted)
+    );
+    a.unwrap();
+    b.unwrap();
+    store.referral_activity(&ctx, &acted).await.unwrap();
+    let r = store.referral(program, r.id).await.unwrap().unwrap();
+    assert_eq!(r.status, ReferralState::Rewarded);
+    assert_eq!(r.rewards.len(), 2, "the friend and the referrer");
+    let balance = store
+        .member_balance(program, anna, Asset::Points)
+        .await
+        .unwrap();
+    assert_eq!(
+        (balance.points, balance.spendable),
+        (300, 300),
+        "no hold: paid once"
+    );
+    assert_eq!(
+        store.verify_ledger(program).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+on_both!(
+    binds_once_first_or_last_touch,
+    fraud_signals_hold_or_reject,
+    concurrent_qualification_pays_once
+);
