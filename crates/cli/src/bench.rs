@@ -11,6 +11,7 @@ use sarafan_core::ledger::rules::{
 use sarafan_core::member::ExternalId;
 use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
 use sarafan_store::ledger::{EventBody, EventIn, ItemResult, MemberRef};
+use sarafan_store::referrals::FriendActivity;
 use sarafan_store::{Backend, ConnectOptions, NewProgram, Store};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -153,6 +154,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
 
     // The pipeline.
     let mut latencies = Vec::with_capacity(events.len() / args.batch + 1);
+    let mut hook = Vec::with_capacity(latencies.capacity());
     let (mut accepted, mut replayed, mut rejected) = (0usize, 0usize, 0usize);
     let mut first_rejection = None;
     let mut points = 0i64;
@@ -164,6 +166,18 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
         let t = Instant::now();
         let results = store.ingest(&ctx, chunk).await?;
         latencies.push(t.elapsed());
+        // What the events handler adds per batch: finding the batch's
+        // referred friends with an open referral (one query).
+        let acted: Vec<FriendActivity> = results
+            .iter()
+            .filter_map(|r| match r {
+                ItemResult::Accepted(o) => Some(FriendActivity::Acted(o.member_id)),
+                _ => None,
+            })
+            .collect();
+        let t = Instant::now();
+        store.referral_activity(&ctx, &acted).await?;
+        hook.push(t.elapsed());
         let mut accounts = HashSet::new();
         for r in results {
             match r {
@@ -206,6 +220,13 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
         events.len()
     );
     latencies.sort_unstable();
+    hook.sort_unstable();
+    println!(
+        "{tag}  referral hook after each batch: p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms",
+        ms(percentile(&hook, 0.50)),
+        ms(percentile(&hook, 0.90)),
+        ms(percentile(&hook, 1.0)),
+    );
     println!(
         "{tag}  ingest  batch of {}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         args.batch,

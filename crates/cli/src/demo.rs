@@ -111,5 +111,16 @@ async fn seed(store: &Store) -> Result<sarafan_store::Program> {
         })?;
         store.register_member(program.id, &member).await?;
     }
+    // The referral rules the terms above promise.
+    let referral: sarafan_core::referral::ReferralRules = serde_json::from_value(
+        serde_json::json!({
+            "version": 0, "effective_from": "2026-01-01T00:00:00Z",
+            "qualifying": {"action": "purchase_at_least", "min_amount": 50000},
+            "hold_days": 14,
+            "tiers": [{"referrer": [{"kind": "points", "amount": 300}], "friend": {"kind": "points", "amount": 300}}]
+        }),
+    )?;
+    referral.validate()?;
+    store.add_referral_rules(program.id, &referral).await?;
     Ok(program)
 }

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod link;
 pub mod member;
 pub mod program;
+pub mod referral;
 pub mod text;
 
 pub use error::FieldError;

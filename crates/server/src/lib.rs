@@ -113,12 +113,38 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         )
         .route("/ledger/totals", get(api::ledger::totals))
         .route("/redemptions", post(api::events::redeem))
-        .route("/adjustments", post(api::events::adjust))
         .route("/members/{member_id}/referral", get(api::links::get))
         .route(
             "/members/{member_id}/referral/code",
             put(api::links::set_code),
         )
+        .route("/adjustments", post(api::events::adjust))
+        .route(
+            "/referral-rules",
+            get(api::referrals::list_rules).post(api::referrals::add_rules),
+        )
+        .route(
+            "/referrals",
+            get(api::referrals::list).post(api::referrals::attribute),
+        )
+        .route("/referrals/{referral_id}", get(api::referrals::get))
+        .route(
+            "/referrals/{referral_id}/approve",
+            post(api::referrals::approve),
+        )
+        .route(
+            "/referrals/{referral_id}/reject",
+            post(api::referrals::reject),
+        )
+        .route(
+            "/referrals/{referral_id}/reward-choice",
+            get(api::referrals::get_choice).post(api::referrals::choose),
+        )
+        .route(
+            "/members/{member_id}/referral-progress",
+            get(api::referrals::progress),
+        )
+        .route("/analytics/referrals", get(api::referrals::analytics))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
-use crate::api::{events, keys, ledger, links, members, program};
+use crate::api::{events, keys, ledger, links, members, program, referrals};
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
 use axum::response::{Html, IntoResponse, Response};
@@ -24,6 +24,9 @@ use utoipa::{Modify, OpenApi};
         events::adjust,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
         links::get, links::set_code, crate::redirect::follow, crate::redirect::join, crate::qr::svg, crate::qr::png,
+        referrals::list_rules, referrals::add_rules, referrals::attribute, referrals::list, referrals::get,
+        referrals::approve, referrals::reject, referrals::get_choice, referrals::choose,
+        referrals::progress, referrals::analytics,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -33,7 +36,7 @@ use utoipa::{Modify, OpenApi};
         (name = "members", description = "Members: registration, profile, consent, GDPR"),
         (name = "events", description = "Purchases, refunds and custom events, one by one or in batches"),
         (name = "ledger", description = "Earn rules, balances, statements and totals"),
-        (name = "referrals", description = "Referral codes, links and QR codes"),
+        (name = "referrals", description = "Referral codes, links and QR codes; referral rules, attribution, rewards, review queue, progress and analytics"),
     )
 )]
 pub struct ApiDoc;

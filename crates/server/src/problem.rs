@@ -94,6 +94,22 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         409,
         "Another member holds this referral code",
     ),
+    (
+        "referral-taken",
+        409,
+        "The friend is already referred by another member",
+    ),
+    (
+        "referral-window-expired",
+        422,
+        "The referral is older than the program's attribution window",
+    ),
+    ("self-referral", 422, "A member cannot refer themselves"),
+    (
+        "referral-state",
+        409,
+        "The referral's state does not allow this",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -201,19 +217,27 @@ pub enum Conflict {
     MemberInactive,
     EventKeyReused,
     InsufficientPoints,
-    GrantVoided,
     ReferralCodeTaken,
+    GrantVoided,
+    ReferralTaken,
+    ReferralWindowExpired,
+    SelfReferral,
+    ReferralState,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 7] = [
+    pub const ALL: [Conflict; 11] = [
         Self::Member,
         Self::MemberErased,
         Self::MemberInactive,
         Self::EventKeyReused,
         Self::InsufficientPoints,
-        Self::GrantVoided,
         Self::ReferralCodeTaken,
+        Self::GrantVoided,
+        Self::ReferralTaken,
+        Self::ReferralWindowExpired,
+        Self::SelfReferral,
+        Self::ReferralState,
     ];
 
     fn slug(self) -> &'static str {
@@ -223,8 +247,12 @@ impl Conflict {
             Self::MemberInactive => "member-inactive",
             Self::EventKeyReused => "event-key-reused",
             Self::InsufficientPoints => "insufficient-points",
-            Self::GrantVoided => "grant-voided",
             Self::ReferralCodeTaken => "referral-code-taken",
+            Self::GrantVoided => "grant-voided",
+            Self::ReferralTaken => "referral-taken",
+            Self::ReferralWindowExpired => "referral-window-expired",
+            Self::SelfReferral => "self-referral",
+            Self::ReferralState => "referral-state",
         }
     }
 }

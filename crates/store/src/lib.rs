@@ -19,6 +19,7 @@ mod keys;
 pub mod ledger;
 mod members;
 mod programs;
+pub mod referrals;
 pub mod testing;
 
 pub use clicks::{Click, ClickCount};

@@ -404,6 +404,15 @@ impl Store {
                 .bind(&scrubbed)
                 .execute(&mut *tx)
                 .await?;
+            // The identifiers their referral kept for fraud checks go too.
+            sqlx::query(
+                "UPDATE referrals SET email_norm = NULL, phone = NULL, payment_fp = NULL, \
+                   device_hash = NULL, ip_hash = NULL WHERE program_id = $1 AND friend_id = $2",
+            )
+            .bind(program.0)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             row
         });

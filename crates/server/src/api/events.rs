@@ -2,7 +2,7 @@
 //! batches of thousands. Each carries the client's key (`id`: the order id
 //! for a purchase); a replay returns the first result and books nothing.
 
-use super::from_value;
+use super::{from_value, referrals};
 use crate::extract::{ApiJson, Caller};
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
@@ -14,6 +14,7 @@ use sarafan_core::ids::MemberId;
 use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::rules::{EarnLine, Line, Purchase};
 use sarafan_core::ledger::LedgerError;
+use sarafan_core::link::ReferralCode;
 use sarafan_core::member::ExternalId;
 use sarafan_core::text::bounded;
 use sarafan_core::FieldError;
@@ -69,6 +70,11 @@ pub struct EventRequest {
     pub name: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub properties: Option<serde_json::Value>,
+    /// For a purchase: the referral code the customer came with (typed at
+    /// checkout, or the link's `ref` kept in the store's cookie); binds them
+    /// to their referrer if they are not bound yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral_code: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -254,9 +260,16 @@ fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError> {
             r.channel.is_some() && r.kind != EventType::Purchase,
         ),
         ("amount", r.amount.is_some() && r.kind == EventType::Custom),
+        (
+            "referral_code",
+            r.referral_code.is_some() && r.kind != EventType::Purchase,
+        ),
     ];
     if let Some((field, _)) = not_here.iter().find(|(_, bad)| *bad) {
         return Err(refuse(field, kind));
+    }
+    if let Some(code) = &r.referral_code {
+        ReferralCode::parse(code).map_err(|e| FieldError::new("referral_code", e.reason))?;
     }
     let amount = || -> Result<i64, FieldError> {
         match r.amount {
@@ -416,10 +429,15 @@ async fn book_one(
     event: EventIn,
 ) -> ApiResult<(StatusCode, Json<EventResult>)> {
     let ctx = context(state, caller).await?;
-    let result = state
-        .store
-        .ingest(&ctx, std::slice::from_ref(&event))
-        .await?;
+    let one = std::slice::from_ref(&event);
+    if let Some(Some(e)) = referrals::unknown_codes(state, caller.program, one)
+        .await?
+        .pop()
+    {
+        return Err(e);
+    }
+    let result = state.store.ingest(&ctx, one).await?;
+    referrals::after_ingest(state, &ctx, one, &result).await?;
     match result.into_iter().next() {
         Some(ItemResult::Accepted(o)) => Ok((
             StatusCode::CREATED,
@@ -477,8 +495,22 @@ pub async fn batch(
             }),
         }
     }
+    let unknown = referrals::unknown_codes(&state, caller.program, &valid).await?;
+    if unknown.iter().any(Option::is_some) {
+        let mut kept = Vec::with_capacity(valid.len());
+        let mut events = valid.into_iter().zip(unknown);
+        for item in items.iter_mut().filter(|i| i.problem.is_none()) {
+            match events.next() {
+                Some((_, Some(problem))) => item.problem = Some(problem.to_problem()),
+                Some((event, None)) => kept.push(event),
+                None => break,
+            }
+        }
+        valid = kept;
+    }
     let ctx = context(&state, &caller).await?;
     let results = state.store.ingest(&ctx, &valid).await?;
+    referrals::after_ingest(&state, &ctx, &valid, &results).await?;
     let mut results = results.into_iter();
     for item in items.iter_mut().filter(|i| i.problem.is_none()) {
         match results.next() {

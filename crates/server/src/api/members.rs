@@ -3,6 +3,7 @@
 
 use super::ledger::{balance_of, full_statement, BalanceView, StatementLineView};
 use super::present;
+use super::referrals::{attribution_result, touch_for, ReferralTouch, ReferralView};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
@@ -106,6 +107,27 @@ pub struct RegisterMember {
     pub locale: Option<String>,
     #[serde(default)]
     pub consent: ConsentBody,
+    /// The referral the member came with: binds them to their referrer.
+    pub referral: Option<ReferralTouch>,
+}
+
+/// A registered member, with what became of the referral they came with.
+#[derive(Serialize, ToSchema)]
+pub struct RegisteredView {
+    #[serde(flatten)]
+    pub member: MemberView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referral: Option<RegistrationReferral>,
+}
+
+/// The referral a registration bound, or why it bound none (the member is
+/// registered either way).
+#[derive(Serialize, ToSchema)]
+pub struct RegistrationReferral {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referral: Option<ReferralView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
 }
 
 /// Changes to a member: an absent field stays, `null` clears it.
@@ -211,8 +233,9 @@ async fn load(state: &AppState, caller: &Caller, id: MemberId) -> ApiResult<Memb
 #[utoipa::path(post, path = "/api/v1/members", tag = "members", request_body = RegisterMember,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response")),
     responses(
-        (status = 201, description = "Registered", body = MemberView),
-        (status = 200, description = "Registered before with the same data; nothing changed", body = MemberView),
+        (status = 201, description = "Registered", body = RegisteredView),
+        (status = 200, description = "Registered before with the same data; nothing changed", body = RegisteredView),
+        (status = 404, description = "Unknown referral code, or a code of another program", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Identifiers belong to a member with other data", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
@@ -221,8 +244,25 @@ pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<RegisterMember>,
-) -> ApiResult<(StatusCode, Json<MemberView>)> {
+) -> ApiResult<(StatusCode, Json<RegisteredView>)> {
     caller.require(Scope::Server)?;
+    let now = sarafan_store::now();
+    // A bad or unknown code refuses the registration before anything is
+    // written; the friend is filled in once the member exists.
+    let touch = match &body.referral {
+        Some(t) => Some(
+            touch_for(
+                &state,
+                caller.program,
+                "referral",
+                MemberId(Uuid::nil()),
+                t,
+                now,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let new = NewMember::parse(MemberFields {
         external_id: body.external_id.as_deref(),
         email: body.email.as_deref(),
@@ -235,10 +275,10 @@ pub async fn register(
             messengers: body.consent.messengers,
         },
     })?;
-    match state.store.register_member(caller.program, &new).await? {
-        Registration::Created(m) => Ok((StatusCode::CREATED, Json(m.into()))),
-        Registration::Existing(m) => Ok((StatusCode::OK, Json(m.into()))),
-        Registration::Conflict(fields) => Err(ApiError::Conflict {
+    let (status, member) = match state.store.register_member(caller.program, &new).await? {
+        Registration::Created(m) => (StatusCode::CREATED, m),
+        Registration::Existing(m) => (StatusCode::OK, m),
+        Registration::Conflict(fields) => return Err(ApiError::Conflict {
             kind: Conflict::Member,
             detail: format!(
                 "a member with these identifiers exists with a different {}; registration never overwrites, \
@@ -247,7 +287,31 @@ pub async fn register(
             ),
             field: fields.first().map(|f| (*f).to_owned()),
         }),
-    }
+    };
+    let referral = match touch {
+        None => None,
+        Some(mut t) => {
+            t.friend = member.id;
+            let outcome = state.store.attribute(caller.program, &t, now).await?;
+            Some(match attribution_result("referral", outcome) {
+                Ok((_, r)) => RegistrationReferral {
+                    referral: Some(ReferralView::new(r)),
+                    problem: None,
+                },
+                Err(e) => RegistrationReferral {
+                    referral: None,
+                    problem: Some(e.to_problem()),
+                },
+            })
+        }
+    };
+    Ok((
+        status,
+        Json(RegisteredView {
+            member: member.into(),
+            referral,
+        }),
+    ))
 }
 
 /// Lists members, oldest first, with optional filters.

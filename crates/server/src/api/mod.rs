@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod links;
 pub mod members;
 pub mod program;
+pub mod referrals;
 
 use crate::extract::field_error;
 use crate::problem::ApiError;
