@@ -7,6 +7,7 @@ pub mod error;
 pub mod ids;
 pub mod ledger;
 pub mod member;
+pub mod outbox;
 pub mod program;
 pub mod text;
 

@@ -3,11 +3,13 @@
 
 pub mod api;
 mod auth;
+pub mod delivery;
 pub mod extract;
 mod idempotency;
 mod observe;
 pub mod openapi;
 pub mod problem;
+mod unsubscribe;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
@@ -96,6 +98,23 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         )
         .route("/ledger/totals", get(api::ledger::totals))
         .route("/redemptions", post(api::events::redeem))
+        .route("/outbox", get(api::outbox::list))
+        .route("/outbox/{message_id}", get(api::outbox::get))
+        .route("/outbox/{message_id}/retry", post(api::outbox::retry))
+        .route(
+            "/webhooks",
+            get(api::webhooks::list).post(api::webhooks::create),
+        )
+        .route(
+            "/webhooks/{webhook_id}",
+            get(api::webhooks::get)
+                .patch(api::webhooks::patch)
+                .delete(api::webhooks::delete),
+        )
+        .route(
+            "/webhooks/{webhook_id}/rotate-secret",
+            post(api::webhooks::rotate),
+        )
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
@@ -106,6 +125,10 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         .route("/api/v1/openapi.json", get(openapi::json))
         .route("/docs", get(openapi::page))
         .route("/problems/{slug}", get(openapi::problem))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::get).post(unsubscribe::post),
+        )
         .nest("/api/v1", v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
-use crate::api::{events, keys, ledger, members, program};
+use crate::api::{events, keys, ledger, members, outbox, program, webhooks};
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
 use axum::response::{Html, IntoResponse, Response};
@@ -22,8 +22,10 @@ use utoipa::{Modify, OpenApi};
         members::register, members::list, members::get, members::patch, members::erase, members::export,
         events::single, events::batch, events::redeem,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
+        outbox::list, outbox::get, outbox::retry,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate,
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::WebhookMember)),
     modifiers(&BearerAuth),
     tags(
         (name = "program", description = "The program (tenant) the key belongs to"),
@@ -31,6 +33,8 @@ use utoipa::{Modify, OpenApi};
         (name = "members", description = "Members: registration, profile, consent, GDPR"),
         (name = "events", description = "Purchases, refunds and custom events, one by one or in batches"),
         (name = "ledger", description = "Earn rules, balances, statements and totals"),
+        (name = "messaging", description = "Webhooks and e-mail: endpoints, the outbox, retries. \
+            Webhook payloads are documented as the WebhookPayload schema"),
     )
 )]
 pub struct ApiDoc;

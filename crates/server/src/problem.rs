@@ -83,6 +83,11 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         "The service cannot serve requests right now",
     ),
     ("internal", 500, "Internal error"),
+    (
+        "message-not-dead",
+        409,
+        "Only dead or cancelled messages can be retried",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -184,14 +189,16 @@ pub enum Conflict {
     MemberInactive,
     EventKeyReused,
     InsufficientPoints,
+    MessageNotDead,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 4] = [
+    pub const ALL: [Conflict; 5] = [
         Self::Member,
         Self::MemberErased,
         Self::MemberInactive,
         Self::EventKeyReused,
+        Self::MessageNotDead,
     ];
 
     fn slug(self) -> &'static str {
@@ -201,6 +208,7 @@ impl Conflict {
             Self::MemberInactive => "member-inactive",
             Self::EventKeyReused => "event-key-reused",
             Self::InsufficientPoints => "insufficient-points",
+            Self::MessageNotDead => "message-not-dead",
         }
     }
 }

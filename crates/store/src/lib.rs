@@ -16,8 +16,10 @@ mod idempotency;
 mod keys;
 pub mod ledger;
 mod members;
+pub mod outbox;
 mod programs;
 pub mod testing;
+mod webhooks;
 
 pub use connect::{Backend, ConnectOptions};
 pub use error::{Result, StoreError};
@@ -28,6 +30,7 @@ pub use members::{
     Registration,
 };
 pub use programs::{NewProgram, Program, ProgramPatch};
+pub use webhooks::{WebhookEndpoint, WebhookPatch};
 
 use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;

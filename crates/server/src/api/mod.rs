@@ -4,7 +4,9 @@ pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod members;
+pub mod outbox;
 pub mod program;
+pub mod webhooks;
 
 use crate::extract::field_error;
 use crate::problem::ApiError;

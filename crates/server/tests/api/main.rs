@@ -6,6 +6,7 @@ mod auth;
 mod events;
 mod idempotency;
 mod members;
+mod messaging;
 mod pages;
 mod platform;
 mod program;
