@@ -13,6 +13,7 @@ mod bench;
 mod connect;
 mod error;
 mod idempotency;
+mod import;
 mod keys;
 pub mod ledger;
 mod members;
@@ -24,6 +25,7 @@ mod webhooks;
 pub use connect::{Backend, ConnectOptions};
 pub use error::{Result, StoreError};
 pub use idempotency::{IdempotencyBegin, SavedResponse};
+pub use import::{ImportRow, ImportTally};
 pub use keys::ApiKey;
 pub use members::{
     ConsentChange, Member, MemberEvent, MemberFilter, MemberPage, MemberPatch, PatchOutcome,

@@ -27,7 +27,7 @@ pub struct Member {
 }
 
 #[derive(sqlx::FromRow)]
-struct MemberRow {
+pub(crate) struct MemberRow {
     program_id: Uuid,
     member_id: Uuid,
     external_id: Option<String>,
@@ -69,7 +69,8 @@ impl TryFrom<MemberRow> for Member {
     }
 }
 
-const COLUMNS: &str = "program_id, member_id, external_id, email, phone, name, locale, status, \
+pub(crate) const COLUMNS: &str =
+    "program_id, member_id, external_id, email, phone, name, locale, status, \
     consent_email, consent_sms, consent_messengers, created_at, updated_at, erased_at";
 
 /// The `member.created` event.
@@ -153,7 +154,7 @@ pub struct MemberPage {
 }
 
 /// The fields of `want` that differ from `have`; empty when `want` is a repeat.
-fn differences(want: &NewMember, have: &Member) -> Vec<&'static str> {
+pub(crate) fn differences(want: &NewMember, have: &Member) -> Vec<&'static str> {
     fn differs(want: Option<&str>, have: &Option<String>) -> bool {
         want.is_some_and(|w| have.as_deref() != Some(w))
     }
