@@ -164,8 +164,12 @@ fn import_is_idempotent_and_reads_bom_and_1251(db: Db) {
         "{members:?}"
     );
 
-    // Something that is neither: a clear error naming the fix.
-    let file = write(dir.path(), "latin1.csv", b"external_id,name\nC9,Jos\xe9\n");
+    // Bytes that are neither UTF-8 nor Cyrillic letters: a clear error naming the fix.
+    let file = write(
+        dir.path(),
+        "binary.csv",
+        b"external_id,name\nC9,\x80\x81\x82\x83\n",
+    );
     let o = run(&db, &["import", "members", "--program", &p, &file]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
