@@ -115,6 +115,7 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
             "/webhooks/{webhook_id}/rotate-secret",
             post(api::webhooks::rotate),
         )
+        .route("/adjustments", post(api::events::adjust))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 

@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         keys::list, keys::create, keys::revoke,
         members::register, members::list, members::get, members::patch, members::erase, members::export,
         events::single, events::batch, events::redeem,
+        events::adjust,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
         outbox::list, outbox::get, outbox::retry,
         webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate,

@@ -57,6 +57,7 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         409,
         "The event id was used for a different event",
     ),
+    ("grant-voided", 409, "The grant was voided already"),
     (
         "rule-failed",
         422,
@@ -190,15 +191,17 @@ pub enum Conflict {
     EventKeyReused,
     InsufficientPoints,
     MessageNotDead,
+    GrantVoided,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 5] = [
+    pub const ALL: [Conflict; 6] = [
         Self::Member,
         Self::MemberErased,
         Self::MemberInactive,
         Self::EventKeyReused,
         Self::MessageNotDead,
+        Self::GrantVoided,
     ];
 
     fn slug(self) -> &'static str {
@@ -209,6 +212,7 @@ impl Conflict {
             Self::EventKeyReused => "event-key-reused",
             Self::InsufficientPoints => "insufficient-points",
             Self::MessageNotDead => "message-not-dead",
+            Self::GrantVoided => "grant-voided",
         }
     }
 }

@@ -37,6 +37,16 @@ enum Step {
         nth: usize,
     },
     Expire,
+    /// Grants `points` to `member` (the book sees an earn on an order of
+    /// that amount).
+    Grant {
+        member: usize,
+        points: i64,
+    },
+    /// Voids the `grant`-th grant so far (the book: a refund of all of it).
+    Void {
+        grant: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -45,6 +55,8 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0..20usize, 1..1000i64).prop_map(|(order, per_mille)| Step::Refund { order, per_mille }),
         1 => (0..30usize).prop_map(|nth| Step::Replay { nth }),
         1 => Just(Step::Expire),
+        1 => (0..3usize, 1..500i64).prop_map(|(member, points)| Step::Grant { member, points }),
+        1 => (0..5usize).prop_map(|grant| Step::Void { grant }),
     ]
 }
 
@@ -121,6 +133,7 @@ async fn run_against_book(backend: Backend, policy: ShortfallPolicy, steps: Vec<
     let mut book = Book::new(policy);
     let now = OffsetDateTime::now_utc();
     let mut orders: Vec<(String, usize, i64)> = Vec::new();
+    let mut grants: Vec<(String, usize, i64)> = Vec::new();
     let mut sent: Vec<(EventIn, Op)> = Vec::new();
     for (i, s) in steps.into_iter().enumerate() {
         let (ev, op) = match s {
@@ -206,6 +219,44 @@ async fn run_against_book(backend: Backend, policy: ShortfallPolicy, steps: Vec<
                 );
                 book.apply(&ev.key, op).expect("book replays too");
                 continue;
+            }
+            Step::Grant { member, points } => {
+                let key = format!("g{i}");
+                grants.push((key.clone(), member, points));
+                let who = MemberRef::External(ExternalId::parse(&format!("M{member}")).unwrap());
+                let ev = EventIn::grant(
+                    key.clone(),
+                    who,
+                    now,
+                    (Asset::Points, points),
+                    "bonus",
+                    None,
+                );
+                let op = Op::Earn {
+                    member: members[member],
+                    order_id: key,
+                    order_amount: points,
+                    points,
+                    at: now,
+                    expires_at: Some(now + Duration::days(TTL_DAYS.into())),
+                };
+                (ev, op)
+            }
+            Step::Void { grant } => {
+                let Some((grant_key, member, points)) =
+                    grants.get(grant % grants.len().max(1)).cloned()
+                else {
+                    continue;
+                };
+                let who = MemberRef::External(ExternalId::parse(&format!("M{member}")).unwrap());
+                let ev =
+                    EventIn::void_grant(format!("v{i}"), who, now, grant_key.clone(), "voided");
+                let op = Op::Refund {
+                    member: members[member],
+                    order_id: grant_key,
+                    refund_amount: points,
+                };
+                (ev, op)
             }
             Step::Expire => {
                 store.expire_due(program, now).await.unwrap();
@@ -353,4 +404,277 @@ async fn same_scenario_same_statement_on_both_databases() {
         ],
         "{sqlite:#?}"
     );
+}
+
+/// Books one event and returns its result.
+async fn one(
+    store: &TempStore,
+    ctx: &sarafan_store::ledger::LedgerContext,
+    ev: EventIn,
+) -> ItemResult {
+    store.ingest(ctx, &[ev]).await.unwrap().remove(0)
+}
+
+fn c0() -> MemberRef {
+    MemberRef::External(ExternalId::parse("M0").unwrap())
+}
+
+fn accepted(r: ItemResult) -> sarafan_store::ledger::EventOutcome {
+    match r {
+        ItemResult::Accepted(o) => o,
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+/// Grants posted now and after a hold, voided before and after posting,
+/// replayed, and refused: balances, statements and the ledger stay right.
+async fn grants(backend: Backend, policy: ShortfallPolicy) {
+    let (store, program, members) = setup(backend, policy).await;
+    let ctx = store.ledger_context(program).await.unwrap().unwrap();
+    let m = members[0];
+    let now = OffsetDateTime::now_utc();
+    let balance = || async {
+        store
+            .member_balance(program, m, Asset::Points)
+            .await
+            .unwrap()
+    };
+
+    // Posted now, with its reason on the posting; a retry is a replay, the
+    // same key with another body is refused.
+    let bonus = || {
+        EventIn::grant(
+            "g1",
+            c0(),
+            now,
+            (Asset::Points, 500),
+            "friend Olga joined",
+            None,
+        )
+    };
+    let first = accepted(one(&store, &ctx, bonus()).await);
+    assert_eq!((first.kind.as_str(), first.points), ("grant", 500));
+    let retry = EventIn::grant(
+        "g1",
+        c0(),
+        now + Duration::seconds(3),
+        (Asset::Points, 500),
+        "friend Olga joined",
+        None,
+    );
+    assert_eq!(
+        one(&store, &ctx, retry).await,
+        ItemResult::Replayed(first.clone())
+    );
+    let other = EventIn::grant(
+        "g1",
+        c0(),
+        now,
+        (Asset::Points, 501),
+        "friend Olga joined",
+        None,
+    );
+    assert!(matches!(
+        one(&store, &ctx, other).await,
+        ItemResult::Rejected(sarafan_store::ledger::ItemError::KeyReused { .. })
+    ));
+    assert_eq!(
+        (balance().await.points, balance().await.spendable),
+        (500, 500)
+    );
+    let line = store
+        .statement(program, m, None, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        (line.kind.as_str(), line.amount, line.reason.as_str()),
+        ("grant", 500, "friend Olga joined")
+    );
+
+    // Held: pending until its time, then posted once by the job.
+    let later = now + Duration::days(14);
+    let held = EventIn::grant(
+        "g2",
+        c0(),
+        now,
+        (Asset::Points, 300),
+        "referral reward",
+        Some(later),
+    );
+    assert_eq!(accepted(one(&store, &ctx, held).await).transfers.len(), 0);
+    assert_eq!(
+        (balance().await.points, balance().await.pending),
+        (500, 300)
+    );
+    assert_eq!(store.release_due_holds(program, now).await.unwrap(), 0);
+    assert_eq!(store.release_due_holds(program, later).await.unwrap(), 300);
+    assert_eq!(store.release_due_holds(program, later).await.unwrap(), 0);
+    assert_eq!((balance().await.points, balance().await.pending), (800, 0));
+    let last = store
+        .statement(program, m, None, 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.amount, last.reason.as_str()),
+        ("grant", 300, "referral reward")
+    );
+
+    // Voided while pending: nothing posted, nothing released later.
+    let held = EventIn::grant(
+        "g3",
+        c0(),
+        now,
+        (Asset::Points, 200),
+        "referral reward",
+        Some(later),
+    );
+    accepted(one(&store, &ctx, held).await);
+    let void = accepted(
+        one(
+            &store,
+            &ctx,
+            EventIn::void_grant("v3", c0(), now, "g3", "friend's order refunded"),
+        )
+        .await,
+    );
+    assert_eq!((void.points, void.transfers.len()), (200, 0));
+    assert_eq!(store.release_due_holds(program, later).await.unwrap(), 0);
+    assert_eq!((balance().await.points, balance().await.pending), (800, 0));
+
+    // Voided after posting, with 700 of the 800 already spent: 100 comes
+    // from the lots, the other 400 under the shortfall policy.
+    let spend = EventIn::new(
+        "s1",
+        c0(),
+        now,
+        serde_json::json!({"s": 1}),
+        EventBody::Redeem {
+            order_key: "o9".into(),
+            order_amount: 1_000_000,
+            asset: Asset::Points,
+            points: 700,
+        },
+    );
+    accepted(one(&store, &ctx, spend).await);
+    let void = accepted(
+        one(
+            &store,
+            &ctx,
+            EventIn::void_grant("v1", c0(), now, "g1", "entered twice"),
+        )
+        .await,
+    );
+    assert_eq!(void.points, 500);
+    let b = balance().await;
+    match policy {
+        ShortfallPolicy::ClawbackFromFuture => assert_eq!((b.points, b.debt), (0, 400)),
+        ShortfallPolicy::AllowNegative => assert_eq!((b.points, b.debt), (-400, 400)),
+    }
+    assert_eq!(b.spendable, 0);
+    let last = store
+        .statement(program, m, None, 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.reason.as_str()),
+        ("grant_reversal", "grant g1 taken back: entered twice")
+    );
+    // A later grant pays the debt first.
+    accepted(
+        one(
+            &store,
+            &ctx,
+            EventIn::grant("g4", c0(), now, (Asset::Points, 1000), "goodwill", None),
+        )
+        .await,
+    );
+    let b = balance().await;
+    assert_eq!((b.points, b.spendable, b.debt), (600, 600, 0));
+
+    // Refused, naming why; nothing written.
+    use sarafan_store::ledger::ItemError;
+    let refused = [
+        (
+            EventIn::void_grant("v1b", c0(), now, "g1", "again"),
+            "GrantVoided",
+        ),
+        (
+            EventIn::void_grant("v9", c0(), now, "nope", "typo"),
+            "UnknownGrant",
+        ),
+        (
+            EventIn::void_grant("v10", c0(), now, "s1", "not a grant"),
+            "UnknownGrant",
+        ),
+        (
+            EventIn::grant("g0", c0(), now, (Asset::Points, 0), "zero", None),
+            "points",
+        ),
+        (
+            EventIn::grant("g5", c0(), now, (Asset::Points, 5), "  ", None),
+            "reason",
+        ),
+        (
+            EventIn::new(
+                "r1",
+                c0(),
+                now,
+                serde_json::json!({"r": 1}),
+                EventBody::Refund {
+                    order_key: "g4".into(),
+                    amount: 1,
+                },
+            ),
+            "UnknownOrder",
+        ),
+    ];
+    for (ev, why) in refused {
+        let got = one(&store, &ctx, ev).await;
+        let ok = match (&got, why) {
+            (ItemResult::Rejected(ItemError::GrantVoided(_)), "GrantVoided") => true,
+            (ItemResult::Rejected(ItemError::UnknownGrant(_)), "UnknownGrant") => true,
+            (ItemResult::Rejected(ItemError::UnknownOrder(_)), "UnknownOrder") => true,
+            (
+                ItemResult::Rejected(ItemError::Ledger(
+                    sarafan_core::ledger::LedgerError::Invalid(f),
+                )),
+                field,
+            ) => f.field == field,
+            _ => false,
+        };
+        assert!(ok, "{why}: {got:?}");
+    }
+    let b = balance().await;
+    assert_eq!((b.points, b.spendable, b.debt, b.pending), (600, 600, 0, 0));
+    let totals = store.ledger_totals(program, Asset::Points).await.unwrap();
+    assert_eq!(
+        (
+            totals.issued,
+            totals.redeemed,
+            totals.reversed,
+            totals.outstanding
+        ),
+        (1800, 700, 500, 600)
+    );
+    assert_eq!(
+        store.verify_ledger(program).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn grants_on_sqlite() {
+    grants(Backend::Sqlite, ShortfallPolicy::ClawbackFromFuture).await;
+    grants(Backend::Sqlite, ShortfallPolicy::AllowNegative).await;
+}
+
+#[tokio::test]
+async fn grants_on_postgres() {
+    grants(Backend::Postgres, ShortfallPolicy::ClawbackFromFuture).await;
+    grants(Backend::Postgres, ShortfallPolicy::AllowNegative).await;
 }

@@ -21,6 +21,11 @@ pub enum TransferKind {
     Expire,
     Adjust,
     Referral,
+    /// Points given for something other than a purchase (a referral
+    /// reward, goodwill, an opening balance), with the giver's reason.
+    Grant,
+    /// A grant's posted points taken back (the grant was voided).
+    GrantReversal,
 }
 
 impl TransferKind {
@@ -34,6 +39,8 @@ impl TransferKind {
             Self::Expire => "expire",
             Self::Adjust => "adjust",
             Self::Referral => "referral",
+            Self::Grant => "grant",
+            Self::GrantReversal => "grant_reversal",
         }
     }
 }
@@ -45,6 +52,8 @@ pub enum Reversal {
     Redeem,
     /// Take earned points back: member → Reversed.
     Refund,
+    /// Take granted points back: member → Reversed.
+    Grant,
 }
 
 /// One line of a transfer. Positive credits the account's balance, negative
@@ -90,6 +99,25 @@ impl Transfer {
     ) -> Result<Self, LedgerError> {
         Self::member_side(
             TransferKind::Referral,
+            member,
+            ProgramAccount::Issued,
+            asset,
+            amount,
+            true,
+            reason,
+        )
+    }
+
+    /// Points granted for something other than a purchase; issued like an
+    /// earn, reported apart.
+    pub fn grant(
+        member: MemberId,
+        asset: Asset,
+        amount: i64,
+        reason: &str,
+    ) -> Result<Self, LedgerError> {
+        Self::member_side(
+            TransferKind::Grant,
             member,
             ProgramAccount::Issued,
             asset,
@@ -155,6 +183,15 @@ impl Transfer {
             ),
             Reversal::Refund => Self::member_side(
                 TransferKind::RefundReversal,
+                member,
+                ProgramAccount::Reversed,
+                asset,
+                amount,
+                false,
+                reason,
+            ),
+            Reversal::Grant => Self::member_side(
+                TransferKind::GrantReversal,
                 member,
                 ProgramAccount::Reversed,
                 asset,
@@ -256,6 +293,16 @@ mod tests {
                 Transfer::referral(m, Asset::Points, 10, "r").unwrap(),
                 10,
                 ProgramAccount::Issued,
+            ),
+            (
+                Transfer::grant(m, Asset::Points, 10, "r").unwrap(),
+                10,
+                ProgramAccount::Issued,
+            ),
+            (
+                Transfer::reversal(Reversal::Grant, m, Asset::Points, 10, "r").unwrap(),
+                -10,
+                ProgramAccount::Reversed,
             ),
             (
                 Transfer::redeem(m, Asset::Points, 10, "r").unwrap(),

@@ -363,6 +363,8 @@ fn item_problem(e: ItemError) -> ApiError {
             detail,
             fields.first().map(String::as_str),
         ),
+        ItemError::UnknownGrant(_) => ApiError::Invalid(FieldError::new("void", detail)),
+        ItemError::GrantVoided(_) => conflict(Conflict::GrantVoided, detail, Some("void")),
         ItemError::CurrencyMismatch { .. } => {
             ApiError::Invalid(FieldError::new("currency", detail))
         }
@@ -576,6 +578,117 @@ pub async fn redeem(
                 .unwrap_or_default(),
             points: body.points,
         },
+    };
+    book_one(&state, &caller, event).await
+}
+
+/// A manual correction: points given with a reason (goodwill, a fix), or an
+/// earlier grant voided. `id` is the client's key for this adjustment.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentRequest {
+    pub id: String,
+    pub member_id: Option<String>,
+    pub external_id: Option<String>,
+    /// Points to give (above 0): points, or minor units of cashback. Leave
+    /// out with `void`.
+    pub points: Option<i64>,
+    /// `points` (default) or `cashback`.
+    pub asset: Option<String>,
+    /// Why; the member sees it on their statement. Required.
+    pub reason: String,
+    /// RFC 3339: the points stay pending until then, and are posted after.
+    pub hold_until: Option<String>,
+    /// The `id` of an earlier grant to void instead: its pending points are
+    /// dropped, its posted points taken back.
+    pub void: Option<String>,
+}
+
+/// Gives a member points with a reason, or voids an earlier grant. A voided
+/// grant's posted points are taken back like a refund's: what the member
+/// already spent follows the program's `refund_shortfall` policy.
+#[utoipa::path(post, path = "/api/v1/adjustments", tag = "ledger", request_body = AdjustmentRequest,
+    responses(
+        (status = 201, description = "Booked", body = EventResult),
+        (status = 200, description = "Booked before under this id; nothing changed", body = EventResult),
+        (status = 404, description = "Unknown member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id was used for another adjustment, the grant was voided already, or the member is blocked", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn adjust(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<AdjustmentRequest>,
+) -> ApiResult<(StatusCode, Json<EventResult>)> {
+    caller.require(Scope::Admin)?;
+    let (request, _) = canonical(&body);
+    let key = bounded("id", &body.id, 1, 200)?;
+    let member = member_ref(body.member_id.as_deref(), body.external_id.as_deref())?;
+    let reason = bounded("reason", &body.reason, 1, 200)?;
+    let now = sarafan_store::now();
+    let event = match &body.void {
+        Some(grant) => {
+            let extra = [
+                ("points", body.points.is_some()),
+                ("asset", body.asset.is_some()),
+                ("hold_until", body.hold_until.is_some()),
+            ];
+            if let Some((field, _)) = extra.iter().find(|(_, given)| *given) {
+                return Err(ApiError::invalid(
+                    field,
+                    "does not apply when voiding a grant; leave it out",
+                ));
+            }
+            let grant = bounded("void", grant, 1, 200)?;
+            let body = EventBody::VoidGrant {
+                grant_key: grant,
+                reason,
+            };
+            EventIn::new(key, member, now, request, body)
+        }
+        None => {
+            let points = match body.points {
+                Some(p) if p > 0 => p,
+                Some(p) => {
+                    return Err(ApiError::invalid(
+                        "points",
+                        format!("must be above 0 (got {p})"),
+                    ))
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        "points",
+                        "is required: how many points to give, e.g. 500",
+                    ))
+                }
+            };
+            let hold_until = body
+                .hold_until
+                .as_deref()
+                .map(|s| {
+                    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+                        FieldError::new(
+                            "hold_until",
+                            "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z",
+                        )
+                    })
+                })
+                .transpose()?;
+            let asset = body
+                .asset
+                .as_deref()
+                .map(|a| Asset::parse("asset", a))
+                .transpose()?
+                .unwrap_or_default();
+            let body = EventBody::Grant {
+                asset,
+                points,
+                reason,
+                hold_until,
+            };
+            EventIn::new(key, member, now, request, body)
+        }
     };
     book_one(&state, &caller, event).await
 }

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod adjustments;
 mod auth;
 mod events;
 mod idempotency;

@@ -17,8 +17,11 @@ use sarafan_core::ledger::transfer::{Reversal, Transfer};
 use sarafan_core::ledger::LedgerError;
 use sarafan_core::member::{ExternalId, MemberStatus};
 use sarafan_core::program::{ProgramSettings, UnknownMemberPolicy};
+use sarafan_core::text::bounded;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -66,9 +69,111 @@ pub enum EventBody {
     Custom {
         name: String,
     },
+    /// Points given for something other than a purchase: a referral
+    /// reward, goodwill, an opening balance. `reason` is on the posting the
+    /// member sees. With `hold_until` (later than the event) the points are
+    /// pending until then, and the ledger job posts them.
+    Grant {
+        asset: Asset,
+        points: i64,
+        reason: String,
+        hold_until: Option<OffsetDateTime>,
+    },
+    /// Cancels the grant keyed `grant_key`: what is still pending is
+    /// dropped; what was posted is taken back like a refund's points (the
+    /// program's `refund_shortfall` policy decides what the lots cannot cover).
+    VoidGrant {
+        grant_key: String,
+        reason: String,
+    },
 }
 
 /// What an accepted event did; saved with it and returned on every replay.
+impl EventIn {
+    /// An event built in code rather than parsed from a client's request.
+    /// `request` is what identifies it: its SHA-256 is the fingerprint, so a
+    /// retry that builds the same request is a replay and another request
+    /// under the same key is refused ([`ItemError::KeyReused`]).
+    pub fn new(
+        key: impl Into<String>,
+        member: MemberRef,
+        at: OffsetDateTime,
+        request: serde_json::Value,
+        body: EventBody,
+    ) -> Self {
+        let fingerprint = Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
+        Self {
+            key: key.into(),
+            request,
+            fingerprint,
+            member,
+            at,
+            body,
+        }
+    }
+
+    /// A [`EventBody::Grant`] under the client key `key`. The time `at` is not
+    /// part of the fingerprint, so a retry stamped later is still a replay.
+    pub fn grant(
+        key: impl Into<String>,
+        member: MemberRef,
+        at: OffsetDateTime,
+        (asset, points): (Asset, i64),
+        reason: impl Into<String>,
+        hold_until: Option<OffsetDateTime>,
+    ) -> Self {
+        let reason = reason.into();
+        let mut request = member.to_json();
+        request["type"] = "grant".into();
+        request["asset"] = asset.as_str().into();
+        request["points"] = points.into();
+        request["reason"] = reason.clone().into();
+        if let Some(t) = hold_until.and_then(|t| t.format(&Rfc3339).ok()) {
+            request["hold_until"] = t.into();
+        }
+        let body = EventBody::Grant {
+            asset,
+            points,
+            reason,
+            hold_until,
+        };
+        Self::new(key, member, at, request, body)
+    }
+
+    /// A [`EventBody::VoidGrant`] of the grant keyed `grant_key`, under its own
+    /// client key `key`.
+    pub fn void_grant(
+        key: impl Into<String>,
+        member: MemberRef,
+        at: OffsetDateTime,
+        grant_key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        let (grant_key, reason) = (grant_key.into(), reason.into());
+        let mut request = member.to_json();
+        request["type"] = "void_grant".into();
+        request["grant"] = grant_key.clone().into();
+        request["reason"] = reason.clone().into();
+        Self::new(
+            key,
+            member,
+            at,
+            request,
+            EventBody::VoidGrant { grant_key, reason },
+        )
+    }
+}
+
+impl MemberRef {
+    /// `{"member_id": …}` or `{"external_id": …}`, as a request names them.
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Id(id) => serde_json::json!({ "member_id": id.to_string() }),
+            Self::External(x) => serde_json::json!({ "external_id": x.as_str() }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventOutcome {
     pub key: String,
@@ -106,6 +211,10 @@ pub enum ItemError {
     KeyReused { key: String, fields: Vec<String> },
     #[error("no purchase {0:?} of this member to refund; send the purchase's key as order_id")]
     UnknownOrder(String),
+    #[error("no grant {0:?} of this member to void; send the grant's key")]
+    UnknownGrant(String),
+    #[error("grant {0:?} was voided already; a grant is voided once")]
+    GrantVoided(String),
     #[error("currency {got} does not match the program's {expected}")]
     CurrencyMismatch { expected: String, got: String },
     #[error("{0}")]
@@ -160,6 +269,9 @@ pub(crate) struct Order {
     pub pending: i64,
     /// Index into `Rows::events` when the purchase is in this batch.
     pub in_batch: Option<usize>,
+    /// For a grant (not a purchase): its reason. A grant's `amount` is its
+    /// points, and `refunded` equals them once it is voided.
+    pub grant: Option<String>,
 }
 
 /// Points spent on an order, which a refund of the order gives back.
@@ -258,7 +370,11 @@ impl Wanted {
                 }
                 EventBody::Redeem { .. } => w.spenders.push(e.member.clone()),
                 EventBody::Release { order_key } => w.order_keys.push(order_key.clone()),
-                EventBody::Purchase(_) | EventBody::Custom { .. } => {}
+                EventBody::VoidGrant { grant_key, .. } => {
+                    w.order_keys.push(grant_key.clone());
+                    w.spenders.push(e.member.clone());
+                }
+                EventBody::Purchase(_) | EventBody::Custom { .. } | EventBody::Grant { .. } => {}
             }
             w.days.push(e.at.date());
         }
@@ -432,6 +548,24 @@ fn book(
         )?,
         EventBody::Release { order_key } => release(ctx, e, order_key, member, loaded, rows)?,
         EventBody::Custom { name } => Booked::new(name, Asset::Points),
+        EventBody::Grant {
+            asset,
+            points,
+            reason,
+            hold_until,
+        } => grant(
+            ctx,
+            e,
+            (*asset, *points),
+            reason,
+            *hold_until,
+            member,
+            loaded,
+            rows,
+        )?,
+        EventBody::VoidGrant { grant_key, reason } => {
+            void_grant(ctx, grant_key, reason, member, loaded, rows)?
+        }
     };
     let transfers = booked
         .transfers
@@ -632,6 +766,7 @@ fn purchase(
             reversed: 0,
             pending,
             in_batch: Some(rows.events.len()),
+            grant: None,
         },
     );
     Ok(out)
@@ -651,7 +786,7 @@ fn refund(
     let order = loaded
         .orders
         .get(order_key)
-        .filter(|o| o.member == member)
+        .filter(|o| o.member == member && o.grant.is_none())
         .cloned()
         .ok_or_else(|| ItemError::UnknownOrder(order_key.to_owned()))?;
     let reversed = ledger(reversal_for_refund(
@@ -693,32 +828,22 @@ fn refund(
             points: -from_hold,
         });
     }
-    let wallet = loaded.wallets.entry((member, asset)).or_default();
-    let spendable = wallet.spendable();
-    let (taken_now, _) = split_reversal(ctx.settings.refund_shortfall, spendable, posted);
-    let from_lots = posted.min(spendable);
-    if taken_now > 0 {
-        let reason = format!("refund of {amount} on order {order_key}");
-        out.transfers.push(ledger(Transfer::reversal(
-            Reversal::Refund,
-            member,
-            asset,
-            taken_now,
-            &reason,
-        ))?);
-    }
+    let reason = format!("refund of {amount} on order {order_key}");
+    take_back(
+        ctx,
+        (Reversal::Refund, &reason),
+        member,
+        (asset, posted),
+        loaded,
+        rows,
+        &mut out,
+    )?;
     if posted > 0 {
         out.breakdown.push(EarnLine {
             reason: format!("points earned on order {order_key} taken back"),
             points: -posted,
         });
     }
-    if from_lots > 0 {
-        debit_lots(member, asset, from_lots, loaded, rows)?;
-    }
-    let wallet = loaded.wallets.entry((member, asset)).or_default();
-    wallet.debt += posted - from_lots;
-    rows.debt(member, asset, posted - from_lots);
     for (i, spent_in, back) in give_back {
         let reason = format!("points spent on order {order_key} given back");
         out.transfers.push(ledger(Transfer::reversal(
@@ -754,6 +879,168 @@ fn refund(
     Ok(out)
 }
 
+/// Takes `points` already posted back from a member: what their lots hold,
+/// and the rest under the program's shortfall policy — now, leaving the
+/// balance negative, or as a debt later credits pay first.
+fn take_back(
+    ctx: &LedgerContext,
+    (of, reason): (Reversal, &str),
+    member: MemberId,
+    (asset, points): (Asset, i64),
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+    out: &mut Booked,
+) -> Result<(), ItemError> {
+    let spendable = loaded
+        .wallets
+        .get(&(member, asset))
+        .map_or(0, Wallet::spendable);
+    let (taken_now, _) = split_reversal(ctx.settings.refund_shortfall, spendable, points);
+    let from_lots = points.min(spendable);
+    if taken_now > 0 {
+        out.transfers.push(ledger(Transfer::reversal(
+            of, member, asset, taken_now, reason,
+        ))?);
+    }
+    if from_lots > 0 {
+        debit_lots(member, asset, from_lots, loaded, rows)?;
+    }
+    let wallet = loaded.wallets.entry((member, asset)).or_default();
+    wallet.debt += points - from_lots;
+    rows.debt(member, asset, points - from_lots);
+    Ok(())
+}
+
+/// Checks a grant's or void's reason: the member reads it on the posting.
+fn grant_reason(reason: &str) -> Result<String, ItemError> {
+    bounded("reason", reason, 1, 200).map_err(|e| ItemError::Ledger(LedgerError::Invalid(e)))
+}
+
+/// Books a grant: posted now, or pending until `hold_until`.
+#[allow(clippy::too_many_arguments)]
+fn grant(
+    ctx: &LedgerContext,
+    e: &EventIn,
+    (asset, points): (Asset, i64),
+    reason: &str,
+    hold_until: Option<OffsetDateTime>,
+    member: MemberId,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<Booked, ItemError> {
+    if points <= 0 {
+        return Err(ItemError::Ledger(LedgerError::Invalid(
+            sarafan_core::FieldError::new("points", format!("must be above 0 (got {points})")),
+        )));
+    }
+    let reason = grant_reason(reason)?;
+    let mut out = Booked::new("grant", asset);
+    out.amount = Some(points);
+    out.points = points;
+    out.breakdown.push(EarnLine {
+        reason: reason.clone(),
+        points,
+    });
+    let mut pending = 0;
+    match hold_until.filter(|t| *t > e.at) {
+        Some(release_at) => {
+            pending = points;
+            out.breakdown.push(EarnLine {
+                reason: format!("pending until {}", release_at.date()),
+                points: 0,
+            });
+            rows.holds.push(HoldRow {
+                event_key: e.key.clone(),
+                member,
+                asset,
+                points,
+                remaining: points,
+                release_at,
+                state: "pending",
+            });
+        }
+        None => {
+            out.transfers
+                .push(ledger(Transfer::grant(member, asset, points, &reason))?);
+            credit(ctx, e, member, asset, points, loaded, rows, &mut out)?;
+        }
+    }
+    loaded.orders.insert(
+        e.key.clone(),
+        Order {
+            member,
+            asset,
+            amount: points,
+            points,
+            refunded: 0,
+            reversed: 0,
+            pending,
+            in_batch: Some(rows.events.len()),
+            grant: Some(reason),
+        },
+    );
+    Ok(out)
+}
+
+/// Voids a grant: its pending points are dropped, its posted points taken
+/// back (see [`take_back`]).
+fn void_grant(
+    ctx: &LedgerContext,
+    grant_key: &str,
+    reason: &str,
+    member: MemberId,
+    loaded: &mut Loaded,
+    rows: &mut Rows,
+) -> Result<Booked, ItemError> {
+    let order = loaded
+        .orders
+        .get(grant_key)
+        .filter(|o| o.member == member && o.grant.is_some())
+        .cloned()
+        .ok_or_else(|| ItemError::UnknownGrant(grant_key.to_owned()))?;
+    if order.refunded > 0 {
+        return Err(ItemError::GrantVoided(grant_key.to_owned()));
+    }
+    let reason = grant_reason(reason)?;
+    let asset = order.asset;
+    let mut out = Booked::new("grant_void", asset);
+    out.order_key = Some(grant_key.to_owned());
+    out.points = order.points;
+    let (from_hold, posted) = (order.pending, order.points - order.pending);
+    if from_hold > 0 {
+        out.breakdown.push(EarnLine {
+            reason: format!("pending points of grant {grant_key} cancelled: {reason}"),
+            points: -from_hold,
+        });
+    }
+    if posted > 0 {
+        let reason = format!("grant {grant_key} taken back: {reason}");
+        take_back(
+            ctx,
+            (Reversal::Grant, &reason),
+            member,
+            (asset, posted),
+            loaded,
+            rows,
+            &mut out,
+        )?;
+        out.breakdown.push(EarnLine {
+            reason,
+            points: -posted,
+        });
+    }
+    if let Some(o) = loaded.orders.get_mut(grant_key) {
+        o.refunded = o.amount;
+        o.reversed = posted;
+        o.pending = 0;
+        rows.touch_order(grant_key, o);
+        if from_hold > 0 {
+            rows.touch_hold(grant_key, o, "voided");
+        }
+    }
+    Ok(out)
+}
+
 /// The posting's reason for an order's points: the breakdown in one line,
 /// so the member's statement says where every point came from.
 fn explain(order: &str, breakdown: &[EarnLine]) -> String {
@@ -778,19 +1065,24 @@ fn release(
     loaded: &mut Loaded,
     rows: &mut Rows,
 ) -> Result<Booked, ItemError> {
-    let (pending, asset) = loaded
+    let (pending, asset, grant) = loaded
         .orders
         .get(order_key)
         .filter(|o| o.member == member)
-        .map(|o| (o.pending, o.asset))
+        .map(|o| (o.pending, o.asset, o.grant.clone()))
         .ok_or_else(|| ItemError::UnknownOrder(order_key.to_owned()))?;
     let mut out = Booked::new("release", asset);
     out.order_key = Some(order_key.to_owned());
     out.points = pending;
     if pending > 0 {
-        let reason = format!("order {order_key}: the return window passed");
-        out.transfers
-            .push(ledger(Transfer::earn(member, asset, pending, &reason))?);
+        let (transfer, reason) = match grant {
+            Some(reason) => (Transfer::grant(member, asset, pending, &reason), reason),
+            None => {
+                let reason = format!("order {order_key}: the return window passed");
+                (Transfer::earn(member, asset, pending, &reason), reason)
+            }
+        };
+        out.transfers.push(ledger(transfer)?);
         out.breakdown.push(EarnLine {
             reason,
             points: pending,

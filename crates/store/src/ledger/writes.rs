@@ -214,8 +214,12 @@ macro_rules! ledger_io {
                         l.by_id.insert(id, status);
                         l.by_external.insert(r.try_get("external_id")?, (id, status));
                     }
-                    let select = "SELECT event_key, member_id, asset, amount, points, refunded, reversed FROM events";
-                    for r in rows_in(self, select, p, "event_key", &w.order_keys, " AND kind = 'purchase'").await? {
+                    // Orders refunds and releases refer to: purchases, and grants
+                    // (whose reason a release posts again, read from the saved outcome).
+                    let select = "SELECT event_key, member_id, asset, amount, points, refunded, reversed, \
+                                  CASE WHEN kind = 'grant' THEN result END AS grant FROM events";
+                    for r in rows_in(self, select, p, "event_key", &w.order_keys, " AND kind IN ('purchase', 'grant')").await? {
+                        let grant: Option<Json<EventOutcome>> = r.try_get("grant")?;
                         let order = Order {
                             member: MemberId(r.try_get("member_id")?),
                             asset: asset_of(&r)?,
@@ -225,6 +229,7 @@ macro_rules! ledger_io {
                             reversed: r.try_get("reversed")?,
                             pending: 0,
                             in_batch: None,
+                            grant: grant.map(|g| g.0.breakdown.into_iter().next().map(|l| l.reason).unwrap_or_default()),
                         };
                         l.orders.insert(r.try_get("event_key")?, order);
                     }
