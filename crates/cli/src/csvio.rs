@@ -14,9 +14,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::member::{Consent, MemberFields, NewMember};
+use sarafan_core::member::{Consent, ExternalId, MemberFields, NewMember};
 use sarafan_server::api::events::{parse as parse_event, EventRequest, EventType};
-use sarafan_store::ledger::{EventIn, ItemResult};
+use sarafan_store::ledger::{EventIn, ItemResult, MemberRef};
 use sarafan_store::{ImportRow, MemberFilter, Store};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -26,7 +26,8 @@ use tokio::sync::mpsc;
 #[derive(Subcommand)]
 pub enum ImportCommand {
     /// Customers: external_id (required), email, phone, name, locale,
-    /// consent_email, consent_sms, consent_messengers.
+    /// consent_email, consent_sms, consent_messengers, and points: their
+    /// balance at the store, booked once as an opening-balance grant.
     Members(ImportArgs),
     /// Purchase history: order_id, external_id, amount (minor units),
     /// currency, occurred_at (RFC 3339), channel, store_id. Booked through
@@ -219,7 +220,7 @@ fn flag(field: &str, raw: Option<&str>) -> Result<bool, String> {
     }
 }
 
-const MEMBER_COLUMNS: [&str; 8] = [
+const MEMBER_COLUMNS: [&str; 9] = [
     "external_id",
     "email",
     "phone",
@@ -228,7 +229,29 @@ const MEMBER_COLUMNS: [&str; 8] = [
     "consent_email",
     "consent_sms",
     "consent_messengers",
+    "points",
 ];
+
+/// The opening balance of a row: 0 when absent.
+fn points_cell(raw: Option<&str>) -> Result<i64, String> {
+    match raw {
+        None => Ok(0),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| format!("points: {s:?} is not a whole number of points (0 or more)")),
+    }
+}
+
+/// The customer and opening balance of a row with one.
+fn opening_row(
+    record: &csv::StringRecord,
+    idx: &[Option<usize>],
+) -> Result<Option<(String, i64)>, String> {
+    let points = points_cell(cell(record, idx, 8))?;
+    Ok((points > 0).then(|| (cell(record, idx, 0).unwrap_or_default().to_owned(), points)))
+}
 
 fn member_row(record: &csv::StringRecord, idx: &[Option<usize>]) -> Result<NewMember, String> {
     let c = |i| cell(record, idx, i);
@@ -239,6 +262,7 @@ fn member_row(record: &csv::StringRecord, idx: &[Option<usize>]) -> Result<NewMe
                 .into(),
         );
     }
+    points_cell(c(8))?;
     let consent = Consent {
         email: flag("consent_email", c(5))?,
         sms: flag("consent_sms", c(6))?,
@@ -419,7 +443,68 @@ async fn import_members(a: ImportArgs) -> Result<()> {
         "imported {} member(s); {} were there already",
         done.created, done.existing
     );
+    opening_balances(&store, &a).await?;
     store.close().await;
+    Ok(())
+}
+
+/// Books each row's `points` as a grant keyed `opening:<external_id>`, so a
+/// re-run books nothing twice (and a changed balance is refused, not added).
+async fn opening_balances(store: &Store, a: &ImportArgs) -> Result<()> {
+    let ctx = store
+        .ledger_context(a.program)
+        .await?
+        .context("--program: no such program")?;
+    let asset = ctx.settings.earn_asset;
+    let (tx, mut rx) = mpsc::channel(4);
+    let reader = read_rows(
+        &a.file,
+        a.encoding,
+        &MEMBER_COLUMNS,
+        &["external_id"],
+        opening_row,
+        "balances",
+        tx,
+    )?;
+    let (mut booked, mut replayed, mut refused) = (0u64, 0u64, 0u64);
+    let at = sarafan_store::now();
+    while let Some(chunk) = rx.recv().await {
+        let mut lines = Vec::new();
+        let mut events = Vec::new();
+        for (line, row) in chunk {
+            let Some((ext, points)) = row else { continue };
+            let Ok(ext) = ExternalId::parse(&ext) else {
+                continue;
+            };
+            lines.push(line);
+            events.push(EventIn::grant(
+                format!("opening:{}", ext.as_str()),
+                MemberRef::External(ext),
+                at,
+                (asset, points),
+                "opening balance (imported)",
+                None,
+            ));
+        }
+        if events.is_empty() {
+            continue;
+        }
+        for (line, result) in lines.iter().zip(store.ingest(&ctx, &events).await?) {
+            match result {
+                ItemResult::Accepted(_) => booked += 1,
+                ItemResult::Replayed(_) => replayed += 1,
+                ItemResult::Rejected(e) => {
+                    refused += 1;
+                    eprintln!("line {line}: opening balance: {e}");
+                }
+            }
+        }
+    }
+    reader.await??;
+    println!("opening balances: {booked} booked; {replayed} were booked before");
+    if refused > 0 {
+        bail!("{refused} opening balance(s) refused (listed above)");
+    }
     Ok(())
 }
 

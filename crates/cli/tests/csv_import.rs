@@ -102,6 +102,22 @@ fn bad_rows_are_reported_and_nothing_imported(db: Db) {
         assert!(!err.contains("line 2:"), "{err}");
         assert!(export_members(&db, &p).is_empty(), "nothing half-imported");
     }
+    // Opening balances must be whole, non-negative numbers.
+    let file = write(
+        dir.path(),
+        "points.csv",
+        b"external_id,points\nC1,-5\nC2,ten\nC3,7\n",
+    );
+    let o = run(
+        &db,
+        &["import", "members", "--program", &p, &file, "--dry-run"],
+    );
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("line 2: points: \"-5\"") && err.contains("line 3: points: \"ten\""),
+        "{err}"
+    );
     // Unknown columns are named.
     let file = write(
         dir.path(),
@@ -117,7 +133,7 @@ fn bad_rows_are_reported_and_nothing_imported(db: Db) {
 fn import_is_idempotent_and_reads_bom_and_1251(db: Db) {
     let p = program(&db);
     let dir = tempfile::tempdir().unwrap();
-    let rows = "external_id,email,name,locale,consent_email\nC1,anna@example.com,Анна,ru,true\nC2,,Борис,ru,false\n";
+    let rows = "external_id,email,name,locale,consent_email,points\nC1,anna@example.com,Анна,ru,true,500\nC2,,Борис,ru,false,\n";
     let mut bom = b"\xEF\xBB\xBF".to_vec();
     bom.extend_from_slice(rows.as_bytes());
     let file = write(dir.path(), "bom.csv", &bom);
@@ -138,7 +154,7 @@ fn import_is_idempotent_and_reads_bom_and_1251(db: Db) {
     assert!(o.status.success(), "{}", text(&o).1);
     assert!(text(&o).0.contains("imported 2 member(s)"));
     // Again, and as Windows-1251 with one more customer: only the new one is added.
-    let more = format!("{rows}C3,vera@example.com,Вера,ru,true\n");
+    let more = format!("{rows}C3,vera@example.com,Вера,ru,true,0\n");
     let (cp1251, _, _) = encoding_rs::WINDOWS_1251.encode(&more);
     let file = write(dir.path(), "1251.csv", &cp1251);
     let o = run(&db, &["import", "members", "--program", &p, &file]);
@@ -162,6 +178,19 @@ fn import_is_idempotent_and_reads_bom_and_1251(db: Db) {
             .iter()
             .any(|m| m.contains("C1,anna@example.com,,Анна,ru,active,true")),
         "{members:?}"
+    );
+
+    // The opening balance was booked once, with its reason.
+    let o = run(&db, &["export", "statement", "--program", &p]);
+    let (out, _) = text(&o);
+    let postings: Vec<_> = out
+        .lines()
+        .filter(|l| l.contains("opening balance (imported)"))
+        .collect();
+    assert_eq!(postings.len(), 1, "{out}");
+    assert!(
+        postings[0].contains(",C1,") && postings[0].contains(",opening:C1,points,500,"),
+        "{out}"
     );
 
     // Bytes that are neither UTF-8 nor Cyrillic letters: a clear error naming the fix.
