@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use sarafan_server::delivery::{mail::Mailer, spawn_delivery, DeliveryConfig};
 use sarafan_server::ServerConfig;
 use sarafan_store::{ConnectOptions, Store};
 use serde::Deserialize;
@@ -41,6 +42,15 @@ pub struct ServeArgs {
     /// [default: http://<listen>].
     #[arg(long, env = "SARAFAN_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// SMTP server for member e-mail: smtps://USER:PASSWORD@HOST:465 (TLS),
+    /// smtp://USER:PASSWORD@HOST:587?tls=required (STARTTLS) or
+    /// smtp://HOST:25 (plain, local relays only). Without it e-mails are
+    /// written to the log instead of sent.
+    #[arg(long, env = "SARAFAN_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender of member e-mail [default: Sarafan <noreply@localhost>].
+    #[arg(long, env = "SARAFAN_SMTP_FROM")]
+    pub smtp_from: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -61,6 +71,8 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     listen: Option<SocketAddr>,
     public_url: Option<String>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
 }
 
 /// Every setting, resolved.
@@ -71,6 +83,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub listen: SocketAddr,
     pub public_url: String,
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
 }
 
 fn read_file(path: Option<&PathBuf>) -> Result<FileSettings> {
@@ -134,6 +148,11 @@ impl ServeArgs {
             log_format: self.db.log_format.or(file.log_format).unwrap_or_default(),
             listen,
             public_url,
+            smtp_url: self.smtp_url.or(file.smtp_url),
+            smtp_from: self
+                .smtp_from
+                .or(file.smtp_from)
+                .unwrap_or_else(|| "Sarafan <noreply@localhost>".into()),
         })
     }
 }
@@ -164,6 +183,17 @@ impl Settings {
             }
             _ => self.database_url.clone(),
         }
+    }
+
+    /// The outbox worker's settings: SMTP when configured, else the log.
+    pub fn delivery_config(&self) -> Result<DeliveryConfig> {
+        let timeout = std::time::Duration::from_secs(15);
+        let mailer = match &self.smtp_url {
+            Some(url) => Mailer::smtp(url, &self.smtp_from, timeout),
+            None => Mailer::log(&self.smtp_from),
+        }
+        .map_err(anyhow::Error::msg)?;
+        Ok(DeliveryConfig::new(mailer, self.public_url.clone()))
     }
 
     pub fn server_config(&self) -> ServerConfig {
@@ -202,10 +232,15 @@ pub async fn serve(store: Store, settings: Settings, banner: Option<String>) -> 
     let (app, clicks) =
         sarafan_server::app_with_click_writer(store.clone(), settings.server_config());
     let jobs = sarafan_server::spawn_ledger_jobs(store.clone(), std::time::Duration::from_secs(60));
+    if settings.smtp_url.is_none() {
+        tracing::warn!("no --smtp-url: member e-mails are written to the log, not sent");
+    }
+    let delivery = spawn_delivery(store.clone(), settings.delivery_config()?);
     sarafan_server::serve(listener, app, shutdown_signal()).await?;
     jobs.abort();
     // Every click the server answered is written before the database closes.
     clicks.drained().await;
+    delivery.abort();
     store.close().await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod csvio;
 mod demo;
 
 use anyhow::{Context, Result};
@@ -46,6 +47,12 @@ enum Command {
     /// Benchmarks (they create their own program and data).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Import members or purchase history from a CSV file.
+    #[command(subcommand)]
+    Import(csvio::ImportCommand),
+    /// Export members or the ledger statement as CSV.
+    #[command(subcommand)]
+    Export(csvio::ExportCommand),
 }
 
 #[derive(Subcommand)]
@@ -111,6 +118,8 @@ async fn main() -> Result<()> {
         }
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Import(cmd) => csvio::import(cmd).await,
+        Command::Export(cmd) => csvio::export(cmd).await,
         Command::Migrate(db) => {
             let settings = db.resolve(None)?;
             config::init_logging(&settings);

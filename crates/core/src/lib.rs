@@ -8,6 +8,7 @@ pub mod ids;
 pub mod ledger;
 pub mod link;
 pub mod member;
+pub mod outbox;
 pub mod program;
 pub mod referral;
 pub mod text;

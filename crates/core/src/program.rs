@@ -179,6 +179,8 @@ pub struct ProgramSettings {
     /// What purchases earn: points, or cashback (store credit in minor units
     /// of the currency). Each order keeps the asset it earned in.
     pub earn_asset: Asset,
+    /// Webhooks and automated e-mail: private URLs, time zone, quiet hours.
+    pub messaging: crate::outbox::MessagingSettings,
 }
 
 impl ProgramSettings {
@@ -190,6 +192,9 @@ impl ProgramSettings {
     /// Refuses settings no event could work with, naming the field.
     pub fn validate(&self) -> Result<(), FieldError> {
         self.redeem.validate().map_err(|e| e.within("redeem"))?;
+        self.messaging
+            .validate()
+            .map_err(|e| e.within("messaging"))?;
         if self.earn_hold_days == Some(0) {
             return Err(FieldError::new(
                 "earn_hold_days",

@@ -4,6 +4,7 @@
 pub mod api;
 mod auth;
 pub mod clicks;
+pub mod delivery;
 pub mod extract;
 mod idempotency;
 mod observe;
@@ -11,6 +12,7 @@ pub mod openapi;
 pub mod problem;
 mod qr;
 pub mod redirect;
+mod unsubscribe;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
@@ -118,6 +120,23 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
             "/members/{member_id}/referral/code",
             put(api::links::set_code),
         )
+        .route("/outbox", get(api::outbox::list))
+        .route("/outbox/{message_id}", get(api::outbox::get))
+        .route("/outbox/{message_id}/retry", post(api::outbox::retry))
+        .route(
+            "/webhooks",
+            get(api::webhooks::list).post(api::webhooks::create),
+        )
+        .route(
+            "/webhooks/{webhook_id}",
+            get(api::webhooks::get)
+                .patch(api::webhooks::patch)
+                .delete(api::webhooks::delete),
+        )
+        .route(
+            "/webhooks/{webhook_id}/rotate-secret",
+            post(api::webhooks::rotate),
+        )
         .route("/adjustments", post(api::events::adjust))
         .route(
             "/referral-rules",
@@ -158,6 +177,10 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/r/{code}/qr.svg", get(qr::svg))
         .route("/r/{code}/qr.png", get(qr::png))
         .route("/join", get(redirect::join))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::get).post(unsubscribe::post),
+        )
         .nest("/api/v1", v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

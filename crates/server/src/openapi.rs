@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
-use crate::api::{events, keys, ledger, links, members, program, referrals};
+use crate::api::{events, keys, ledger, links, members, outbox, program, referrals, webhooks};
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
 use axum::response::{Html, IntoResponse, Response};
@@ -27,8 +27,10 @@ use utoipa::{Modify, OpenApi};
         referrals::list_rules, referrals::add_rules, referrals::attribute, referrals::list, referrals::get,
         referrals::approve, referrals::reject, referrals::get_choice, referrals::choose,
         referrals::progress, referrals::analytics,
+        outbox::list, outbox::get, outbox::retry,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate,
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::WebhookMember)),
     modifiers(&BearerAuth),
     tags(
         (name = "program", description = "The program (tenant) the key belongs to"),
@@ -37,6 +39,8 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Purchases, refunds and custom events, one by one or in batches"),
         (name = "ledger", description = "Earn rules, balances, statements and totals"),
         (name = "referrals", description = "Referral codes, links and QR codes; referral rules, attribution, rewards, review queue, progress and analytics"),
+        (name = "messaging", description = "Webhooks and e-mail: endpoints, the outbox, retries. \
+            Webhook payloads are documented as the WebhookPayload schema"),
     )
 )]
 pub struct ApiDoc;

@@ -110,6 +110,11 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         409,
         "The referral's state does not allow this",
     ),
+    (
+        "message-not-dead",
+        409,
+        "Only dead or cancelled messages can be retried",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +223,7 @@ pub enum Conflict {
     EventKeyReused,
     InsufficientPoints,
     ReferralCodeTaken,
+    MessageNotDead,
     GrantVoided,
     ReferralTaken,
     ReferralWindowExpired,
@@ -226,13 +232,14 @@ pub enum Conflict {
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 11] = [
+    pub const ALL: [Conflict; 12] = [
         Self::Member,
         Self::MemberErased,
         Self::MemberInactive,
         Self::EventKeyReused,
         Self::InsufficientPoints,
         Self::ReferralCodeTaken,
+        Self::MessageNotDead,
         Self::GrantVoided,
         Self::ReferralTaken,
         Self::ReferralWindowExpired,
@@ -248,6 +255,7 @@ impl Conflict {
             Self::EventKeyReused => "event-key-reused",
             Self::InsufficientPoints => "insufficient-points",
             Self::ReferralCodeTaken => "referral-code-taken",
+            Self::MessageNotDead => "message-not-dead",
             Self::GrantVoided => "grant-voided",
             Self::ReferralTaken => "referral-taken",
             Self::ReferralWindowExpired => "referral-window-expired",

@@ -15,24 +15,29 @@ mod codes;
 mod connect;
 mod error;
 mod idempotency;
+mod import;
 mod keys;
 pub mod ledger;
 mod members;
+pub mod outbox;
 mod programs;
 pub mod referrals;
 pub mod testing;
+mod webhooks;
 
 pub use clicks::{Click, ClickCount};
 pub use codes::{ReferralCodes, ResolvedCode, VanityOutcome};
 pub use connect::{Backend, ConnectOptions};
 pub use error::{Result, StoreError};
 pub use idempotency::{IdempotencyBegin, SavedResponse};
+pub use import::{ImportRow, ImportTally};
 pub use keys::ApiKey;
 pub use members::{
     ConsentChange, Member, MemberEvent, MemberFilter, MemberPage, MemberPatch, PatchOutcome,
     Registration,
 };
 pub use programs::{NewProgram, Program, ProgramPatch};
+pub use webhooks::{WebhookEndpoint, WebhookPatch};
 
 use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;

@@ -1,9 +1,11 @@
 //! Members of a program: idempotent registration, profile changes, blocking
 //! and GDPR erasure.
 
+use crate::outbox::{Enqueue, Outgoing};
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::member::{Consent, Email, ExternalId, MemberStatus, NewMember, Phone};
+use sarafan_core::outbox::Topic;
 use sarafan_core::program::Locale;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -25,7 +27,7 @@ pub struct Member {
 }
 
 #[derive(sqlx::FromRow)]
-struct MemberRow {
+pub(crate) struct MemberRow {
     program_id: Uuid,
     member_id: Uuid,
     external_id: Option<String>,
@@ -67,8 +69,26 @@ impl TryFrom<MemberRow> for Member {
     }
 }
 
-const COLUMNS: &str = "program_id, member_id, external_id, email, phone, name, locale, status, \
+pub(crate) const COLUMNS: &str =
+    "program_id, member_id, external_id, email, phone, name, locale, status, \
     consent_email, consent_sms, consent_messengers, created_at, updated_at, erased_at";
+
+/// The `member.created` event.
+fn member_created(m: &Member) -> Outgoing {
+    Outgoing::new(
+        Topic::MemberCreated,
+        Some(m.id),
+        serde_json::json!({ "member": {
+            "id": m.id,
+            "external_id": m.external_id,
+            "email": m.email,
+            "phone": m.phone,
+            "name": m.name,
+            "locale": m.locale,
+            "consent": m.consent,
+        }}),
+    )
+}
 
 /// What registering did.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +154,7 @@ pub struct MemberPage {
 }
 
 /// The fields of `want` that differ from `have`; empty when `want` is a repeat.
-fn differences(want: &NewMember, have: &Member) -> Vec<&'static str> {
+pub(crate) fn differences(want: &NewMember, have: &Member) -> Vec<&'static str> {
     fn differs(want: Option<&str>, have: &Option<String>) -> bool {
         want.is_some_and(|w| have.as_deref() != Some(w))
     }
@@ -241,8 +261,11 @@ impl Store {
             "INSERT INTO members ({COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, $11, NULL) RETURNING {COLUMNS}"
         );
-        let row: MemberRow = with_db!(self, write, |pool| {
-            sqlx::query_as(&sql)
+        // The welcome e-mail and the member.created webhooks are written
+        // with the member: both or neither.
+        with_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let row: MemberRow = sqlx::query_as(&sql)
                 .bind(program.0)
                 .bind(MemberId::generate().0)
                 .bind(m.external_id.as_ref().map(ExternalId::as_str))
@@ -254,10 +277,13 @@ impl Store {
                 .bind(m.consent.sms)
                 .bind(m.consent.messengers)
                 .bind(at)
-                .fetch_one(pool)
-                .await?
-        });
-        row.try_into()
+                .fetch_one(&mut *tx)
+                .await?;
+            let member = Member::try_from(row)?;
+            tx.enqueue(program, &[member_created(&member)]).await?;
+            tx.commit().await?;
+            Ok(member)
+        })
     }
 
     pub async fn member(&self, program: ProgramId, id: MemberId) -> Result<Option<Member>> {

@@ -197,7 +197,7 @@ fn member_ref(member_id: Option<&str>, external_id: Option<&str>) -> Result<Memb
 }
 
 /// Turns a request into a pipeline event, or names the field at fault.
-fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError> {
+pub fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError> {
     let request = serde_json::to_value(&r).unwrap_or_default();
     let fingerprint: [u8; 32] =
         Sha256::digest(serde_json::to_vec(&request).unwrap_or_default()).into();

@@ -5,8 +5,10 @@ pub mod keys;
 pub mod ledger;
 pub mod links;
 pub mod members;
+pub mod outbox;
 pub mod program;
 pub mod referrals;
+pub mod webhooks;
 
 use crate::extract::field_error;
 use crate::problem::ApiError;

@@ -8,6 +8,7 @@ mod events;
 mod idempotency;
 mod links;
 mod members;
+mod messaging;
 mod pages;
 mod platform;
 mod program;

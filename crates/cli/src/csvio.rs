@@ -1,0 +1,754 @@
+//! CSV import and export: `sarafan import members|purchases`, `sarafan
+//! export members|statement`. Files stream row by row (the `csv` crate), in
+//! chunks to the store, so memory stays flat however long the file is.
+//!
+//! An import first checks the whole file — every bad row reported with its
+//! line number and reason, duplicates and conflicts with members already in
+//! the program included — and imports nothing unless every row is good;
+//! `--dry-run` stops after that check. Re-running an import adds nothing
+//! twice: members are found again by their identifiers, purchases by their
+//! order id.
+
+use crate::config::DbArgs;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::member::{Consent, ExternalId, MemberFields, NewMember};
+use sarafan_server::api::events::{parse as parse_event, EventRequest, EventType};
+use sarafan_store::ledger::{EventIn, ItemResult, MemberRef};
+use sarafan_store::{ImportRow, MemberFilter, Store};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Customers: external_id (required), email, phone, name, locale,
+    /// consent_email, consent_sms, consent_messengers, and points: their
+    /// balance at the store, booked once as an opening-balance grant.
+    Members(ImportArgs),
+    /// Purchase history: order_id, external_id, amount (minor units),
+    /// currency, occurred_at (RFC 3339), channel, store_id. Booked through
+    /// the ledger with the order id as key, so nothing is booked twice.
+    Purchases(ImportArgs),
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The program's id (see `sarafan program list`).
+    #[arg(long)]
+    pub program: ProgramId,
+    /// The CSV file; its first line names the columns.
+    pub file: PathBuf,
+    /// Check every row and report; import nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The file's encoding; `auto` reads UTF-8 (with or without BOM) and
+    /// recognises Windows-1251.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub encoding: Encoding,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Encoding {
+    Auto,
+    #[value(name = "utf-8")]
+    Utf8,
+    #[value(name = "windows-1251")]
+    Windows1251,
+}
+
+#[derive(Subcommand)]
+pub enum ExportCommand {
+    /// Every member, oldest first.
+    Members(ExportArgs),
+    /// Every ledger posting of every member, with its reason.
+    Statement(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[arg(long)]
+    pub program: ProgramId,
+    /// Where to write (default: standard output).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// Rows per chunk sent to the store.
+const CHUNK: usize = 1000;
+
+/// Opens `path` as UTF-8 text (a BOM skipped), transcoding Windows-1251.
+fn open_text(path: &Path, encoding: Encoding) -> Result<(Box<dyn Read + Send>, &'static str)> {
+    let mut file =
+        File::open(path).with_context(|| format!("{}: cannot open the file", path.display()))?;
+    let mut sample = vec![0; 64 * 1024];
+    let n = read_full(&mut file, &mut sample)?;
+    sample.truncate(n);
+    let bom = sample.starts_with(b"\xEF\xBB\xBF");
+    let encoding = match encoding {
+        Encoding::Auto if bom => Encoding::Utf8,
+        Encoding::Auto => match std::str::from_utf8(&sample) {
+            Ok(_) => Encoding::Utf8,
+            // Cut in the middle of a character at the end of the sample.
+            Err(e) if e.error_len().is_none() => Encoding::Utf8,
+            Err(e) if looks_like_1251(&sample) => {
+                let _ = e;
+                Encoding::Windows1251
+            }
+            Err(e) => {
+                let line = sample[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                bail!(
+                    "{}: line {line} is not UTF-8 (byte {} of the file); save the file as UTF-8 \
+                     (\"CSV UTF-8\" in Excel) or pass --encoding windows-1251",
+                    path.display(),
+                    e.valid_up_to()
+                )
+            }
+        },
+        other => other,
+    };
+    file.seek(SeekFrom::Start(if bom { 3 } else { 0 }))?;
+    Ok(match encoding {
+        Encoding::Windows1251 => (
+            Box::new(
+                encoding_rs_io::DecodeReaderBytesBuilder::new()
+                    .encoding(Some(encoding_rs::WINDOWS_1251))
+                    .build(file),
+            ),
+            "Windows-1251",
+        ),
+        _ => (Box::new(file), if bom { "UTF-8 with BOM" } else { "UTF-8" }),
+    })
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Whether non-ASCII bytes are mostly Windows-1251 Cyrillic letters
+/// (0xC0–0xFF, plus Ё/ё).
+fn looks_like_1251(sample: &[u8]) -> bool {
+    let high: Vec<u8> = sample.iter().copied().filter(|b| *b >= 0x80).collect();
+    let letters = high
+        .iter()
+        .filter(|&&b| b >= 0xC0 || b == 0xA8 || b == 0xB8)
+        .count();
+    !high.is_empty() && letters * 10 >= high.len() * 8
+}
+
+fn progress(path: &Path) -> ProgressBar {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:12} [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// The columns of a file: each known column's index; unknown or repeated
+/// columns are an error that names them.
+fn columns(
+    headers: &csv::StringRecord,
+    known: &[&str],
+    required: &[&str],
+) -> Result<Vec<Option<usize>>> {
+    let mut idx = vec![None; known.len()];
+    let mut unknown = Vec::new();
+    for (i, h) in headers.iter().enumerate() {
+        let h = h.trim().to_ascii_lowercase();
+        match known.iter().position(|k| *k == h) {
+            Some(k) if idx[k].is_some() => bail!("line 1: column {h:?} appears twice"),
+            Some(k) => idx[k] = Some(i),
+            None => unknown.push(format!("{h:?}")),
+        }
+    }
+    if !unknown.is_empty() {
+        bail!(
+            "line 1: unknown column(s) {}; the columns are: {}",
+            unknown.join(", "),
+            known.join(", ")
+        );
+    }
+    for r in required {
+        if idx[known.iter().position(|k| k == r).unwrap_or(0)].is_none() {
+            bail!(
+                "line 1: the column {r:?} is required; the columns are: {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(idx)
+}
+
+/// A cell by column, `None` when the column is absent or the cell empty.
+fn cell<'r>(record: &'r csv::StringRecord, idx: &[Option<usize>], col: usize) -> Option<&'r str> {
+    idx[col]
+        .and_then(|i| record.get(i))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn flag(field: &str, raw: Option<&str>) -> Result<bool, String> {
+    match raw.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("0" | "false" | "no" | "n") => Ok(false),
+        Some("1" | "true" | "yes" | "y") => Ok(true),
+        Some(other) => Err(format!(
+            "{field}: {other:?} is not a yes/no value; use true or false"
+        )),
+    }
+}
+
+const MEMBER_COLUMNS: [&str; 9] = [
+    "external_id",
+    "email",
+    "phone",
+    "name",
+    "locale",
+    "consent_email",
+    "consent_sms",
+    "consent_messengers",
+    "points",
+];
+
+/// The opening balance of a row: 0 when absent.
+fn points_cell(raw: Option<&str>) -> Result<i64, String> {
+    match raw {
+        None => Ok(0),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| format!("points: {s:?} is not a whole number of points (0 or more)")),
+    }
+}
+
+/// The customer and opening balance of a row with one.
+fn opening_row(
+    record: &csv::StringRecord,
+    idx: &[Option<usize>],
+) -> Result<Option<(String, i64)>, String> {
+    let points = points_cell(cell(record, idx, 8))?;
+    Ok((points > 0).then(|| (cell(record, idx, 0).unwrap_or_default().to_owned(), points)))
+}
+
+fn member_row(record: &csv::StringRecord, idx: &[Option<usize>]) -> Result<NewMember, String> {
+    let c = |i| cell(record, idx, i);
+    if c(0).is_none() {
+        return Err(
+            "external_id: is empty; every imported customer needs the store's id, \
+                    so that re-running the import finds them"
+                .into(),
+        );
+    }
+    points_cell(c(8))?;
+    let consent = Consent {
+        email: flag("consent_email", c(5))?,
+        sms: flag("consent_sms", c(6))?,
+        messengers: flag("consent_messengers", c(7))?,
+    };
+    NewMember::parse(MemberFields {
+        external_id: c(0),
+        email: c(1),
+        phone: c(2),
+        name: c(3),
+        locale: c(4),
+        consent,
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Reads the file on a blocking thread, sending good rows in chunks and
+/// printing each bad row; returns how many rows were read and were bad.
+fn read_rows<T: Send + 'static>(
+    path: &Path,
+    encoding: Encoding,
+    known: &'static [&'static str],
+    required: &'static [&'static str],
+    parse: fn(&csv::StringRecord, &[Option<usize>]) -> Result<T, String>,
+    label: &'static str,
+    tx: mpsc::Sender<Vec<(u64, T)>>,
+) -> Result<tokio::task::JoinHandle<Result<(u64, u64)>>> {
+    let (text, name) = open_text(path, encoding)?;
+    eprintln!("{}: reading as {name}", path.display());
+    let bar = progress(path);
+    bar.set_message(label);
+    Ok(tokio::task::spawn_blocking(move || {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(BufReader::with_capacity(1 << 16, text));
+        let headers = reader
+            .headers()
+            .context("line 1: cannot read the column names")?
+            .clone();
+        let idx = columns(&headers, known, required)?;
+        let (mut rows, mut bad) = (0u64, 0u64);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line = reader.position().line() + 1;
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {
+                    rows += 1;
+                    let line = record.position().map_or(line, |p| p.line());
+                    match parse(&record, &idx) {
+                        Ok(v) => chunk.push((line, v)),
+                        Err(reason) => {
+                            bad += 1;
+                            bar.suspend(|| eprintln!("line {line}: {reason}"));
+                        }
+                    }
+                }
+                Err(e) => {
+                    rows += 1;
+                    bad += 1;
+                    let line = e.position().map_or(line, |p| p.line());
+                    bar.suspend(|| eprintln!("line {line}: malformed CSV: {}", csv_reason(&e)));
+                    if !matches!(
+                        e.kind(),
+                        csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }
+                    ) {
+                        break;
+                    }
+                }
+            }
+            if chunk.len() == CHUNK {
+                bar.set_position(reader.position().byte());
+                if tx
+                    .blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(chunk);
+        }
+        bar.finish_and_clear();
+        Ok((rows, bad))
+    }))
+}
+
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!(
+                "{len} fields where the header has {expected_len}; quote cells that contain commas"
+            )
+        }
+        csv::ErrorKind::Utf8 { .. } => {
+            "not UTF-8; save the file as UTF-8 or pass --encoding windows-1251".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+pub async fn import(cmd: ImportCommand) -> Result<()> {
+    match cmd {
+        ImportCommand::Members(a) => import_members(a).await,
+        ImportCommand::Purchases(a) => import_purchases(a).await,
+    }
+}
+
+async fn open(db: DbArgs, program: ProgramId) -> Result<Store> {
+    let store = db.resolve(None)?.open_store().await?;
+    store.program(program).await?.with_context(|| {
+        format!("--program: no program {program}; `sarafan program list` shows the ids")
+    })?;
+    Ok(store)
+}
+
+/// One pass over the members file: a dry run (checked, rolled back) or the
+/// import itself.
+async fn members_pass(
+    store: &Store,
+    a: &ImportArgs,
+    dry_run: bool,
+) -> Result<(u64, sarafan_store::ImportTally)> {
+    let (tx, mut rx) = mpsc::channel::<Vec<(u64, NewMember)>>(4);
+    let reader = read_rows(
+        &a.file,
+        a.encoding,
+        &MEMBER_COLUMNS,
+        &["external_id"],
+        member_row,
+        if dry_run { "checking" } else { "importing" },
+        tx,
+    )?;
+    let (rows_tx, rows_rx) = mpsc::channel(4);
+    let forward = tokio::spawn(async move {
+        while let Some(chunk) = rx.recv().await {
+            let rows = chunk
+                .into_iter()
+                .map(|(line, member)| ImportRow { line, member })
+                .collect();
+            if rows_tx.send(rows).await.is_err() {
+                break;
+            }
+        }
+    });
+    let tally = store.import_members(a.program, rows_rx, dry_run).await?;
+    forward.await?;
+    let (_, bad) = reader.await??;
+    Ok((bad, tally))
+}
+
+async fn import_members(a: ImportArgs) -> Result<()> {
+    let store = open(a.db.clone(), a.program).await?;
+    let (bad, check) = members_pass(&store, &a, true).await?;
+    for (line, reason) in &check.refused {
+        eprintln!("line {line}: {reason}");
+    }
+    let refused = bad + check.refused.len() as u64;
+    if refused > 0 {
+        bail!("{refused} bad row(s) listed above; nothing was imported. Fix them and run again");
+    }
+    if a.dry_run {
+        println!(
+            "dry run: every row is good; {} member(s) would be created, {} are there already. Nothing was imported",
+            check.created, check.existing
+        );
+        return Ok(());
+    }
+    let (_, done) = members_pass(&store, &a, false).await?;
+    for (line, reason) in &done.refused {
+        eprintln!("line {line}: {reason} (changed since the check)");
+    }
+    println!(
+        "imported {} member(s); {} were there already",
+        done.created, done.existing
+    );
+    opening_balances(&store, &a).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Books each row's `points` as a grant keyed `opening:<external_id>`, so a
+/// re-run books nothing twice (and a changed balance is refused, not added).
+async fn opening_balances(store: &Store, a: &ImportArgs) -> Result<()> {
+    let ctx = store
+        .ledger_context(a.program)
+        .await?
+        .context("--program: no such program")?;
+    let asset = ctx.settings.earn_asset;
+    let (tx, mut rx) = mpsc::channel(4);
+    let reader = read_rows(
+        &a.file,
+        a.encoding,
+        &MEMBER_COLUMNS,
+        &["external_id"],
+        opening_row,
+        "balances",
+        tx,
+    )?;
+    let (mut booked, mut replayed, mut refused) = (0u64, 0u64, 0u64);
+    let at = sarafan_store::now();
+    while let Some(chunk) = rx.recv().await {
+        let mut lines = Vec::new();
+        let mut events = Vec::new();
+        for (line, row) in chunk {
+            let Some((ext, points)) = row else { continue };
+            let Ok(ext) = ExternalId::parse(&ext) else {
+                continue;
+            };
+            lines.push(line);
+            events.push(EventIn::grant(
+                format!("opening:{}", ext.as_str()),
+                MemberRef::External(ext),
+                at,
+                (asset, points),
+                "opening balance (imported)",
+                None,
+            ));
+        }
+        if events.is_empty() {
+            continue;
+        }
+        for (line, result) in lines.iter().zip(store.ingest(&ctx, &events).await?) {
+            match result {
+                ItemResult::Accepted(_) => booked += 1,
+                ItemResult::Replayed(_) => replayed += 1,
+                ItemResult::Rejected(e) => {
+                    refused += 1;
+                    eprintln!("line {line}: opening balance: {e}");
+                }
+            }
+        }
+    }
+    reader.await??;
+    println!("opening balances: {booked} booked; {replayed} were booked before");
+    if refused > 0 {
+        bail!("{refused} opening balance(s) refused (listed above)");
+    }
+    Ok(())
+}
+
+const PURCHASE_COLUMNS: [&str; 7] = [
+    "order_id",
+    "external_id",
+    "amount",
+    "currency",
+    "occurred_at",
+    "channel",
+    "store_id",
+];
+
+fn purchase_row(record: &csv::StringRecord, idx: &[Option<usize>]) -> Result<EventIn, String> {
+    let c = |i| cell(record, idx, i).map(str::to_owned);
+    let amount = c(2)
+        .map(|a| {
+            a.parse::<i64>().map_err(|_| {
+                format!("amount: {a:?} is not a whole number of minor units (kopecks), e.g. 45000")
+            })
+        })
+        .transpose()?;
+    let request = EventRequest {
+        kind: EventType::Purchase,
+        id: c(0).ok_or("order_id: is empty; it keys the purchase so it is never booked twice")?,
+        member_id: None,
+        external_id: Some(c(1).ok_or("external_id: is empty; name the customer")?),
+        occurred_at: c(4),
+        amount,
+        currency: c(3),
+        lines: Vec::new(),
+        store_id: c(6),
+        channel: c(5),
+        order_id: None,
+        name: None,
+        properties: None,
+        referral_code: None,
+    };
+    parse_event(request, sarafan_store::now()).map_err(|e| e.to_string())
+}
+
+async fn import_purchases(a: ImportArgs) -> Result<()> {
+    let store = open(a.db.clone(), a.program).await?;
+    let ctx = store
+        .ledger_context(a.program)
+        .await?
+        .context("--program: the program has no ledger context")?;
+    // The check: every row parses (members are checked by the ledger as it books).
+    let (tx, mut rx) = mpsc::channel(4);
+    let reader = read_rows(
+        &a.file,
+        a.encoding,
+        &PURCHASE_COLUMNS,
+        &["order_id", "external_id", "amount"],
+        purchase_row,
+        "checking",
+        tx,
+    )?;
+    let mut good = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        good += chunk.len() as u64;
+    }
+    let (_, bad) = reader.await??;
+    if bad > 0 {
+        bail!("{bad} bad row(s) listed above; nothing was imported. Fix them and run again");
+    }
+    if a.dry_run {
+        println!("dry run: all {good} purchase(s) are well-formed. Nothing was imported");
+        return Ok(());
+    }
+    let (tx, mut rx) = mpsc::channel::<Vec<(u64, EventIn)>>(4);
+    let reader = read_rows(
+        &a.file,
+        a.encoding,
+        &PURCHASE_COLUMNS,
+        &["order_id", "external_id", "amount"],
+        purchase_row,
+        "booking",
+        tx,
+    )?;
+    let (mut booked, mut replayed, mut refused) = (0u64, 0u64, 0u64);
+    while let Some(chunk) = rx.recv().await {
+        let (lines, events): (Vec<u64>, Vec<EventIn>) = chunk.into_iter().unzip();
+        for (line, result) in lines.iter().zip(store.ingest(&ctx, &events).await?) {
+            match result {
+                ItemResult::Accepted(_) => booked += 1,
+                ItemResult::Replayed(_) => replayed += 1,
+                ItemResult::Rejected(e) => {
+                    refused += 1;
+                    eprintln!("line {line}: {e}");
+                }
+            }
+        }
+    }
+    reader.await??;
+    println!("booked {booked} purchase(s); {replayed} were booked before; {refused} refused");
+    store.close().await;
+    if refused > 0 {
+        bail!("{refused} purchase(s) refused (listed above); fix them and run again: nothing is booked twice");
+    }
+    Ok(())
+}
+
+pub async fn export(cmd: ExportCommand) -> Result<()> {
+    let (a, statement) = match cmd {
+        ExportCommand::Members(a) => (a, false),
+        ExportCommand::Statement(a) => (a, true),
+    };
+    let store = open(a.db.clone(), a.program).await?;
+    let out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(
+            File::create(p).with_context(|| format!("--output: cannot create {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(out));
+    if statement {
+        w.write_record([
+            "member_id",
+            "external_id",
+            "transfer_id",
+            "seq",
+            "kind",
+            "event_id",
+            "asset",
+            "amount",
+            "reason",
+            "created_at",
+        ])?;
+    } else {
+        w.write_record([
+            "id",
+            "external_id",
+            "email",
+            "phone",
+            "name",
+            "locale",
+            "status",
+            "consent_email",
+            "consent_sms",
+            "consent_messengers",
+            "created_at",
+        ])?;
+    }
+    let mut after: Option<MemberId> = None;
+    loop {
+        let page = store
+            .members(
+                a.program,
+                &MemberFilter {
+                    after,
+                    limit: 500,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        for m in &page.items {
+            if statement {
+                let mut from = None;
+                loop {
+                    let lines = store.statement(a.program, m.id, from, 500).await?;
+                    for l in &lines {
+                        w.write_record([
+                            m.id.to_string(),
+                            m.external_id.clone().unwrap_or_default(),
+                            l.transfer_id.to_string(),
+                            l.seq.to_string(),
+                            l.kind.clone(),
+                            l.event_key.clone().unwrap_or_default(),
+                            l.asset.clone(),
+                            l.amount.to_string(),
+                            l.reason.clone(),
+                            rfc3339(l.created_at),
+                        ])?;
+                    }
+                    // A transfer may hold several postings of one member: page by transfer.
+                    match lines.last() {
+                        Some(last) if lines.len() == 500 => from = Some(last.transfer_id),
+                        _ => break,
+                    }
+                }
+            } else {
+                w.write_record([
+                    m.id.to_string(),
+                    m.external_id.clone().unwrap_or_default(),
+                    m.email.clone().unwrap_or_default(),
+                    m.phone.clone().unwrap_or_default(),
+                    m.name.clone().unwrap_or_default(),
+                    m.locale.clone().unwrap_or_default(),
+                    m.status.as_str().to_owned(),
+                    m.consent.email.to_string(),
+                    m.consent.sms.to_string(),
+                    m.consent.messengers.to_string(),
+                    rfc3339(m.created_at),
+                ])?;
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    w.flush()?;
+    store.close().await;
+    Ok(())
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_1251_is_recognised() {
+        let (cp1251, _, _) =
+            encoding_rs::WINDOWS_1251.encode("external_id,name\nC1,Ольга Иванова\n");
+        assert!(looks_like_1251(&cp1251));
+        assert!(std::str::from_utf8(&cp1251).is_err());
+        assert!(
+            !looks_like_1251("Ольга".as_bytes()),
+            "UTF-8 Cyrillic is not 1251"
+        );
+    }
+
+    #[test]
+    fn columns_name_unknown_and_missing() {
+        let h = csv::StringRecord::from(vec!["external_id", "emial"]);
+        let e = columns(&h, &MEMBER_COLUMNS, &["external_id"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"emial\"") && e.contains("email"), "{e}");
+        let h = csv::StringRecord::from(vec!["email"]);
+        let e = columns(&h, &MEMBER_COLUMNS, &["external_id"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"external_id\" is required"), "{e}");
+        let h = csv::StringRecord::from(vec!["email", "EMAIL", "external_id"]);
+        assert!(columns(&h, &MEMBER_COLUMNS, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+    }
+}

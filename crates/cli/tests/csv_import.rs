@@ -1,0 +1,273 @@
+//! `sarafan import` and `sarafan export` through the real binary, on SQLite
+//! and on PostgreSQL (a fresh schema per test).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Db {
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+fn sqlite() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    Db {
+        args: vec!["--database-url".into(), url],
+        _dir: dir,
+    }
+}
+
+fn postgres() -> Db {
+    let url = std::env::var("SARAFAN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/sarafan_test".into());
+    Db {
+        args: vec![
+            "--database-url".into(),
+            url,
+            "--pg-schema".into(),
+            format!("t_{}", uuid::Uuid::now_v7().simple()),
+        ],
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn run(db: &Db, args: &[&str]) -> Output {
+    // The database flags belong to the last subcommand.
+    Command::new(env!("CARGO_BIN_EXE_sarafan"))
+        .args(args)
+        .args(&db.args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn program(db: &Db) -> String {
+    let o = run(
+        db,
+        &["program", "create", "--name", "Shop", "--currency", "RUB"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    out.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.display().to_string()
+}
+
+fn export_members(db: &Db, program: &str) -> Vec<String> {
+    let o = run(db, &["export", "members", "--program", program]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    text(&o).0.lines().skip(1).map(str::to_owned).collect()
+}
+
+fn bad_rows_are_reported_and_nothing_imported(db: Db) {
+    let p = program(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "external_id,email,phone,name,consent_email\n\
+               C1,anna@example.com,+79161234567,Анна,yes\n\
+               C2,not-an-email,,Boris,no\n\
+               ,c@example.com,,Carl,no\n\
+               C4,dora@example.com,,Dora,maybe\n\
+               C5,anna@example.com,,Eve,no\n\
+               C6,\"f@example.com\",,\"Fox, Jr\",no,extra\n";
+    let file = write(dir.path(), "bad.csv", csv.as_bytes());
+    for dry in [true, false] {
+        let mut args = vec!["import", "members", "--program", &p, file.as_str()];
+        if dry {
+            args.push("--dry-run");
+        }
+        let o = run(&db, &args);
+        let (_, err) = text(&o);
+        assert!(!o.status.success());
+        for expected in [
+            "line 3: email:",
+            "line 4: external_id: is empty",
+            "line 5: consent_email: \"maybe\"",
+            "line 6: a member with these identifiers exists",
+            "line 7: malformed CSV: 6 fields where the header has 5",
+            "nothing was imported",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        assert!(!err.contains("line 2:"), "{err}");
+        assert!(export_members(&db, &p).is_empty(), "nothing half-imported");
+    }
+    // Opening balances must be whole, non-negative numbers.
+    let file = write(
+        dir.path(),
+        "points.csv",
+        b"external_id,points\nC1,-5\nC2,ten\nC3,7\n",
+    );
+    let o = run(
+        &db,
+        &["import", "members", "--program", &p, &file, "--dry-run"],
+    );
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("line 2: points: \"-5\"") && err.contains("line 3: points: \"ten\""),
+        "{err}"
+    );
+    // Unknown columns are named.
+    let file = write(
+        dir.path(),
+        "cols.csv",
+        b"external_id,emial\nC1,a@example.com\n",
+    );
+    let o = run(&db, &["import", "members", "--program", &p, &file]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("unknown column(s) \"emial\""), "{err}");
+}
+
+fn import_is_idempotent_and_reads_bom_and_1251(db: Db) {
+    let p = program(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let rows = "external_id,email,name,locale,consent_email,points\nC1,anna@example.com,Анна,ru,true,500\nC2,,Борис,ru,false,\n";
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend_from_slice(rows.as_bytes());
+    let file = write(dir.path(), "bom.csv", &bom);
+    let o = run(
+        &db,
+        &["import", "members", "--program", &p, &file, "--dry-run"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("UTF-8 with BOM"), "{err}");
+    assert!(out.contains("2 member(s) would be created"), "{out}");
+    assert!(
+        export_members(&db, &p).is_empty(),
+        "a dry run imports nothing"
+    );
+
+    let o = run(&db, &["import", "members", "--program", &p, &file]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.contains("imported 2 member(s)"));
+    // Again, and as Windows-1251 with one more customer: only the new one is added.
+    let more = format!("{rows}C3,vera@example.com,Вера,ru,true,0\n");
+    let (cp1251, _, _) = encoding_rs::WINDOWS_1251.encode(&more);
+    let file = write(dir.path(), "1251.csv", &cp1251);
+    let o = run(&db, &["import", "members", "--program", &p, &file]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("Windows-1251"), "{err}");
+    assert!(
+        out.contains("imported 1 member(s); 2 were there already"),
+        "{out}"
+    );
+    let members = export_members(&db, &p);
+    assert_eq!(members.len(), 3);
+    assert!(
+        members
+            .iter()
+            .any(|m| m.contains("C3,vera@example.com,,Вера,ru,active,true")),
+        "{members:?}"
+    );
+    assert!(
+        members
+            .iter()
+            .any(|m| m.contains("C1,anna@example.com,,Анна,ru,active,true")),
+        "{members:?}"
+    );
+
+    // The opening balance was booked once, with its reason.
+    let o = run(&db, &["export", "statement", "--program", &p]);
+    let (out, _) = text(&o);
+    let postings: Vec<_> = out
+        .lines()
+        .filter(|l| l.contains("opening balance (imported)"))
+        .collect();
+    assert_eq!(postings.len(), 1, "{out}");
+    assert!(
+        postings[0].contains(",C1,") && postings[0].contains(",opening:C1,points,500,"),
+        "{out}"
+    );
+
+    // Bytes that are neither UTF-8 nor Cyrillic letters: a clear error naming the fix.
+    let file = write(
+        dir.path(),
+        "binary.csv",
+        b"external_id,name\nC9,\x80\x81\x82\x83\n",
+    );
+    let o = run(&db, &["import", "members", "--program", &p, &file]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("line 2 is not UTF-8") && err.contains("--encoding windows-1251"),
+        "{err}"
+    );
+}
+
+fn purchases_book_once(db: Db) {
+    let p = program(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let members = write(dir.path(), "m.csv", b"external_id\nC1\nC2\n");
+    assert!(run(&db, &["import", "members", "--program", &p, &members])
+        .status
+        .success());
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        b"order_id,external_id,amount,currency\nO1,C1,45000,RUB\nO2,C2,lots,RUB\nO3,,100,RUB\n",
+    );
+    let o = run(
+        &db,
+        &["import", "purchases", "--program", &p, &bad, "--dry-run"],
+    );
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("line 3: amount: \"lots\"") && err.contains("line 4: external_id"),
+        "{err}"
+    );
+    let good = write(
+        dir.path(),
+        "good.csv",
+        b"order_id,external_id,amount,currency,occurred_at\nO1,C1,45000,RUB,2026-01-02T10:00:00Z\nO2,C2,1000,RUB,\n",
+    );
+    let o = run(&db, &["import", "purchases", "--program", &p, &good]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o)
+        .0
+        .contains("booked 2 purchase(s); 0 were booked before"));
+    let o = run(&db, &["import", "purchases", "--program", &p, &good]);
+    assert!(
+        text(&o)
+            .0
+            .contains("booked 0 purchase(s); 2 were booked before"),
+        "{}",
+        text(&o).0
+    );
+    let o = run(&db, &["export", "statement", "--program", &p]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.starts_with(
+        "member_id,external_id,transfer_id,seq,kind,event_id,asset,amount,reason,created_at"
+    ));
+}
+
+macro_rules! on_both {
+    ($($name:ident),*) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() { super::$name(super::sqlite()) }
+            #[test]
+            fn postgres() { super::$name(super::postgres()) }
+        }
+    )*};
+}
+
+on_both!(
+    bad_rows_are_reported_and_nothing_imported,
+    import_is_idempotent_and_reads_bom_and_1251,
+    purchases_book_once
+);

@@ -1,0 +1,435 @@
+//! The way out: what Sarafan tells the world (webhooks, e-mail) and when it
+//! tries again. Only the pure parts live here: event types, the retry
+//! schedule, webhook signatures, URL rules and quiet hours. The outbox table
+//! is in the store, delivery in the server.
+
+use crate::FieldError;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// What happened, as receivers see it (`type` of a webhook payload). Each
+/// may also send the member an automated e-mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Topic {
+    #[serde(rename = "member.created")]
+    MemberCreated,
+    #[serde(rename = "referral.qualified")]
+    ReferralQualified,
+    #[serde(rename = "reward.earned")]
+    RewardEarned,
+    #[serde(rename = "points.expiring")]
+    PointsExpiring,
+    #[serde(rename = "purchase.processed")]
+    PurchaseProcessed,
+    /// The member's opt-in weekly reminder with their referral link.
+    #[serde(rename = "share.weekly")]
+    ShareWeekly,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 6] = [
+        Self::MemberCreated,
+        Self::ReferralQualified,
+        Self::RewardEarned,
+        Self::PointsExpiring,
+        Self::PurchaseProcessed,
+        Self::ShareWeekly,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MemberCreated => "member.created",
+            Self::ReferralQualified => "referral.qualified",
+            Self::RewardEarned => "reward.earned",
+            Self::PointsExpiring => "points.expiring",
+            Self::PurchaseProcessed => "purchase.processed",
+            Self::ShareWeekly => "share.weekly",
+        }
+    }
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == raw.trim())
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|t| t.as_str()).collect();
+                FieldError::new(
+                    field,
+                    format!("unknown event type {raw:?}; one of: {}", names.join(", ")),
+                )
+            })
+    }
+
+    /// The automated e-mail this event sends the member it is about (to the
+    /// referrer, for `referral.qualified`), by template name.
+    pub fn mail_template(self) -> &'static str {
+        match self {
+            Self::MemberCreated => "welcome",
+            Self::ReferralQualified => "friend_joined",
+            Self::RewardEarned => "reward_earned",
+            Self::PointsExpiring => "points_expiring",
+            Self::PurchaseProcessed => "share_reminder",
+            Self::ShareWeekly => "weekly_share",
+        }
+    }
+}
+
+/// How often a message is tried before it is dead-lettered, and how long to
+/// wait between tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait before the second try; it doubles each time after.
+    pub base: Duration,
+    /// No wait is longer than this.
+    pub max: Duration,
+    /// Tries in all (the first included) before the message is dead.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    /// 30 s, 1 min, 2 min, … capped at 6 h; 12 tries span about a day and a half.
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(6 * 3600),
+            max_attempts: 12,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempt`-th failed try (1-based), or `None` when
+    /// that was the last allowed try. Exponential with "equal jitter": half
+    /// the step is fixed, half is spread by `entropy`, so receivers that came
+    /// back up are not hit by every sender at the same instant, and the wait
+    /// never shrinks below half the step.
+    pub fn delay_after(&self, attempt: u32, entropy: u64) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let doublings = attempt.saturating_sub(1).min(32);
+        let step = self
+            .base
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.max);
+        let half = step.as_millis() as u64 / 2;
+        let spread = if half == 0 { 0 } else { entropy % (half + 1) };
+        Some(Duration::from_millis(half + spread))
+    }
+}
+
+/// The `Sarafan-Signature` header value: `t=<unix seconds>` then one
+/// `v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` per active secret (two while
+/// a secret is being rotated), Stripe-style. Signing the time stops replays
+/// of old payloads; receivers check it is recent.
+pub fn signature_header(unix_seconds: i64, body: &[u8], secrets: &[&str]) -> String {
+    let mut header = format!("t={unix_seconds}");
+    for secret in secrets {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+        mac.update(unix_seconds.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(mac.finalize().into_bytes()));
+    }
+    header
+}
+
+/// Checks a webhook URL: http or https, a host, no credentials. With
+/// `allow_private` false, loopback, private, link-local and unspecified
+/// addresses (and `localhost`) are refused, so a program cannot make Sarafan
+/// probe its own network. Hostnames that resolve to such addresses are the
+/// delivery's concern (it checks what they resolve to).
+pub fn validate_webhook_url(raw: &str, allow_private: bool) -> Result<url::Url, FieldError> {
+    let err = |reason: &str| FieldError::new("url", reason.to_owned());
+    let url = url::Url::parse(raw.trim()).map_err(|e| {
+        err(&format!(
+            "is not a URL ({e}); expected e.g. https://crm.example.com/hooks/sarafan"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(&format!(
+            "must start with http:// or https:// (got {}://)",
+            url.scheme()
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(err(
+            "must not carry a user name or password; receivers check the signature instead",
+        ));
+    }
+    let Some(host) = url.host() else {
+        return Err(err("needs a host"));
+    };
+    if !allow_private {
+        let private = match host {
+            url::Host::Domain(d) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            }
+            url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
+        };
+        if private {
+            return Err(err(
+                "points at a private or loopback address, which this program forbids \
+                 (settings.messaging.allow_private_webhooks)",
+            ));
+        }
+    }
+    Ok(url)
+}
+
+/// Addresses a webhook must not reach when private targets are forbidden.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                // 100.64.0.0/10, carrier-grade NAT
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Hours in which no e-mail goes out, in the program's local time; messages
+/// due inside them wait until they end (delayed, never dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// Local hour (0–23) quiet starts at, e.g. 22.
+    pub from_hour: u8,
+    /// Local hour (0–23) quiet ends at, e.g. 9; may be before `from_hour`
+    /// (over midnight).
+    pub to_hour: u8,
+}
+
+impl QuietHours {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        for (name, h) in [("from_hour", self.from_hour), ("to_hour", self.to_hour)] {
+            if h > 23 {
+                return Err(FieldError::new(name, "must be an hour from 0 to 23"));
+            }
+        }
+        if self.from_hour == self.to_hour {
+            return Err(FieldError::new(
+                "to_hour",
+                "must differ from from_hour (leave quiet_hours out for none)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// When `local` (the program's wall-clock time) is inside quiet hours,
+    /// how long until they end; `None` outside them.
+    pub fn wait_from(&self, local: time::Time) -> Option<Duration> {
+        let secs = |h: u8| i64::from(h) * 3600;
+        let now = i64::from(local.hour()) * 3600
+            + i64::from(local.minute()) * 60
+            + i64::from(local.second());
+        let (from, to) = (secs(self.from_hour), secs(self.to_hour));
+        let inside = if from < to {
+            (from..to).contains(&now)
+        } else {
+            now >= from || now < to
+        };
+        inside.then(|| Duration::from_secs((to - now).rem_euclid(86_400) as u64))
+    }
+}
+
+/// The program's messaging settings (`settings.messaging`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagingSettings {
+    /// Whether webhook URLs may point at loopback or private addresses.
+    /// On by default so a store can reach its own CRM on its LAN; turn it
+    /// off on a shared installation.
+    pub allow_private_webhooks: bool,
+    /// The program's offset from UTC in minutes (180 for Moscow, 210 for
+    /// Tehran), for quiet hours.
+    pub utc_offset_minutes: i16,
+    pub quiet_hours: Option<QuietHours>,
+}
+
+impl Default for MessagingSettings {
+    fn default() -> Self {
+        Self {
+            allow_private_webhooks: true,
+            utc_offset_minutes: 0,
+            quiet_hours: None,
+        }
+    }
+}
+
+impl MessagingSettings {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if !(-720..=840).contains(&self.utc_offset_minutes) {
+            return Err(FieldError::new(
+                "utc_offset_minutes",
+                "must be between -720 and 840 (minutes from UTC, e.g. 180 for Moscow)",
+            ));
+        }
+        if let Some(q) = &self.quiet_hours {
+            q.validate().map_err(|e| e.within("quiet_hours"))?;
+        }
+        Ok(())
+    }
+
+    /// How long a message due at `now_utc` waits for quiet hours to end.
+    pub fn quiet_wait(&self, now_utc: time::OffsetDateTime) -> Option<Duration> {
+        let offset = time::UtcOffset::from_whole_seconds(i32::from(self.utc_offset_minutes) * 60)
+            .unwrap_or(time::UtcOffset::UTC);
+        self.quiet_hours?
+            .wait_from(now_utc.to_offset(offset).time())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::{datetime, time};
+
+    #[test]
+    fn topics_round_trip() {
+        for t in Topic::ALL {
+            assert_eq!(Topic::parse("t", t.as_str()).unwrap(), t);
+            assert_eq!(
+                serde_json::to_value(t).unwrap(),
+                serde_json::json!(t.as_str())
+            );
+        }
+        assert!(Topic::parse("t", "member.deleted")
+            .unwrap_err()
+            .reason
+            .contains("member.created"));
+    }
+
+    #[test]
+    fn retries_double_then_stop() {
+        let p = RetryPolicy {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+            max_attempts: 5,
+        };
+        // Without jitter the wait is half the step; with the most, the step.
+        assert_eq!(p.delay_after(1, 0), Some(Duration::from_secs(5)));
+        assert_eq!(p.delay_after(1, 5_000), Some(Duration::from_secs(10)));
+        assert_eq!(p.delay_after(2, 0), Some(Duration::from_secs(10)));
+        assert_eq!(p.delay_after(3, 0), Some(Duration::from_secs(20)));
+        assert_eq!(
+            p.delay_after(4, 0),
+            Some(Duration::from_secs(30)),
+            "capped at max"
+        );
+        assert_eq!(p.delay_after(5, 0), None, "the fifth try was the last");
+    }
+
+    proptest! {
+        #[test]
+        fn jitter_stays_within_the_step(attempt in 1u32..40, entropy: u64) {
+            let p = RetryPolicy { max_attempts: 50, ..RetryPolicy::default() };
+            let d = p.delay_after(attempt, entropy).unwrap();
+            let step = (p.base.saturating_mul(1 << (attempt - 1).min(31))).min(p.max);
+            prop_assert!(d >= step / 2 && d <= step, "{d:?} outside [{:?}, {step:?}]", step / 2);
+        }
+    }
+
+    #[test]
+    fn signature_matches_a_known_vector() {
+        // printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac whsec_test
+        let h = signature_header(1_700_000_000, br#"{"a":1}"#, &["whsec_test"]);
+        assert_eq!(
+            h,
+            "t=1700000000,v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789"
+        );
+        let two = signature_header(1, b"x", &["a", "b"]);
+        assert_eq!(two.matches("v1=").count(), 2);
+        assert_ne!(
+            signature_header(1, b"x", &["a"]),
+            signature_header(1, b"y", &["a"])
+        );
+        assert_ne!(
+            signature_header(1, b"x", &["a"]),
+            signature_header(2, b"x", &["a"])
+        );
+    }
+
+    #[test]
+    fn webhook_urls() {
+        assert!(validate_webhook_url("https://crm.example.com/hook", false).is_ok());
+        assert!(validate_webhook_url("http://127.0.0.1:9000/h", true).is_ok());
+        for (bad, allow, says) in [
+            ("ftp://crm.example.com/h", true, "http://"),
+            ("not a url", true, "not a URL"),
+            ("https://user:pw@crm.example.com/", true, "password"),
+            ("http://127.0.0.1:9000/h", false, "private"),
+            ("http://10.1.2.3/h", false, "private"),
+            ("http://192.168.0.10/h", false, "private"),
+            ("http://[::1]/h", false, "private"),
+            ("http://[::ffff:10.0.0.1]/h", false, "private"),
+            ("http://localhost:8080/h", false, "private"),
+            ("http://169.254.169.254/latest", false, "private"),
+        ] {
+            let e = validate_webhook_url(bad, allow).unwrap_err();
+            assert_eq!(e.field, "url");
+            assert!(e.reason.contains(says), "{bad}: {}", e.reason);
+        }
+    }
+
+    #[test]
+    fn quiet_hours_over_midnight() {
+        let q = QuietHours {
+            from_hour: 22,
+            to_hour: 9,
+        };
+        assert_eq!(
+            q.wait_from(time!(23:00)),
+            Some(Duration::from_secs(10 * 3600))
+        );
+        assert_eq!(q.wait_from(time!(08:30)), Some(Duration::from_secs(1800)));
+        assert_eq!(q.wait_from(time!(09:00)), None);
+        assert_eq!(q.wait_from(time!(12:00)), None);
+        let day = QuietHours {
+            from_hour: 13,
+            to_hour: 14,
+        };
+        assert_eq!(
+            day.wait_from(time!(13:59:30)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(day.wait_from(time!(14:00)), None);
+        let m = MessagingSettings {
+            utc_offset_minutes: 180,
+            quiet_hours: Some(q),
+            ..Default::default()
+        };
+        // 20:00 UTC is 23:00 in Moscow: wait until 09:00 local, 06:00 UTC.
+        assert_eq!(
+            m.quiet_wait(datetime!(2026-01-01 20:00 UTC)),
+            Some(Duration::from_secs(10 * 3600))
+        );
+        assert_eq!(m.quiet_wait(datetime!(2026-01-01 07:00 UTC)), None);
+        assert!(QuietHours {
+            from_hour: 24,
+            to_hour: 1
+        }
+        .validate()
+        .is_err());
+    }
+}

@@ -1,0 +1,339 @@
+//! Webhook endpoints of the caller's program (admin keys only).
+
+use crate::extract::{ApiJson, Caller};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use sarafan_core::apikey::Scope;
+use sarafan_core::outbox::{validate_webhook_url, Topic};
+use sarafan_core::text::bounded;
+use sarafan_core::FieldError;
+use sarafan_store::{WebhookEndpoint, WebhookPatch};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: Uuid,
+    pub url: String,
+    pub description: String,
+    /// Event types delivered to this endpoint.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    /// The current secret's last four characters.
+    pub secret_hint: String,
+    /// While a rotated-out secret still signs (both signatures are sent).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub previous_secret_until: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<&WebhookEndpoint> for WebhookView {
+    fn from(w: &WebhookEndpoint) -> Self {
+        Self {
+            id: w.id,
+            url: w.url.clone(),
+            description: w.description.clone(),
+            events: w.topics.iter().map(|t| t.as_str().to_owned()).collect(),
+            enabled: w.enabled,
+            secret_hint: w
+                .secret
+                .chars()
+                .rev()
+                .take(4)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect(),
+            previous_secret_until: w.previous_secret.as_ref().map(|(_, until)| *until),
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// An endpoint with its signing secret: shown when created or rotated.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookWithSecret {
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// Verifies the `Sarafan-Signature` header (see docs/webhooks.md).
+    pub secret: String,
+}
+
+impl From<WebhookEndpoint> for WebhookWithSecret {
+    fn from(w: WebhookEndpoint) -> Self {
+        Self {
+            webhook: (&w).into(),
+            secret: w.secret,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// http:// or https:// URL that receives POSTed events.
+    pub url: String,
+    #[serde(default)]
+    pub description: String,
+    /// Event types to deliver: member.created, referral.qualified,
+    /// reward.earned, points.expiring, purchase.processed, share.weekly.
+    pub events: Vec<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchWebhook {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the old secret keeps signing beside the new one, in
+    /// seconds (default 86400, at most 604800).
+    pub grace_seconds: Option<u64>,
+}
+
+fn topics(raw: &[String]) -> Result<Vec<Topic>, FieldError> {
+    if raw.is_empty() {
+        return Err(FieldError::new(
+            "events",
+            "name at least one event type, e.g. [\"member.created\"]",
+        ));
+    }
+    let mut topics = Vec::new();
+    for (i, name) in raw.iter().enumerate() {
+        let t = Topic::parse(&format!("events[{i}]"), name)?;
+        if !topics.contains(&t) {
+            topics.push(t);
+        }
+    }
+    Ok(topics)
+}
+
+async fn checked_url(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<String> {
+    let allow_private = state
+        .store
+        .program(caller.program)
+        .await?
+        .is_none_or(|p| p.settings.messaging.allow_private_webhooks);
+    Ok(validate_webhook_url(raw, allow_private)?.to_string())
+}
+
+fn webhook_id(raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        ApiError::invalid(
+            "webhook_id",
+            "must be a UUID such as 0193c3a4-7b2e-7c1a-9f00-2a8c1e4b5d6f",
+        )
+    })
+}
+
+fn missing(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("no webhook endpoint {id} in this program"))
+}
+
+/// Lists the program's endpoints (secrets are not shown again).
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "messaging",
+    responses((status = 200, body = Vec<WebhookView>), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<WebhookView>>> {
+    caller.require(Scope::Admin)?;
+    let all = state.store.webhooks(caller.program).await?;
+    Ok(Json(all.iter().map(WebhookView::from).collect()))
+}
+
+/// Adds an endpoint; the answer carries its signing secret.
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "messaging", request_body = CreateWebhook,
+    responses(
+        (status = 201, body = WebhookWithSecret),
+        (status = 422, description = "Bad URL (not http(s), or private when the program forbids it) or event type", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateWebhook>,
+) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
+    caller.require(Scope::Admin)?;
+    let url = checked_url(&state, &caller, &body.url).await?;
+    let description = bounded("description", &body.description, 0, 500)?;
+    let topics = topics(&body.events)?;
+    let created = state
+        .store
+        .create_webhook(caller.program, &url, &description, &topics)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// One endpoint.
+#[utoipa::path(get, path = "/api/v1/webhooks/{webhook_id}", tag = "messaging",
+    params(("webhook_id" = Uuid, Path)),
+    responses((status = 200, body = WebhookView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WebhookView>> {
+    caller.require(Scope::Admin)?;
+    let id = webhook_id(&id)?;
+    let w = state
+        .store
+        .webhook(caller.program, id)
+        .await?
+        .ok_or_else(|| missing(id))?;
+    Ok(Json((&w).into()))
+}
+
+/// Changes an endpoint's URL, description, event types or whether it is enabled.
+#[utoipa::path(patch, path = "/api/v1/webhooks/{webhook_id}", tag = "messaging", request_body = PatchWebhook,
+    params(("webhook_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = WebhookView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchWebhook>,
+) -> ApiResult<Json<WebhookView>> {
+    caller.require(Scope::Admin)?;
+    let id = webhook_id(&id)?;
+    let url = match body.url.as_deref() {
+        Some(u) => Some(checked_url(&state, &caller, u).await?),
+        None => None,
+    };
+    let patch = WebhookPatch {
+        url,
+        description: body
+            .description
+            .as_deref()
+            .map(|d| bounded("description", d, 0, 500))
+            .transpose()?,
+        topics: body.events.as_deref().map(topics).transpose()?,
+        enabled: body.enabled,
+    };
+    let w = state
+        .store
+        .update_webhook(caller.program, id, &patch)
+        .await?
+        .ok_or_else(|| missing(id))?;
+    Ok(Json((&w).into()))
+}
+
+/// Deletes an endpoint; what was still queued for it is cancelled.
+#[utoipa::path(delete, path = "/api/v1/webhooks/{webhook_id}", tag = "messaging",
+    params(("webhook_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Admin)?;
+    let id = webhook_id(&id)?;
+    if state.store.delete_webhook(caller.program, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(missing(id))
+    }
+}
+
+/// Gives the endpoint a new secret. The old one keeps signing beside it
+/// (two `v1=` signatures) for the grace period, so the receiver can switch
+/// without dropping a delivery.
+#[utoipa::path(post, path = "/api/v1/webhooks/{webhook_id}/rotate-secret", tag = "messaging", request_body = RotateSecret,
+    params(("webhook_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = WebhookWithSecret),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RotateSecret>,
+) -> ApiResult<Json<WebhookWithSecret>> {
+    caller.require(Scope::Admin)?;
+    let id = webhook_id(&id)?;
+    let grace = body.grace_seconds.unwrap_or(86_400);
+    if grace > 604_800 {
+        return Err(ApiError::invalid(
+            "grace_seconds",
+            "must be at most 604800 (7 days)",
+        ));
+    }
+    let w = state
+        .store
+        .rotate_webhook_secret(caller.program, id, Duration::from_secs(grace))
+        .await?
+        .ok_or_else(|| missing(id))?;
+    Ok(Json(w.into()))
+}
+
+/// The body POSTed to an endpoint (`api_version` 1). Headers:
+/// `Sarafan-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
+/// (one `v1` per active secret), `Sarafan-Message-Id` (= `id`),
+/// `Sarafan-Event-Type` (= `type`). Answer 2xx to acknowledge; anything else
+/// is retried with backoff. The same `id` may arrive twice: de-duplicate on it.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookPayload {
+    /// The message id, stable across retries.
+    pub id: Uuid,
+    /// The event type, e.g. `member.created`.
+    #[serde(rename = "type")]
+    pub topic: String,
+    /// The payload schema's version; a change that is not purely additive
+    /// gets a new one.
+    pub api_version: u32,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    pub program_id: Uuid,
+    /// Depends on `type`: `member.created` carries [`MemberCreatedData`].
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// `data` of `member.created`.
+#[derive(Serialize, ToSchema)]
+pub struct MemberCreatedData {
+    pub member: WebhookMember,
+}
+
+/// A member as webhooks describe them.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookMember {
+    pub id: Uuid,
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    pub consent: crate::api::members::ConsentBody,
+}

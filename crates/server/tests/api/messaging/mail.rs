@@ -1,0 +1,268 @@
+//! E-mail: an SMTP sink receives the automated messages, in the member's
+//! language; consent, unsubscribe links and quiet hours are honoured.
+
+use super::support::{worker, SmtpSink};
+use crate::helpers::{json, Db, TestApp};
+use crate::on_both_databases;
+use mailparse::{MailHeaderMap, ParsedMail};
+use sarafan_core::ids::MemberId;
+use sarafan_core::outbox::Topic;
+use sarafan_server::delivery::mail::Mailer;
+use sarafan_store::outbox::Outgoing;
+use serde_json::json;
+use std::time::Duration;
+
+on_both_databases!(
+    welcome_and_reward_mails_per_locale,
+    consent_and_unsubscribe_are_honoured,
+    quiet_hours_delay_mail
+);
+
+fn smtp(sink: &SmtpSink) -> Mailer {
+    Mailer::smtp(
+        &sink.url,
+        "Test Coffee <loyalty@coffee.test>",
+        Duration::from_secs(5),
+    )
+    .unwrap()
+}
+
+struct Mail {
+    to: String,
+    subject: String,
+    text: String,
+    html: String,
+    unsubscribe: String,
+}
+
+fn part(m: &ParsedMail, mime: &str) -> String {
+    m.subparts
+        .iter()
+        .find(|p| p.ctype.mimetype == mime)
+        .unwrap_or_else(|| panic!("no {mime} part"))
+        .get_body()
+        .unwrap()
+}
+
+fn parse(raw: &[u8]) -> Mail {
+    let m = mailparse::parse_mail(raw).unwrap();
+    assert_eq!(m.ctype.mimetype, "multipart/alternative");
+    Mail {
+        to: m.headers.get_first_value("To").unwrap(),
+        subject: m.headers.get_first_value("Subject").unwrap(),
+        text: part(&m, "text/plain"),
+        html: part(&m, "text/html"),
+        unsubscribe: m
+            .headers
+            .get_first_value("List-Unsubscribe")
+            .unwrap()
+            .trim_matches(['<', '>'])
+            .to_owned(),
+    }
+}
+
+fn to(mails: &[Mail], address: &str) -> usize {
+    mails
+        .iter()
+        .position(|m| m.to.contains(address))
+        .unwrap_or_else(|| panic!("no mail to {address}"))
+}
+
+async fn welcome_and_reward_mails_per_locale(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let sink = SmtpSink::start().await;
+    let _worker = worker(&app.store, smtp(&sink), 5, Duration::from_secs(5));
+    let mut ids = Vec::new();
+    for (email, name, locale) in [
+        ("olga@example.com", "Ольга", "ru"),
+        ("dara@example.com", "دارا", "fa"),
+        ("ann@example.com", "Ann", "en-GB"),
+    ] {
+        ids.push(
+            app.member(
+                json!({"email": email, "name": name, "locale": locale, "consent": {"email": true}}),
+            )
+            .await,
+        );
+    }
+    // No consent, no mail.
+    app.member(json!({"email": "quiet@example.com", "name": "Q"}))
+        .await;
+
+    let mails: Vec<Mail> = sink.wait_for(3).await.iter().map(|r| parse(r)).collect();
+    let ru = &mails[to(&mails, "olga@example.com")];
+    assert_eq!(ru.subject, "Добро пожаловать в Test Coffee");
+    assert!(ru.text.starts_with("Здравствуйте, Ольга!"), "{}", ru.text);
+    assert!(
+        ru.html.contains(r#"<html lang="ru" dir="ltr">"#),
+        "{}",
+        ru.html
+    );
+    assert!(ru
+        .text
+        .contains("Отписаться от этих писем: http://sarafan.test/unsubscribe/"));
+    let fa = &mails[to(&mails, "dara@example.com")];
+    assert_eq!(fa.subject, "به Test Coffee خوش آمدید");
+    assert!(
+        fa.html.contains(r#"<html lang="fa" dir="rtl">"#),
+        "{}",
+        fa.html
+    );
+    assert!(fa.html.contains("direction:rtl"));
+    assert!(fa.text.contains("دارا"));
+    let en = &mails[to(&mails, "ann@example.com")];
+    assert_eq!(en.subject, "Welcome to Test Coffee");
+    assert!(en.text.starts_with("Hello, Ann!"));
+    assert!(en.html.contains("<p>Hello, Ann!</p>"), "{}", en.html);
+
+    // Reward e-mails, through the enqueue API the ledger will call.
+    let events: Vec<Outgoing> = ids[..2]
+        .iter()
+        .map(|id| {
+            Outgoing::new(
+                Topic::RewardEarned,
+                Some(MemberId::parse("member", id).unwrap()),
+                json!({"points": 300, "reward": "300 <bonus> points", "reason": "friend's first order"}),
+            )
+        })
+        .collect();
+    assert_eq!(app.store.enqueue(app.program, &events).await.unwrap(), 2);
+    let mails: Vec<Mail> = sink.wait_for(5).await[3..]
+        .iter()
+        .map(|r| parse(r))
+        .collect();
+    let ru = &mails[to(&mails, "olga@example.com")];
+    assert_eq!(ru.subject, "Вы получили награду в Test Coffee");
+    assert!(
+        ru.text
+            .contains("Вы получили 300 <bonus> points: 300 баллов (friend's first order)."),
+        "{}",
+        ru.text
+    );
+    assert!(
+        ru.html.contains("300 &lt;bonus&gt; points"),
+        "HTML is escaped: {}",
+        ru.html
+    );
+    let fa = &mails[to(&mails, "dara@example.com")];
+    assert_eq!(fa.subject, "در Test Coffee جایزه گرفتید");
+    assert!(fa.text.contains("300 امتیاز"));
+}
+
+async fn consent_and_unsubscribe_are_honoured(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let sink = SmtpSink::start().await;
+    let anna = app
+        .member(json!({"email": "anna@example.com", "locale": "ru", "consent": {"email": true}}))
+        .await;
+    let boris = app
+        .member(json!({"email": "boris@example.com", "consent": {"email": true}}))
+        .await;
+    // Boris withdraws consent before the worker runs: his queued welcome is cancelled.
+    let resp = app
+        .patch(
+            &format!("/api/v1/members/{boris}"),
+            json!({"consent": {"email": false}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let _worker = worker(&app.store, smtp(&sink), 5, Duration::from_secs(5));
+    let mail = parse(&sink.wait_for(1).await[0]);
+    assert!(mail.to.contains("anna@example.com"));
+    let outbox = json(app.get("/api/v1/outbox?status=cancelled").await).await;
+    assert_eq!(outbox["items"].as_array().unwrap().len(), 1, "{outbox}");
+    assert_eq!(outbox["items"][0]["member_id"], boris);
+    assert!(outbox["items"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("consent"));
+
+    // The link works without signing in, and only as issued.
+    let link = &mail.unsubscribe;
+    assert!(mail.text.contains(link.as_str()));
+    let token = link.rsplit('/').next().unwrap();
+    let mut forged = token.to_owned();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    for bad in [forged.as_str(), "zz", &token[..40]] {
+        let resp = app
+            .client
+            .get(format!("{}/unsubscribe/{bad}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{bad}");
+    }
+    assert_eq!(
+        json(app.get(&format!("/api/v1/members/{anna}")).await).await["consent"]["email"],
+        true
+    );
+    let resp = app
+        .client
+        .get(format!("{}/unsubscribe/{token}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("Вы отписались"));
+    assert_eq!(
+        json(app.get(&format!("/api/v1/members/{anna}")).await).await["consent"]["email"],
+        false
+    );
+    // One-click (RFC 8058) POST works too, and repeating is harmless.
+    let resp = app
+        .client
+        .post(format!("{}/unsubscribe/{token}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // No more mail for her.
+    let events = [Outgoing::new(
+        Topic::ShareWeekly,
+        Some(MemberId::parse("member", &anna).unwrap()),
+        json!({}),
+    )];
+    assert_eq!(app.store.enqueue(app.program, &events).await.unwrap(), 0);
+}
+
+async fn quiet_hours_delay_mail(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let sink = SmtpSink::start().await;
+    let hour = time::OffsetDateTime::now_utc().hour();
+    let resp = app
+        .patch(
+            "/api/v1/program",
+            json!({"settings": {"messaging": {"utc_offset_minutes": 0,
+                "quiet_hours": {"from_hour": hour, "to_hour": (hour + 2) % 24}}}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let bad = app
+        .patch(
+            "/api/v1/program",
+            json!({"settings": {"messaging": {"quiet_hours": {"from_hour": 25, "to_hour": 1}}}}),
+        )
+        .await;
+    let p = crate::helpers::problem(bad, 422, "invalid-field").await;
+    assert_eq!(p["field"], "settings.messaging.quiet_hours.from_hour");
+
+    let _worker = worker(&app.store, smtp(&sink), 5, Duration::from_secs(5));
+    app.member(json!({"email": "anna@example.com", "consent": {"email": true}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(sink.messages().is_empty(), "nothing is sent in quiet hours");
+    let waiting = json(app.get("/api/v1/outbox?status=pending").await).await;
+    let m = &waiting["items"][0];
+    assert_eq!(m["attempts"], 0, "a deferral is not a failed try");
+    let due = time::OffsetDateTime::parse(
+        m["due_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        due > time::OffsetDateTime::now_utc() + Duration::from_secs(3600),
+        "due {due}"
+    );
+}

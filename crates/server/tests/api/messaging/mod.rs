@@ -1,0 +1,6 @@
+//! The way out: the outbox and its worker, signed webhooks, e-mail.
+
+mod mail;
+mod outbox;
+mod support;
+mod webhooks;

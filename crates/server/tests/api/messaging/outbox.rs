@@ -1,0 +1,227 @@
+//! The outbox: retries with backoff, dead letters and manual retry, and
+//! delivery that survives the worker dying mid-delivery.
+
+use super::support::{log_mailer, worker, Behaviour, Receiver};
+use super::webhooks::subscribe;
+use crate::helpers::{json, problem, Db, TestApp};
+use crate::on_both_databases;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+on_both_databases!(
+    fails_three_times_then_acknowledged_once,
+    dead_letters_and_manual_retry,
+    worker_killed_mid_delivery_is_taken_over,
+    outbox_bad_input,
+    nothing_is_queued_for_a_rolled_back_registration
+);
+
+/// Waits until the message reaches `status`, and returns its detail.
+async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
+    for _ in 0..400 {
+        let m = json(app.get(&format!("/api/v1/outbox/{id}")).await).await;
+        if m["status"] == status {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("message {id} never became {status}");
+}
+
+async fn only_message(app: &TestApp) -> Value {
+    let all = json(app.get("/api/v1/outbox").await).await;
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{all}");
+    items[0].clone()
+}
+
+async fn fails_three_times_then_acknowledged_once(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let receiver = Receiver::start(Behaviour::FailFirst(3)).await;
+    subscribe(&app, &receiver, json!(["member.created"])).await;
+    app.member(json!({"external_id": "CRM-1"})).await;
+    let queued = only_message(&app).await;
+    assert_eq!(queued["status"], "pending");
+    assert_eq!(queued["attempts"], 0);
+    let id = queued["id"].as_str().unwrap();
+
+    let _worker = worker(&app.store, log_mailer(), 6, Duration::from_secs(5));
+    let done = wait_status(&app, id, "delivered").await;
+    assert_eq!(done["attempts"], 4);
+    let log = done["attempt_log"].as_array().unwrap();
+    let outcomes: Vec<_> = log.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["failed", "failed", "failed", "delivered"]);
+    assert!(log[0]["error"].as_str().unwrap().contains("500"), "{log:?}");
+    assert_eq!(
+        log.iter()
+            .map(|a| a["attempt"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert!(done["delivered_at"].is_string());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 4, "no try after the acknowledgement");
+    assert_eq!(got.iter().filter(|r| r.acked).count(), 1);
+    // Every try carries the same message id, so a receiver de-duplicates.
+    assert!(got.iter().all(|r| r.headers["sarafan-message-id"] == id));
+    assert!(got.iter().all(|r| r.verified));
+}
+
+async fn dead_letters_and_manual_retry(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let receiver = Receiver::start(Behaviour::AlwaysFail).await;
+    subscribe(&app, &receiver, json!(["member.created"])).await;
+    let _worker = worker(&app.store, log_mailer(), 3, Duration::from_secs(5));
+    app.member(json!({"external_id": "CRM-1"})).await;
+    let id = only_message(&app).await["id"].as_str().unwrap().to_owned();
+    let dead = wait_status(&app, &id, "dead").await;
+    assert_eq!(dead["attempts"], 3);
+    assert!(dead["last_error"].as_str().unwrap().contains("503"));
+    let listed = json(app.get("/api/v1/outbox?status=dead").await).await;
+    assert_eq!(listed["items"][0]["id"], id);
+    assert_eq!(
+        json(app.get("/api/v1/outbox?status=pending").await).await["items"],
+        json!([])
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "a dead message is not tried again"
+    );
+
+    receiver.set(Behaviour::Ok);
+    let retried = app
+        .post(&format!("/api/v1/outbox/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(retried.status(), 200);
+    assert_eq!(json(retried).await["status"], "pending");
+    let done = wait_status(&app, &id, "delivered").await;
+    assert_eq!(done["attempts"], 4);
+    assert_eq!(done["attempt_log"].as_array().unwrap().len(), 4);
+    let p = problem(
+        app.post(&format!("/api/v1/outbox/{id}/retry"), json!({}))
+            .await,
+        409,
+        "message-not-dead",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("delivered"));
+}
+
+async fn worker_killed_mid_delivery_is_taken_over(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let receiver = Receiver::start(Behaviour::HangFirst).await;
+    subscribe(&app, &receiver, json!(["member.created"])).await;
+    app.member(json!({"external_id": "CRM-1"})).await;
+    let id = only_message(&app).await["id"].as_str().unwrap().to_owned();
+
+    // The first worker claims the message and hangs in the receiver; it is
+    // then killed, its lease still held and nothing recorded.
+    let lease = Duration::from_millis(800);
+    let first = worker(&app.store, log_mailer(), 5, lease);
+    receiver.wait_for(1).await;
+    drop(first);
+    let stuck = json(app.get(&format!("/api/v1/outbox/{id}")).await).await;
+    assert_eq!(stuck["status"], "pending");
+    assert_eq!(stuck["attempts"], 0);
+
+    // A new worker (a restarted server) takes it over once the lease ran out.
+    let _second = worker(&app.store, log_mailer(), 5, lease);
+    let done = wait_status(&app, &id, "delivered").await;
+    assert_eq!(done["attempts"], 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    assert!(got
+        .iter()
+        .all(|r| r.headers["sarafan-message-id"] == id.as_str()));
+    assert_eq!(got.iter().filter(|r| r.acked).count(), 1);
+}
+
+async fn outbox_bad_input(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let p = problem(
+        app.get("/api/v1/outbox?status=lost").await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(p["field"], "status");
+    problem(
+        app.get("/api/v1/outbox?limit=0").await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    problem(
+        app.get("/api/v1/outbox?colour=red").await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    problem(app.get("/api/v1/outbox/xyz").await, 422, "invalid-field").await;
+    let unknown = uuid::Uuid::now_v7();
+    problem(
+        app.get(&format!("/api/v1/outbox/{unknown}")).await,
+        404,
+        "not-found",
+    )
+    .await;
+    problem(
+        app.post(&format!("/api/v1/outbox/{unknown}/retry"), json!({}))
+            .await,
+        404,
+        "not-found",
+    )
+    .await;
+    // A pending message is not retried by hand.
+    let receiver = Receiver::start(Behaviour::Ok).await;
+    subscribe(&app, &receiver, json!(["member.created"])).await;
+    app.member(json!({"external_id": "CRM-1"})).await;
+    let id = only_message(&app).await["id"].as_str().unwrap().to_owned();
+    problem(
+        app.post(&format!("/api/v1/outbox/{id}/retry"), json!({}))
+            .await,
+        409,
+        "message-not-dead",
+    )
+    .await;
+    // Another program cannot see or retry it.
+    let other = app.new_tenant("Other").await;
+    let resp = app
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/outbox/{id}"),
+            &other.admin_key,
+        )
+        .send()
+        .await
+        .unwrap();
+    problem(resp, 404, "not-found").await;
+}
+
+async fn nothing_is_queued_for_a_rolled_back_registration(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let receiver = Receiver::start(Behaviour::Ok).await;
+    subscribe(&app, &receiver, json!(["member.created"])).await;
+    app.member(json!({"email": "anna@example.com"})).await;
+    // A conflicting registration creates no member and queues nothing.
+    let resp = app
+        .post(
+            "/api/v1/members",
+            json!({"email": "anna@example.com", "name": "Other"}),
+        )
+        .await;
+    problem(resp, 409, "member-conflict").await;
+    let bad = app.post("/api/v1/members", json!({"email": "nope"})).await;
+    problem(bad, 422, "invalid-field").await;
+    assert_eq!(
+        json(app.get("/api/v1/outbox").await).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

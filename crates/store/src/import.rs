@@ -1,0 +1,212 @@
+//! Bulk import of a store's customers (the CLI's `sarafan import members`):
+//! set-based, a chunk at a time, so a million rows take a few thousand
+//! statements and constant memory. Idempotent like registration: a row
+//! whose identifiers find a member with the same data is skipped, one that
+//! contradicts a member is refused and named; nothing is ever overwritten.
+//! Imported customers are not welcomed: they are the store's customers
+//! already, so no `member.created` message is queued for them.
+
+use crate::members::{differences, MemberRow, COLUMNS};
+use crate::{now, with_db, Member, Result, Store};
+use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::member::{Email, ExternalId, NewMember, Phone};
+use sarafan_core::program::Locale;
+use std::collections::HashMap;
+use tokio::sync::mpsc::Receiver;
+
+/// One parsed row and the line of the file it came from.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub line: u64,
+    pub member: NewMember,
+}
+
+/// What an import did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default)]
+pub struct ImportTally {
+    pub created: u64,
+    /// Rows naming a member already there with the same data.
+    pub existing: u64,
+    /// Rows refused: their line and why.
+    pub refused: Vec<(u64, String)>,
+}
+
+/// Members found so far by identifier, for the rows of one chunk.
+#[derive(Default)]
+struct Known {
+    members: Vec<Member>,
+    by: HashMap<(u8, String), usize>,
+}
+
+impl Known {
+    fn add(&mut self, m: Member) {
+        let i = self.members.len();
+        for (kind, v) in [(0, &m.external_id), (1, &m.email), (2, &m.phone)] {
+            if let Some(v) = v {
+                self.by.insert((kind, v.clone()), i);
+            }
+        }
+        self.members.push(m);
+    }
+
+    fn matching(&self, m: &NewMember) -> Vec<&Member> {
+        let keys = [
+            (0, m.external_id.as_ref().map(ExternalId::as_str)),
+            (1, m.email.as_ref().map(Email::as_str)),
+            (2, m.phone.as_ref().map(Phone::as_str)),
+        ];
+        let mut found: Vec<usize> = keys
+            .iter()
+            .filter_map(|(k, v)| v.and_then(|v| self.by.get(&(*k, v.to_owned())).copied()))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found.into_iter().map(|i| &self.members[i]).collect()
+    }
+}
+
+fn in_list(column: &str, from: usize, n: usize) -> Option<String> {
+    (n > 0).then(|| {
+        let ps: Vec<String> = (from..from + n).map(|i| format!("${i}")).collect();
+        format!("{column} IN ({})", ps.join(", "))
+    })
+}
+
+impl Store {
+    /// Imports the rows received on `chunks`. With `dry_run`, everything
+    /// runs in one transaction that is rolled back at the end, so the
+    /// report is exact (duplicates across chunks included) and nothing is
+    /// kept; otherwise each chunk commits on its own, so an interrupted
+    /// import resumes by running it again.
+    pub async fn import_members(
+        &self,
+        program: ProgramId,
+        mut chunks: Receiver<Vec<ImportRow>>,
+        dry_run: bool,
+    ) -> Result<ImportTally> {
+        let mut tally = ImportTally::default();
+        with_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            while let Some(rows) = chunks.recv().await {
+                let ext: Vec<&str> = rows
+                    .iter()
+                    .filter_map(|r| r.member.external_id.as_ref().map(ExternalId::as_str))
+                    .collect();
+                let emails: Vec<&str> = rows
+                    .iter()
+                    .filter_map(|r| r.member.email.as_ref().map(Email::as_str))
+                    .collect();
+                let phones: Vec<&str> = rows
+                    .iter()
+                    .filter_map(|r| r.member.phone.as_ref().map(Phone::as_str))
+                    .collect();
+                let conditions: Vec<String> = [
+                    in_list("external_id", 2, ext.len()),
+                    in_list("email", 2 + ext.len(), emails.len()),
+                    in_list("phone", 2 + ext.len() + emails.len(), phones.len()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let mut known = Known::default();
+                if !conditions.is_empty() {
+                    let sql = format!(
+                        "SELECT {COLUMNS} FROM members WHERE program_id = $1 AND ({})",
+                        conditions.join(" OR ")
+                    );
+                    let mut q = sqlx::query_as::<_, MemberRow>(&sql).bind(program.0);
+                    for v in ext.iter().chain(&emails).chain(&phones) {
+                        q = q.bind(*v);
+                    }
+                    for row in q.fetch_all(&mut *tx).await? {
+                        known.add(Member::try_from(row)?);
+                    }
+                }
+                let at = now();
+                let mut fresh: Vec<(MemberId, &NewMember)> = Vec::new();
+                for r in &rows {
+                    match known.matching(&r.member).as_slice() {
+                        [] => {
+                            let id = MemberId::generate();
+                            fresh.push((id, &r.member));
+                            known.add(Member {
+                                program_id: program,
+                                id,
+                                external_id: r.member.external_id.as_ref().map(|x| x.as_str().to_owned()),
+                                email: r.member.email.as_ref().map(|x| x.as_str().to_owned()),
+                                phone: r.member.phone.as_ref().map(|x| x.as_str().to_owned()),
+                                name: r.member.name.clone(),
+                                locale: r.member.locale.as_ref().map(|l| l.as_str().to_owned()),
+                                status: sarafan_core::member::MemberStatus::Active,
+                                consent: r.member.consent,
+                                created_at: at,
+                                updated_at: at,
+                                erased_at: None,
+                            });
+                        }
+                        [one] => {
+                            let diff = differences(&r.member, one);
+                            if diff.is_empty() {
+                                tally.existing += 1;
+                            } else {
+                                tally.refused.push((
+                                    r.line,
+                                    format!(
+                                        "a member with these identifiers exists (in the program or earlier in the file) \
+                                         with a different {}",
+                                        diff.join(", ")
+                                    ),
+                                ));
+                            }
+                        }
+                        _ => tally.refused.push((
+                            r.line,
+                            "its identifiers belong to two different members (in the program or earlier in the file)"
+                                .to_owned(),
+                        )),
+                    }
+                }
+                for part in fresh.chunks(1000) {
+                    let values: Vec<String> = (0..part.len())
+                        .map(|i| {
+                            let b = 3 + i * 9;
+                            format!(
+                                "($1, ${}, ${}, ${}, ${}, ${}, ${}, 'active', ${}, ${}, ${}, $2, $2, NULL)",
+                                b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                            )
+                        })
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO members ({COLUMNS}) VALUES {}",
+                        values.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql).bind(program.0).bind(at);
+                    for (id, m) in part {
+                        q = q
+                            .bind(id.0)
+                            .bind(m.external_id.as_ref().map(ExternalId::as_str))
+                            .bind(m.email.as_ref().map(Email::as_str))
+                            .bind(m.phone.as_ref().map(Phone::as_str))
+                            .bind(m.name.as_deref())
+                            .bind(m.locale.as_ref().map(Locale::as_str))
+                            .bind(m.consent.email)
+                            .bind(m.consent.sms)
+                            .bind(m.consent.messengers);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tally.created += fresh.len() as u64;
+                if !dry_run {
+                    tx.commit().await?;
+                    tx = pool.begin().await?;
+                }
+            }
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+        });
+        Ok(tally)
+    }
+}
