@@ -199,10 +199,13 @@ pub async fn serve(store: Store, settings: Settings, banner: Option<String>) -> 
         println!("{banner}");
     }
     tracing::info!(listen = %settings.listen, database = %settings.redacted_url(), "serving");
-    let app = sarafan_server::app(store.clone(), settings.server_config());
+    let (app, clicks) =
+        sarafan_server::app_with_click_writer(store.clone(), settings.server_config());
     let jobs = sarafan_server::spawn_ledger_jobs(store.clone(), std::time::Duration::from_secs(60));
     sarafan_server::serve(listener, app, shutdown_signal()).await?;
     jobs.abort();
+    // Every click the server answered is written before the database closes.
+    clicks.drained().await;
     store.close().await;
     Ok(())
 }

@@ -3,11 +3,14 @@
 
 pub mod api;
 mod auth;
+pub mod clicks;
 pub mod extract;
 mod idempotency;
 mod observe;
 pub mod openapi;
 pub mod problem;
+mod qr;
+pub mod redirect;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
@@ -52,11 +55,25 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<ServerConfig>,
     metrics: PrometheusHandle,
+    /// Referral links: the code cache and the click queue.
+    pub links: Arc<redirect::Links>,
 }
 
-/// Builds the whole application.
+/// Builds the whole application. Its click writer drains on its own once
+/// the application is dropped; to wait for that on shutdown, use
+/// [`app_with_click_writer`].
 pub fn app(store: Store, config: ServerConfig) -> Router {
+    app_with_click_writer(store, config).0
+}
+
+/// Builds the application and starts its click writer (on the current
+/// Tokio runtime); await
+/// [`clicks::ClickWriter::drained`] after [`serve`] returns so no click is
+/// lost on shutdown.
+pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, clicks::ClickWriter) {
+    let (sink, writer) = clicks::spawn(store.clone());
     let state = AppState {
+        links: Arc::new(redirect::Links::new(&config.public_url, sink)),
         store,
         metrics: observe::recorder(),
         config: Arc::new(config),
@@ -131,13 +148,17 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics))
         .route("/api/v1/openapi.json", get(openapi::json))
         .route("/docs", get(openapi::page))
         .route("/problems/{slug}", get(openapi::problem))
+        .route("/r/{code}", get(redirect::follow))
+        .route("/r/{code}/qr.svg", get(qr::svg))
+        .route("/r/{code}/qr.png", get(qr::png))
+        .route("/join", get(redirect::join))
         .nest("/api/v1", v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -156,7 +177,8 @@ pub fn app(store: Store, config: ServerConfig) -> Router {
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    (router, writer)
 }
 
 /// Every `every`, posts the points whose return window passed and expires
@@ -193,13 +215,16 @@ pub fn spawn_ledger_jobs(store: Store, every: std::time::Duration) -> tokio::tas
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// requests in flight. Handlers see the peer address (click fingerprints).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
         events::single, events::batch, events::redeem,
         events::adjust,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
-        links::get, links::set_code,
+        links::get, links::set_code, crate::qr::svg, crate::qr::png,
         referrals::list_rules, referrals::add_rules, referrals::attribute, referrals::list, referrals::get,
         referrals::approve, referrals::reject, referrals::get_choice, referrals::choose,
         referrals::progress, referrals::analytics,

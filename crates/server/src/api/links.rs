@@ -43,11 +43,7 @@ pub struct VanityBody {
 }
 
 fn view(state: &AppState, member: MemberId, codes: ReferralCodes) -> ReferralView {
-    let link = format!(
-        "{}/r/{}",
-        state.config.public_url.trim_end_matches('/'),
-        codes.code
-    );
+    let link = state.links.link(&codes.code);
     ReferralView {
         member_id: member.0,
         code: codes.code.to_string(),

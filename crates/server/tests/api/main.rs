@@ -13,3 +13,4 @@ mod platform;
 mod program;
 mod redemptions;
 mod referrals;
+mod redirect;

@@ -45,6 +45,31 @@ async fn browse(url: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 DOM")
 }
 
+/// Screenshots `url` at desktop and phone width (`<name>.png`,
+/// `<name>-phone.png`) and checks each painted at least `min_bytes`.
+async fn screenshot(url: &str, name: &str, min_bytes: u64) {
+    for (file, size) in [
+        (format!("{name}.png"), "1200,900"),
+        (format!("{name}-phone.png"), "390,844"),
+    ] {
+        let path = screenshots().join(&file);
+        let _ = std::fs::remove_file(&path);
+        browse(
+            url,
+            &[
+                &format!("--screenshot={}", path.display()),
+                &format!("--window-size={size}"),
+            ],
+        )
+        .await;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            bytes > min_bytes,
+            "{file} is {bytes} bytes: the page did not paint"
+        );
+    }
+}
+
 #[tokio::test]
 async fn docs_page_renders_in_chromium() {
     let app = TestApp::spawn(Db::Sqlite).await;
@@ -60,21 +85,21 @@ async fn docs_page_renders_in_chromium() {
     ] {
         assert!(dom.contains(text), "{text} missing from the rendered page");
     }
-    for (name, size) in [("docs.png", "1200,900"), ("docs-phone.png", "390,844")] {
-        let file = screenshots().join(name);
-        let _ = std::fs::remove_file(&file);
-        browse(
-            &url,
-            &[
-                &format!("--screenshot={}", file.display()),
-                &format!("--window-size={size}"),
-            ],
-        )
+    screenshot(&url, "docs", 10_000).await;
+}
+
+#[tokio::test]
+async fn referral_landing_page_renders_in_chromium() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let anna = app
+        .member(serde_json::json!({"email": "anna@example.com", "name": "Анна Иванова"}))
         .await;
-        let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        assert!(
-            bytes > 10_000,
-            "{name} is {bytes} bytes: the page did not paint"
-        );
-    }
+    let view =
+        crate::helpers::json(app.get(&format!("/api/v1/members/{anna}/referral")).await).await;
+    let link = view["link"].as_str().unwrap().to_owned();
+    // The browser follows the referral link to Sarafan's own landing page.
+    let dom = browse(&link, &["--dump-dom"]).await;
+    assert!(dom.contains("Анна invited you to Test Coffee"), "{dom}");
+    assert!(dom.contains(view["code"].as_str().unwrap()), "{dom}");
+    screenshot(&link, "join", 5_000).await;
 }

@@ -1,0 +1,251 @@
+//! `GET /r/<code>`, the hottest public endpoint: records the click and sends
+//! the shopper on to the program's landing page with the code kept for
+//! attribution (`ref=<code>` in the URL and a first-party cookie).
+//!
+//! The request path does no database write and, for a code seen in the last
+//! few seconds, no read: the code's target (where to, which cookie) is kept
+//! in a bounded cache, and the click goes to the batch writer in
+//! [`crate::clicks`]. A shopper never sees an error page: an unknown or
+//! malformed code, or a database failure, lands on Sarafan's own page.
+
+use crate::clicks::ClickSink;
+use crate::AppState;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use quick_cache::sync::Cache;
+use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::link::{visitor_hash, with_ref, Channel, ReferralCode};
+use sarafan_store::{Click, Store, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The cookie that keeps the code for attribution.
+pub const COOKIE: &str = "sarafan_ref";
+/// How long a looked-up code is trusted: a program's new landing URL or a
+/// member's new name shows within this time.
+const FRESH: Duration = Duration::from_secs(10);
+/// Codes kept in the cache; unknown codes count too, so a flood of random
+/// codes cannot grow it.
+const CACHED_CODES: usize = 100_000;
+
+/// Where a code sends shoppers, ready to answer with.
+pub struct Target {
+    pub program: ProgramId,
+    pub member: MemberId,
+    pub code: ReferralCode,
+    pub program_name: String,
+    /// The referrer's first name, for the landing page (none once erased).
+    pub referrer: Option<String>,
+    location: HeaderValue,
+    cookie: HeaderValue,
+}
+
+#[derive(Clone)]
+struct Cached {
+    loaded: Instant,
+    target: Option<Arc<Target>>,
+}
+
+/// The redirect's state: the code cache and the click queue.
+pub struct Links {
+    cache: Cache<String, Cached>,
+    clicks: ClickSink,
+    public_url: String,
+    generic: HeaderValue,
+}
+
+impl Links {
+    pub fn new(public_url: &str, clicks: ClickSink) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let generic = HeaderValue::from_str(&format!("{public_url}/join"))
+            .unwrap_or_else(|_| HeaderValue::from_static("/join"));
+        Self {
+            cache: Cache::new(CACHED_CODES),
+            clicks,
+            public_url,
+            generic,
+        }
+    }
+
+    /// The public link of a code.
+    pub fn link(&self, code: &ReferralCode) -> String {
+        format!("{}/r/{code}", self.public_url)
+    }
+
+    /// The code's target, from the cache while fresh.
+    pub async fn target(
+        &self,
+        store: &Store,
+        code: &ReferralCode,
+    ) -> Result<Option<Arc<Target>>, StoreError> {
+        if let Some(hit) = self.cache.get(code.as_str()) {
+            if hit.loaded.elapsed() < FRESH {
+                return Ok(hit.target);
+            }
+        }
+        let target = self.load(store, code).await?.map(Arc::new);
+        self.cache.insert(
+            code.as_str().to_owned(),
+            Cached {
+                loaded: Instant::now(),
+                target: target.clone(),
+            },
+        );
+        Ok(target)
+    }
+
+    async fn load(&self, store: &Store, code: &ReferralCode) -> Result<Option<Target>, StoreError> {
+        let Some(found) = store.resolve_referral_code(code).await? else {
+            return Ok(None);
+        };
+        let Some(program) = store.program(found.program).await? else {
+            return Ok(None);
+        };
+        let member = store.member(found.program, found.member).await?;
+        let landing = match &program.settings.landing_url {
+            Some(url) => with_ref(url, code),
+            None => format!("{}/join?ref={code}", self.public_url),
+        };
+        let secure = if self.public_url.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        let max_age = u64::from(program.settings.referral_cookie_days()) * 86_400;
+        let cookie = format!("{COOKIE}={code}; Max-Age={max_age}; Path=/; SameSite=Lax{secure}");
+        let (Ok(location), Ok(cookie)) = (
+            HeaderValue::from_str(&landing),
+            HeaderValue::from_str(&cookie),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Target {
+            program: program.id,
+            member: found.member,
+            code: found.code,
+            program_name: program.name,
+            referrer: member
+                .and_then(|m| m.name)
+                .and_then(|n| n.split_whitespace().next().map(str::to_owned)),
+            location,
+            cookie,
+        }))
+    }
+}
+
+/// How the click was tagged: `?ch=telegram`, or the UTM parameters. A
+/// mangled query never stops the redirect, so it is read leniently.
+fn channel(query: Option<&str>) -> Channel {
+    let (mut ch, mut source, mut medium) = (None, None, None);
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "ch" => ch = Some(value),
+            "utm_source" => source = Some(value),
+            "utm_medium" => medium = Some(value),
+            _ => {}
+        }
+    }
+    Channel::of_click(ch.as_deref(), source.as_deref(), medium.as_deref())
+}
+
+/// Records a click on a referral link and redirects to the landing page.
+pub async fn follow(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let links = &state.links;
+    let target = match ReferralCode::parse(&raw) {
+        Ok(code) => links
+            .target(&state.store, &code)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "referral code lookup failed; sending the shopper to the generic page");
+                None
+            }),
+        Err(_) => None,
+    };
+    let Some(target) = target else {
+        metrics::counter!("sarafan_referral_unknown_codes_total").increment(1);
+        return found(links.generic.clone(), None);
+    };
+    let user_agent = header_str(&parts, header::USER_AGENT).unwrap_or_default();
+    links
+        .clicks
+        .record(Click {
+            program: target.program,
+            id: uuid::Uuid::now_v7(),
+            code: target.code.clone(),
+            member: target.member,
+            at: sarafan_store::now(),
+            channel: channel(parts.uri.query()),
+            visitor_hash: visitor_hash(&client_ip(&parts), user_agent),
+            referer: header_str(&parts, header::REFERER).map(|r| r.chars().take(500).collect()),
+        })
+        .await;
+    found(target.location.clone(), Some(target.cookie.clone()))
+}
+
+fn found(location: HeaderValue, cookie: Option<HeaderValue>) -> Response {
+    let mut resp = StatusCode::FOUND.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = cookie {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    resp
+}
+
+fn header_str(parts: &Parts, name: header::HeaderName) -> Option<&str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The visitor's address: the peer's, or, when the peer is a proxy on this
+/// machine, the last address it added to `X-Forwarded-For`.
+fn client_ip(parts: &Parts) -> String {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let forwarded = header_str(parts, header::HeaderName::from_static("x-forwarded-for"))
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    match (peer, forwarded) {
+        (Some(ip), Some(fwd)) if ip.is_loopback() => fwd.to_owned(),
+        (Some(ip), _) => ip.to_string(),
+        (None, fwd) => fwd.unwrap_or_default().to_owned(),
+    }
+}
+
+/// Sarafan's own landing page (`/join?ref=<code>`): who invited the shopper
+/// and to which program; a generic welcome when the code is unknown.
+pub async fn join(State(state): State<AppState>, req: Request) -> Response {
+    let code = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "ref")
+        .and_then(|(_, v)| ReferralCode::parse(&v).ok());
+    let target = match &code {
+        Some(code) => state
+            .links
+            .target(&state.store, code)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "referral code lookup failed; showing the generic page");
+                None
+            }),
+        None => None,
+    };
+    let ctx = match &target {
+        Some(t) => minijinja::context! {
+            program => t.program_name,
+            referrer => t.referrer,
+            code => t.code.as_str(),
+        },
+        None => minijinja::context! {},
+    };
+    crate::openapi::render(include_str!("../templates/join.html"), ctx)
+}
