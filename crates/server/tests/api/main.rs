@@ -12,5 +12,5 @@ mod pages;
 mod platform;
 mod program;
 mod redemptions;
-mod referrals;
 mod redirect;
+mod referrals;
