@@ -629,22 +629,19 @@ async fn funnel_of_a_scripted_scenario(db: Db) {
     rules(&app, json!({})).await;
     let anna = app.member(json!({"email": "anna@example.com"})).await;
     let code = code_of(&app, &anna).await;
-    // Clicks: 4 from telegram, 2 from a QR code, as the redirect records them.
-    let member = sarafan_core::ids::MemberId::parse("anna", &anna).unwrap();
-    let clicks: Vec<_> = ["telegram", "telegram", "telegram", "telegram", "qr", "qr"]
-        .into_iter()
-        .map(|ch| sarafan_store::Click {
-            program: app.program,
-            id: uuid::Uuid::now_v7(),
-            code: sarafan_core::link::ReferralCode::parse(&code).unwrap(),
-            member,
-            at: sarafan_store::now(),
-            channel: sarafan_core::link::Channel::parse(ch).unwrap(),
-            visitor_hash: [7; 32],
-            referer: None,
-        })
-        .collect();
-    app.store.record_clicks(&clicks).await.unwrap();
+    // Clicks on the link: 4 from telegram, 2 from a QR code.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for ch in ["telegram", "telegram", "telegram", "telegram", "qr", "qr"] {
+        let resp = browser
+            .get(format!("{}/r/{code}?ch={ch}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_redirection(), "{}", resp.status());
+    }
     // Signups: 2 by telegram (one buys twice), 1 by QR (does not buy).
     let mut friends = Vec::new();
     for (email, ch) in [
@@ -658,9 +655,17 @@ async fn funnel_of_a_scripted_scenario(db: Db) {
     buy(&app, &friends[0], "t1-a", 100_000).await;
     buy(&app, &friends[0], "t1-b", 50_000).await;
     buy(&app, &friends[1], "t2-a", 80_000).await;
+    // Clicks are written in batches off the request path: wait for them.
     let today = OffsetDateTime::now_utc().date().to_string();
     let path = format!("/api/v1/analytics/referrals?from={today}&to={today}");
-    let a = json(app.get(&path).await).await;
+    let mut a = json(app.get(&path).await).await;
+    for _ in 0..50 {
+        if a["total"]["clicks"] == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        a = json(app.get(&path).await).await;
+    }
     // Rewards: 300 + 200 points per qualified friend at the default 1.00 a point.
     assert_eq!(
         a["total"],
