@@ -399,17 +399,17 @@ pub(crate) fn plan(
 ) -> (Vec<ItemResult>, Rows) {
     let mut rows = Rows::new(ctx.program, now());
     let mut results: Vec<ItemResult> = Vec::with_capacity(events.len());
-    // Keys booked earlier in this batch: (their result, their event row).
-    let mut booked: HashMap<&str, (usize, usize)> = HashMap::new();
+    // Keys booked earlier in this batch: their result and event.
+    let mut booked: HashMap<&str, (usize, &EventIn)> = HashMap::new();
     for e in events {
-        let result = if let Some(&(result, row)) = booked.get(e.key.as_str()) {
+        let result = if let Some(&(result, first)) = booked.get(e.key.as_str()) {
             match &results[result] {
-                ItemResult::Accepted(outcome) if rows.events[row].fingerprint == e.fingerprint => {
+                ItemResult::Accepted(outcome) if first.fingerprint == e.fingerprint => {
                     ItemResult::Replayed(outcome.clone())
                 }
                 _ => ItemResult::Rejected(ItemError::KeyReused {
                     key: e.key.clone(),
-                    fields: differing_fields(&rows.events[row].request, &e.request),
+                    fields: differing_fields(&first.request, &e.request),
                 }),
             }
         } else {
@@ -423,7 +423,7 @@ pub(crate) fn plan(
                 }),
                 None => match book(ctx, e, &mut loaded, &mut rows) {
                     Ok(outcome) => {
-                        booked.insert(&e.key, (results.len(), rows.events.len() - 1));
+                        booked.insert(&e.key, (results.len(), e));
                         ItemResult::Accepted(outcome)
                     }
                     Err(err) => ItemResult::Rejected(err),
@@ -587,7 +587,7 @@ fn book(
         kind: booked.kind,
         member,
         fingerprint: e.fingerprint,
-        request: e.request.clone(),
+        request: raw_json("request", &e.request)?,
         at: e.at,
         asset: booked.asset,
         amount: booked.amount,
@@ -595,14 +595,22 @@ fn book(
         refunded: 0,
         reversed: 0,
         order_key: booked.order_key,
-        result: serde_json::value::to_raw_value(&outcome).map_err(|e| {
-            ItemError::Ledger(LedgerError::Invalid(sarafan_core::FieldError::new(
-                "outcome",
-                e.to_string(),
-            )))
-        })?,
+        result: raw_json("outcome", &outcome)?,
     });
     Ok(outcome)
+}
+
+/// `value` serialised once, as the row stores it.
+fn raw_json(
+    field: &str,
+    value: &impl Serialize,
+) -> Result<Box<serde_json::value::RawValue>, ItemError> {
+    serde_json::value::to_raw_value(value).map_err(|e| {
+        ItemError::Ledger(LedgerError::Invalid(sarafan_core::FieldError::new(
+            field,
+            e.to_string(),
+        )))
+    })
 }
 
 fn ledger<T>(r: Result<T, LedgerError>) -> Result<T, ItemError> {
