@@ -334,8 +334,9 @@ pub(crate) struct Wanted {
     pub externals: Vec<String>,
     pub order_keys: Vec<String>,
     /// Look the batch's keys up before booking. Off on the first try: the
-    /// insert's unique index finds replays, and a batch with any is booked
-    /// again with this on.
+    /// insert's unique index finds replays among the accepted items (and a
+    /// batch with any is booked again with this on); refused items' keys
+    /// are looked up after the write.
     pub check_keys: bool,
     /// Members who may spend or lose points: their lots are loaded.
     pub spenders: Vec<MemberRef>,
@@ -414,13 +415,7 @@ pub(crate) fn plan(
             }
         } else {
             match loaded.existing.get(&e.key) {
-                Some((fp, _, outcome)) if fp[..] == e.fingerprint[..] => {
-                    ItemResult::Replayed(outcome.clone())
-                }
-                Some((_, request, _)) => ItemResult::Rejected(ItemError::KeyReused {
-                    key: e.key.clone(),
-                    fields: differing_fields(request, &e.request),
-                }),
+                Some(saved) => replay_of(e, saved),
                 None => match book(ctx, e, &mut loaded, &mut rows) {
                     Ok(outcome) => {
                         booked.insert(&e.key, (results.len(), e));
@@ -433,6 +428,23 @@ pub(crate) fn plan(
         results.push(result);
     }
     (results, rows)
+}
+
+/// The answer to `e` when its key was booked before as `saved`
+/// (fingerprint, request, outcome): the saved outcome for the same body,
+/// [`ItemError::KeyReused`] naming what differs for another.
+pub(crate) fn replay_of(
+    e: &EventIn,
+    (fingerprint, request, outcome): &(Vec<u8>, serde_json::Value, EventOutcome),
+) -> ItemResult {
+    if fingerprint[..] == e.fingerprint[..] {
+        ItemResult::Replayed(outcome.clone())
+    } else {
+        ItemResult::Rejected(ItemError::KeyReused {
+            key: e.key.clone(),
+            fields: differing_fields(request, &e.request),
+        })
+    }
 }
 
 /// Top-level fields whose values differ between two requests.
