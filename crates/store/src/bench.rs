@@ -2,43 +2,88 @@
 //! baseline the event pipeline is compared with. Nothing here is used by the
 //! server.
 
-use crate::{now, with_db, Backend, Result, Store, StoreError};
+use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Rows per multi-row statement, as in the ledger's writes.
 const CHUNK: usize = 1000;
 
-const RAW_SQLITE: &str = "CREATE TABLE IF NOT EXISTS bench_raw (
-    program_id BLOB NOT NULL,
-    id         BLOB NOT NULL,
-    member_id  BLOB NOT NULL,
-    a          INTEGER NOT NULL,
-    b          INTEGER NOT NULL,
-    note       TEXT NOT NULL,
-    at         TEXT NOT NULL,
-    PRIMARY KEY (program_id, id)
-) STRICT, WITHOUT ROWID";
+/// The ledger tables the pipeline inserts rows into; the baseline copies
+/// them (`bench_<table>`, same columns, keys and indexes) and inserts the
+/// same rows again.
+const TABLES: [&str; 4] = ["events", "transfers", "postings", "lots"];
 
-const RAW_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS bench_raw (
-    program_id UUID NOT NULL,
-    id         UUID NOT NULL,
-    member_id  UUID NOT NULL,
-    a          BIGINT NOT NULL,
-    b          BIGINT NOT NULL,
-    note       TEXT NOT NULL,
-    at         TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (program_id, id)
-)";
+type JsonText = sqlx::types::Json<Box<serde_json::value::RawValue>>;
 
-/// One row of the baseline table.
-struct RawRow {
-    id: Uuid,
-    member: Uuid,
-    a: i64,
-    b: i64,
-    note: String,
+/// An `events` row, every column, as stored.
+#[derive(sqlx::FromRow)]
+struct EventCopy {
+    event_key: String,
+    kind: String,
+    member_id: Uuid,
+    fingerprint: Vec<u8>,
+    occurred_at: OffsetDateTime,
+    recorded_at: OffsetDateTime,
+    asset: String,
+    amount: Option<i64>,
+    points: i64,
+    refunded: i64,
+    reversed: i64,
+    order_key: Option<String>,
+    request: JsonText,
+    result: JsonText,
+}
+
+#[derive(sqlx::FromRow)]
+struct TransferCopy {
+    transfer_id: Uuid,
+    kind: String,
+    state: String,
+    event_key: Option<String>,
+    created_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct PostingCopy {
+    transfer_id: Uuid,
+    seq: i32,
+    account: String,
+    member_id: Option<Uuid>,
+    asset: String,
+    amount: i64,
+    reason: String,
+    created_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct LotCopy {
+    lot_id: Uuid,
+    member_id: Uuid,
+    asset: String,
+    amount: i64,
+    remaining: i64,
+    earned_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    event_key: String,
+}
+
+/// The rows one pipeline batch wrote.
+#[derive(Default)]
+struct BatchCopy {
+    events: Vec<EventCopy>,
+    transfers: Vec<TransferCopy>,
+    postings: Vec<PostingCopy>,
+    lots: Vec<LotCopy>,
+}
+
+impl BatchCopy {
+    fn rows(&self) -> usize {
+        self.events.len() + self.transfers.len() + self.postings.len() + self.lots.len()
+    }
 }
 
 impl Store {
@@ -94,62 +139,209 @@ impl Store {
         Ok(counts)
     }
 
-    /// The baseline: times inserting `rows` rows into a plain table
-    /// (`bench_raw`, created if missing and emptied first) with multi-row
-    /// INSERTs, one transaction per `batch` rows, each statement at most
-    /// 1000 rows as in the ledger's writes. Same pools, hence the same
-    /// durability settings, as the real store. Only the database work is
-    /// timed; the rows of each batch are generated before its clock starts.
-    pub async fn bench_raw_insert(&self, rows: usize, batch: usize) -> Result<Duration> {
-        let create = match self.backend() {
-            Backend::Sqlite => RAW_SQLITE,
-            Backend::Postgres => RAW_POSTGRES,
-        };
-        with_db!(self, write, |pool| {
-            sqlx::query(create).execute(pool).await?;
-            sqlx::query("DELETE FROM bench_raw").execute(pool).await?;
-        });
-        let program = Uuid::now_v7();
-        let members: Vec<Uuid> = (0..1000).map(|_| Uuid::now_v7()).collect();
-        let batch = batch.max(1);
+    /// The baseline: the rows the pipeline wrote for `program`, inserted
+    /// again with plain multi-row INSERTs (at most 1000 rows a statement, as
+    /// the pipeline's writes) into copies of its tables with the same
+    /// columns, keys and indexes, one transaction per `batch` events as the
+    /// pipeline committed them. Same pools, hence the same durability
+    /// settings. Only the inserts and commits are timed; the rows are read
+    /// back before the clock starts. Returns the rows inserted and the time.
+    pub async fn bench_raw_insert(
+        &self,
+        program: ProgramId,
+        batch: usize,
+    ) -> Result<(usize, Duration)> {
+        self.bench_copy_tables().await?;
+        let batches = self.bench_read_batches(program, batch.max(1)).await?;
         let mut timed = Duration::ZERO;
-        let mut done = 0;
-        while done < rows {
-            let n = batch.min(rows - done);
-            let data: Vec<RawRow> = (done..done + n)
-                .map(|i| RawRow {
-                    id: Uuid::now_v7(),
-                    member: members[i % members.len()],
-                    a: (i as i64 * 7919) % 100_000,
-                    b: i as i64,
-                    note: format!("order bench-{i:09}"),
-                })
-                .collect();
-            let at = now();
+        let mut rows = 0;
+        for b in &batches {
             let start = Instant::now();
-            with_db!(self, write, |pool| {
-                let mut tx = pool.begin().await?;
-                for chunk in data.chunks(CHUNK) {
-                    let mut q = sqlx::QueryBuilder::new(
-                        "INSERT INTO bench_raw (program_id, id, member_id, a, b, note, at) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(program)
-                            .push_bind(r.id)
-                            .push_bind(r.member)
-                            .push_bind(r.a)
-                            .push_bind(r.b)
-                            .push_bind(r.note.as_str())
-                            .push_bind(at);
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-            });
+            self.bench_insert_copy(program, b).await?;
             timed += start.elapsed();
-            done += n;
+            rows += b.rows();
         }
-        Ok(timed)
+        Ok((rows, timed))
+    }
+
+    /// Creates empty `bench_<table>` copies of the ledger tables.
+    async fn bench_copy_tables(&self) -> Result<()> {
+        for t in TABLES {
+            let drop = format!("DROP TABLE IF EXISTS bench_{t}");
+            with_db!(self, write, |pool| {
+                sqlx::query(&drop).execute(pool).await?;
+            });
+            let ddl: Vec<String> = match &self.db {
+                crate::Db::Postgres(_) => {
+                    vec![format!("CREATE TABLE bench_{t} (LIKE {t} INCLUDING ALL)")]
+                }
+                crate::Db::Sqlite { write, .. } => {
+                    let schema: Vec<(String, String, String)> = sqlx::query_as(
+                        "SELECT type, name, sql FROM sqlite_schema \
+                         WHERE tbl_name = $1 AND sql IS NOT NULL ORDER BY type DESC",
+                    )
+                    .bind(t)
+                    .fetch_all(write)
+                    .await?;
+                    // `CREATE TABLE <name> (…)` / `CREATE INDEX <name> ON <table> (…) …`,
+                    // renamed; everything from the first parenthesis is kept.
+                    schema
+                        .iter()
+                        .map(|(kind, name, sql)| {
+                            let tail = &sql[sql.find('(').unwrap_or(sql.len())..];
+                            match kind.as_str() {
+                                "table" => format!("CREATE TABLE bench_{t} {tail}"),
+                                _ => format!("CREATE INDEX bench_{name} ON bench_{t} {tail}"),
+                            }
+                        })
+                        .collect()
+                }
+            };
+            for sql in ddl {
+                with_db!(self, write, |pool| {
+                    sqlx::query(&sql).execute(pool).await?;
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The program's ledger rows, grouped by `batch` events in key order
+    /// (the order the benchmark sent them in).
+    async fn bench_read_batches(&self, program: ProgramId, batch: usize) -> Result<Vec<BatchCopy>> {
+        let p = program.0;
+        let (events, transfers, postings, lots): (
+            Vec<EventCopy>,
+            Vec<TransferCopy>,
+            Vec<PostingCopy>,
+            Vec<LotCopy>,
+        ) = with_db!(self, read, |pool| {
+            (
+                sqlx::query_as("SELECT * FROM events WHERE program_id = $1 ORDER BY event_key")
+                    .bind(p)
+                    .fetch_all(pool)
+                    .await?,
+                sqlx::query_as("SELECT * FROM transfers WHERE program_id = $1")
+                    .bind(p)
+                    .fetch_all(pool)
+                    .await?,
+                sqlx::query_as("SELECT * FROM postings WHERE program_id = $1")
+                    .bind(p)
+                    .fetch_all(pool)
+                    .await?,
+                sqlx::query_as("SELECT * FROM lots WHERE program_id = $1")
+                    .bind(p)
+                    .fetch_all(pool)
+                    .await?,
+            )
+        });
+        let mut out: Vec<BatchCopy> = Vec::new();
+        let mut batch_of: HashMap<String, usize> = HashMap::new();
+        for (i, e) in events.into_iter().enumerate() {
+            if i % batch == 0 {
+                out.push(BatchCopy::default());
+            }
+            batch_of.insert(e.event_key.clone(), i / batch);
+            out[i / batch].events.push(e);
+        }
+        let mut transfer_batch: HashMap<Uuid, usize> = HashMap::new();
+        for t in transfers {
+            if let Some(&b) = t.event_key.as_ref().and_then(|k| batch_of.get(k)) {
+                transfer_batch.insert(t.transfer_id, b);
+                out[b].transfers.push(t);
+            }
+        }
+        for x in postings {
+            if let Some(&b) = transfer_batch.get(&x.transfer_id) {
+                out[b].postings.push(x);
+            }
+        }
+        for l in lots {
+            if let Some(&b) = batch_of.get(&l.event_key) {
+                out[b].lots.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts one batch's rows into the copies, in one transaction.
+    async fn bench_insert_copy(&self, program: ProgramId, b: &BatchCopy) -> Result<()> {
+        let p = program.0;
+        with_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            for chunk in b.events.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO bench_events (program_id, event_key, kind, member_id, fingerprint, occurred_at, recorded_at, \
+                     asset, amount, points, refunded, reversed, order_key, request, result) ",
+                );
+                q.push_values(chunk, |mut r, e| {
+                    r.push_bind(p)
+                        .push_bind(&e.event_key)
+                        .push_bind(&e.kind)
+                        .push_bind(e.member_id)
+                        .push_bind(&e.fingerprint)
+                        .push_bind(e.occurred_at)
+                        .push_bind(e.recorded_at)
+                        .push_bind(&e.asset)
+                        .push_bind(e.amount)
+                        .push_bind(e.points)
+                        .push_bind(e.refunded)
+                        .push_bind(e.reversed)
+                        .push_bind(&e.order_key)
+                        .push_bind(&e.request)
+                        .push_bind(&e.result);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in b.transfers.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO bench_transfers (program_id, transfer_id, kind, state, event_key, created_at) ");
+                q.push_values(chunk, |mut r, t| {
+                    r.push_bind(p)
+                        .push_bind(t.transfer_id)
+                        .push_bind(&t.kind)
+                        .push_bind(&t.state)
+                        .push_bind(&t.event_key)
+                        .push_bind(t.created_at);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in b.postings.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO bench_postings (program_id, transfer_id, seq, account, member_id, asset, amount, reason, created_at) ",
+                );
+                q.push_values(chunk, |mut r, x| {
+                    r.push_bind(p)
+                        .push_bind(x.transfer_id)
+                        .push_bind(x.seq)
+                        .push_bind(&x.account)
+                        .push_bind(x.member_id)
+                        .push_bind(&x.asset)
+                        .push_bind(x.amount)
+                        .push_bind(&x.reason)
+                        .push_bind(x.created_at);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in b.lots.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO bench_lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) ",
+                );
+                q.push_values(chunk, |mut r, l| {
+                    r.push_bind(p)
+                        .push_bind(l.lot_id)
+                        .push_bind(l.member_id)
+                        .push_bind(&l.asset)
+                        .push_bind(l.amount)
+                        .push_bind(l.remaining)
+                        .push_bind(l.earned_at)
+                        .push_bind(l.expires_at)
+                        .push_bind(&l.event_key);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Drops a PostgreSQL schema made by the benchmark (named `bench_…`);

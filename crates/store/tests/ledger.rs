@@ -678,3 +678,54 @@ async fn grants_on_postgres() {
     grants(Backend::Postgres, ShortfallPolicy::ClawbackFromFuture).await;
     grants(Backend::Postgres, ShortfallPolicy::AllowNegative).await;
 }
+
+/// A blocked member's held points wait: not posted while blocked (nor
+/// refused on every run), posted once the member is active again.
+async fn blocked_holds_wait(backend: Backend) {
+    use sarafan_core::member::MemberStatus;
+    use sarafan_store::MemberPatch;
+    let (store, program, members) = setup(backend, ShortfallPolicy::ClawbackFromFuture).await;
+    let ctx = store.ledger_context(program).await.unwrap().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let later = now + Duration::days(3);
+    let held = EventIn::grant("g", c0(), now, (Asset::Points, 70), "welcome", Some(later));
+    accepted(one(&store, &ctx, held).await);
+    let status = |status| MemberPatch {
+        status: Some(status),
+        ..Default::default()
+    };
+    store
+        .update_member(program, members[0], &status(MemberStatus::Blocked))
+        .await
+        .unwrap();
+    assert_eq!(store.release_due_holds(program, later).await.unwrap(), 0);
+    let b = store
+        .member_balance(program, members[0], Asset::Points)
+        .await
+        .unwrap();
+    assert_eq!((b.points, b.pending), (0, 70));
+    store
+        .update_member(program, members[0], &status(MemberStatus::Active))
+        .await
+        .unwrap();
+    assert_eq!(store.release_due_holds(program, later).await.unwrap(), 70);
+    let b = store
+        .member_balance(program, members[0], Asset::Points)
+        .await
+        .unwrap();
+    assert_eq!((b.points, b.pending), (70, 0));
+    assert_eq!(
+        store.verify_ledger(program).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn blocked_holds_wait_on_sqlite() {
+    blocked_holds_wait(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn blocked_holds_wait_on_postgres() {
+    blocked_holds_wait(Backend::Postgres).await;
+}

@@ -442,6 +442,28 @@ async fn batches_report_per_item(db: Db) {
     .await;
     assert_eq!(balance(&app, &member).await["balance"], 260);
     ledger_is_consistent(&app).await;
+
+    // Resent refunds that, booked again, would exceed their order: found
+    // by their keys, not refused.
+    let events = json!({"events": [
+        refund("b6", "b1", "C1", 5000),
+        refund("b4", "b1", "C1", 5000),
+        refund("b4", "b1", "C1", 4000),
+        purchase("b7", "C1", 30000),
+    ]});
+    let body = json(app.post("/api/v1/events:batch", events).await).await;
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items[0]["result"]["status"], "accepted", "{body}");
+    assert_eq!(items[1]["result"]["status"], "replayed", "{body}");
+    assert_eq!(items[1]["result"]["points"], 50);
+    assert_eq!(
+        items[2]["problem"]["type"], "/problems/event-key-reused",
+        "{body}"
+    );
+    assert_eq!(items[2]["problem"]["field"], "amount");
+    assert_eq!(items[3]["result"]["points"], 300);
+    assert_eq!(balance(&app, &member).await["balance"], 260 - 50 + 300);
+    ledger_is_consistent(&app).await;
 }
 
 async fn unknown_customers_per_policy(db: Db) {

@@ -334,8 +334,9 @@ pub(crate) struct Wanted {
     pub externals: Vec<String>,
     pub order_keys: Vec<String>,
     /// Look the batch's keys up before booking. Off on the first try: the
-    /// insert's unique index finds replays, and a batch with any is booked
-    /// again with this on.
+    /// insert's unique index finds replays among the accepted items (and a
+    /// batch with any is booked again with this on); refused items' keys
+    /// are looked up after the write.
     pub check_keys: bool,
     /// Members who may spend or lose points: their lots are loaded.
     pub spenders: Vec<MemberRef>,
@@ -399,31 +400,25 @@ pub(crate) fn plan(
 ) -> (Vec<ItemResult>, Rows) {
     let mut rows = Rows::new(ctx.program, now());
     let mut results: Vec<ItemResult> = Vec::with_capacity(events.len());
-    // Keys booked earlier in this batch: (their result, their event row).
-    let mut booked: HashMap<&str, (usize, usize)> = HashMap::new();
+    // Keys booked earlier in this batch: their result and event.
+    let mut booked: HashMap<&str, (usize, &EventIn)> = HashMap::new();
     for e in events {
-        let result = if let Some(&(result, row)) = booked.get(e.key.as_str()) {
+        let result = if let Some(&(result, first)) = booked.get(e.key.as_str()) {
             match &results[result] {
-                ItemResult::Accepted(outcome) if rows.events[row].fingerprint == e.fingerprint => {
+                ItemResult::Accepted(outcome) if first.fingerprint == e.fingerprint => {
                     ItemResult::Replayed(outcome.clone())
                 }
                 _ => ItemResult::Rejected(ItemError::KeyReused {
                     key: e.key.clone(),
-                    fields: differing_fields(&rows.events[row].request, &e.request),
+                    fields: differing_fields(&first.request, &e.request),
                 }),
             }
         } else {
             match loaded.existing.get(&e.key) {
-                Some((fp, _, outcome)) if fp[..] == e.fingerprint[..] => {
-                    ItemResult::Replayed(outcome.clone())
-                }
-                Some((_, request, _)) => ItemResult::Rejected(ItemError::KeyReused {
-                    key: e.key.clone(),
-                    fields: differing_fields(request, &e.request),
-                }),
+                Some(saved) => replay_of(e, saved),
                 None => match book(ctx, e, &mut loaded, &mut rows) {
                     Ok(outcome) => {
-                        booked.insert(&e.key, (results.len(), rows.events.len() - 1));
+                        booked.insert(&e.key, (results.len(), e));
                         ItemResult::Accepted(outcome)
                     }
                     Err(err) => ItemResult::Rejected(err),
@@ -433,6 +428,23 @@ pub(crate) fn plan(
         results.push(result);
     }
     (results, rows)
+}
+
+/// The answer to `e` when its key was booked before as `saved`
+/// (fingerprint, request, outcome): the saved outcome for the same body,
+/// [`ItemError::KeyReused`] naming what differs for another.
+pub(crate) fn replay_of(
+    e: &EventIn,
+    (fingerprint, request, outcome): &(Vec<u8>, serde_json::Value, EventOutcome),
+) -> ItemResult {
+    if fingerprint[..] == e.fingerprint[..] {
+        ItemResult::Replayed(outcome.clone())
+    } else {
+        ItemResult::Rejected(ItemError::KeyReused {
+            key: e.key.clone(),
+            fields: differing_fields(request, &e.request),
+        })
+    }
 }
 
 /// Top-level fields whose values differ between two requests.
@@ -587,7 +599,7 @@ fn book(
         kind: booked.kind,
         member,
         fingerprint: e.fingerprint,
-        request: e.request.clone(),
+        request: raw_json("request", &e.request)?,
         at: e.at,
         asset: booked.asset,
         amount: booked.amount,
@@ -595,14 +607,22 @@ fn book(
         refunded: 0,
         reversed: 0,
         order_key: booked.order_key,
-        result: serde_json::value::to_raw_value(&outcome).map_err(|e| {
-            ItemError::Ledger(LedgerError::Invalid(sarafan_core::FieldError::new(
-                "outcome",
-                e.to_string(),
-            )))
-        })?,
+        result: raw_json("outcome", &outcome)?,
     });
     Ok(outcome)
+}
+
+/// `value` serialised once, as the row stores it.
+fn raw_json(
+    field: &str,
+    value: &impl Serialize,
+) -> Result<Box<serde_json::value::RawValue>, ItemError> {
+    serde_json::value::to_raw_value(value).map_err(|e| {
+        ItemError::Ledger(LedgerError::Invalid(sarafan_core::FieldError::new(
+            field,
+            e.to_string(),
+        )))
+    })
 }
 
 fn ledger<T>(r: Result<T, LedgerError>) -> Result<T, ItemError> {

@@ -17,9 +17,12 @@ use uuid::Uuid;
 const BATCH: i64 = 1000;
 
 impl Store {
-    /// Posts the pending points of every purchase of `program` whose return
-    /// window ended by `at`; returns the points posted. Each release is an
-    /// event keyed `release:<order>`, so a repeated run books nothing twice.
+    /// Posts the pending points of every purchase or grant of `program`
+    /// whose hold ended by `at`; returns the points posted. Each release is
+    /// an event keyed `release:<order>`, so a repeated run books nothing
+    /// twice. Holds of a blocked or erased member wait (their events are not
+    /// booked): they are posted once the member is active again, instead of
+    /// being refused, and logged, on every run.
     pub async fn release_due_holds(&self, program: ProgramId, at: OffsetDateTime) -> Result<i64> {
         let Some(ctx) = self.ledger_context(program).await? else {
             return Ok(0);
@@ -28,8 +31,10 @@ impl Store {
         loop {
             let due: Vec<(String, Uuid)> = with_db!(self, read, |pool| {
                 sqlx::query_as(
-                    "SELECT event_key, member_id FROM holds \
-                     WHERE program_id = $1 AND state = 'pending' AND release_at <= $2 ORDER BY release_at LIMIT $3",
+                    "SELECT h.event_key, h.member_id FROM holds h \
+                     JOIN members m ON m.program_id = h.program_id AND m.member_id = h.member_id \
+                     WHERE h.program_id = $1 AND h.state = 'pending' AND h.release_at <= $2 AND m.status = 'active' \
+                     ORDER BY h.release_at LIMIT $3",
                 )
                 .bind(program.0)
                 .bind(at)

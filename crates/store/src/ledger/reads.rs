@@ -1,6 +1,6 @@
 //! What members and stores read from the ledger, and the consistency check.
 
-use super::ingest::{plan, EventIn, ItemResult, LedgerContext, Wanted};
+use super::ingest::{plan, replay_of, EventIn, ItemResult, LedgerContext, Wanted};
 use super::writes::LedgerIo;
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
@@ -76,9 +76,9 @@ impl Store {
     /// replayed or rejected whole.
     pub async fn ingest(&self, ctx: &LedgerContext, events: &[EventIn]) -> Result<Vec<ItemResult>> {
         let mut wanted = Wanted::of(ctx, events);
-        // First try without looking keys up; a batch holding a replay (the
-        // insert's unique index says so) or a refusal is planned again with
-        // them.
+        // First try without looking keys up: the insert's unique index finds
+        // replays among the accepted items, and a batch holding one is
+        // planned again with every key checked.
         for check_keys in [false, true] {
             wanted.check_keys = check_keys;
             let booked = with_db!(self, write, |pool| {
@@ -86,16 +86,38 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 let loaded = LedgerIo::load_batch(&mut *tx, ctx.program, &wanted).await?;
                 let t1 = std::time::Instant::now();
-                let (results, rows) = plan(ctx, events, loaded);
+                let (mut results, rows) = plan(ctx, events, loaded);
                 let t2 = std::time::Instant::now();
-                // Unchecked, a replay may look like a bad event (a refund
-                // already booked exceeds what is left): any refusal is only
-                // final once the keys were checked.
-                let refused = results.iter().any(|r| matches!(r, ItemResult::Rejected(_)));
-                if (refused && !check_keys) || !LedgerIo::write_batch(&mut *tx, &rows).await? {
+                if !LedgerIo::write_batch(&mut *tx, &rows).await? {
                     tx.rollback().await?;
                     None
                 } else {
+                    // Unchecked, a replay may look like a bad event (a refund
+                    // booked already exceeds what is left of its order): the
+                    // refused items' keys alone are looked up now. The
+                    // accepted items were new (their inserts did not
+                    // conflict), so the refusals of new keys stand.
+                    let refused: Vec<String> = results
+                        .iter()
+                        .zip(events)
+                        .filter(|(r, _)| matches!(r, ItemResult::Rejected(_)))
+                        .map(|(_, e)| e.key.clone())
+                        .collect();
+                    if !check_keys && !refused.is_empty() {
+                        let lookup = Wanted {
+                            keys: refused,
+                            check_keys: true,
+                            ..Wanted::default()
+                        };
+                        let seen = LedgerIo::load_batch(&mut *tx, ctx.program, &lookup).await?;
+                        for (r, e) in results.iter_mut().zip(events) {
+                            if let (ItemResult::Rejected(_), Some(saved)) =
+                                (&r, seen.existing.get(&e.key))
+                            {
+                                *r = replay_of(e, saved);
+                            }
+                        }
+                    }
                     let t3 = std::time::Instant::now();
                     tx.commit().await?;
                     tracing::debug!(

@@ -16,7 +16,8 @@ pub(crate) struct EventRow {
     pub kind: String,
     pub member: MemberId,
     pub fingerprint: [u8; 32],
-    pub request: serde_json::Value,
+    /// The request, serialised once (not a copy of its JSON tree).
+    pub request: Box<serde_json::value::RawValue>,
     pub at: OffsetDateTime,
     pub asset: Asset,
     pub amount: Option<i64>,
