@@ -23,6 +23,7 @@ pub mod outbox;
 mod programs;
 pub mod referrals;
 pub mod testing;
+mod versions;
 mod webhooks;
 
 pub use clicks::{Click, ClickCount};

@@ -1,6 +1,6 @@
 //! Earn rules, members' balances and statements, program totals.
 
-use super::from_value;
+use super::new_rule_version;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::AppState;
@@ -148,23 +148,10 @@ pub async fn list_rules(
 pub async fn add_rules(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(mut body): ApiJson<serde_json::Value>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<RulesView>)> {
     caller.require(Scope::Admin)?;
-    let Some(obj) = body.as_object_mut() else {
-        return Err(ApiError::invalid(
-            "body",
-            "must be a JSON object of earn rules",
-        ));
-    };
-    obj.insert("version".into(), 0.into());
-    if !obj.contains_key("effective_from") {
-        let now = sarafan_store::now()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        obj.insert("effective_from".into(), now.into());
-    }
-    let rules: EarnRules = from_value("rules", body)?;
+    let rules: EarnRules = new_rule_version(body, "earn rules")?;
     let rules = CompiledRules::compile(rules)?.rules().clone();
     let saved = state.store.add_earn_rules(caller.program, &rules).await?;
     Ok((

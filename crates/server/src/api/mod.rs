@@ -27,6 +27,29 @@ fn from_value<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Re
     })
 }
 
+/// Reads a new rule version (earn or referral rules) from a request body.
+/// The store numbers versions, so a `version` sent is ignored;
+/// `effective_from` defaults to now.
+fn new_rule_version<R: DeserializeOwned>(
+    mut body: serde_json::Value,
+    what: &str,
+) -> Result<R, ApiError> {
+    let Some(obj) = body.as_object_mut() else {
+        return Err(ApiError::invalid(
+            "body",
+            format!("must be a JSON object of {what}"),
+        ));
+    };
+    obj.insert("version".into(), 0.into());
+    if !obj.contains_key("effective_from") {
+        let now = sarafan_store::now()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        obj.insert("effective_from".into(), now.into());
+    }
+    from_value("rules", body)
+}
+
 /// Deserialises a field that may be absent (keep), `null` (clear) or a value
 /// (set) into `Option<Option<T>>`.
 fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>

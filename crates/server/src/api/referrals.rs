@@ -2,7 +2,7 @@
 //! referrals list and review queue, the referrer's reward choice, a
 //! member's referral progress and the program's referral funnel.
 
-use super::from_value;
+use super::new_rule_version;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
@@ -486,21 +486,10 @@ pub async fn list_rules(
 pub async fn add_rules(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(mut body): ApiJson<serde_json::Value>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<ReferralRulesView>)> {
     caller.require(Scope::Admin)?;
-    let Some(obj) = body.as_object_mut() else {
-        return Err(ApiError::invalid(
-            "body",
-            "must be a JSON object of referral rules",
-        ));
-    };
-    obj.insert("version".into(), 0.into());
-    if !obj.contains_key("effective_from") {
-        let now = sarafan_store::now().format(&Rfc3339).unwrap_or_default();
-        obj.insert("effective_from".into(), now.into());
-    }
-    let rules: ReferralRules = from_value("rules", body)?;
+    let rules: ReferralRules = new_rule_version(body, "referral rules")?;
     rules.validate()?;
     let saved = state
         .store
