@@ -110,10 +110,15 @@ impl Store {
                 .collect();
                 let mut known = Known::default();
                 if !conditions.is_empty() {
-                    let sql = format!(
-                        "SELECT {COLUMNS} FROM members WHERE program_id = $1 AND ({})",
-                        conditions.join(" OR ")
-                    );
+                    // One SELECT per identifier, each on its own unique index:
+                    // SQLite plans `a IN .. OR b IN ..` as a scan of the table.
+                    let sql = conditions
+                        .iter()
+                        .map(|c| {
+                            format!("SELECT {COLUMNS} FROM members WHERE program_id = $1 AND {c}")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" UNION ");
                     let mut q = sqlx::query_as::<_, MemberRow>(&sql).bind(program.0);
                     for v in ext.iter().chain(&emails).chain(&phones) {
                         q = q.bind(*v);
