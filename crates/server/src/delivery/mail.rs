@@ -238,11 +238,16 @@ pub async fn deliver(
         .locale
         .clone()
         .unwrap_or_else(|| program.locale.as_str().to_owned());
+    // Every mail carries the member's own referral link, the thing to share.
+    let referral_url = match store.referral_code_for(c.program, member.id).await? {
+        Some(codes) => format!("{}/r/{}", config.public_url, codes.code),
+        None => config.public_url.clone(),
+    };
     let vars = context! {
         member => context! { name => member.name.clone().unwrap_or_default() },
         program => context! { name => program.name.clone() },
         data => minijinja::Value::from_serialize(&data),
-        public_url => config.public_url.clone(),
+        referral_url,
     };
     let rendered = match render(name, &locale, vars, &unsubscribe_url) {
         Ok(r) => r,

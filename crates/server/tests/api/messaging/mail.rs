@@ -101,6 +101,20 @@ async fn welcome_and_reward_mails_per_locale(db: Db) {
     assert!(ru
         .text
         .contains("Отписаться от этих писем: http://sarafan.test/unsubscribe/"));
+    // The link to share is the member's own referral link.
+    let olga = json(app.get("/api/v1/members?email=olga@example.com").await).await;
+    let olga = olga["items"][0]["id"].as_str().unwrap().to_owned();
+    let referral = json(app.get(&format!("/api/v1/members/{olga}/referral")).await).await;
+    let link = format!(
+        "http://sarafan.test/r/{}",
+        referral["code"].as_str().unwrap()
+    );
+    assert!(
+        ru.text
+            .contains(&format!("Поделитесь ссылкой с друзьями: {link}")),
+        "{}",
+        ru.text
+    );
     let fa = &mails[to(&mails, "dara@example.com")];
     assert_eq!(fa.subject, "به Test Coffee خوش آمدید");
     assert!(
