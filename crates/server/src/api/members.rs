@@ -196,6 +196,8 @@ pub struct MemberExport {
     pub statement: Vec<StatementLineView>,
     /// Every event sent for the member, as sent.
     pub events: Vec<ExportedEvent>,
+    /// The referral that brought the member, then the friends they brought.
+    pub referrals: Vec<super::referrals::ReferralView>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub exported_at: OffsetDateTime,
@@ -519,6 +521,7 @@ pub async fn export(
         program_name: program.name,
         balance: balance_of(&state, caller.program, member.id).await?,
         statement: full_statement(&state, caller.program, member.id).await?,
+        referrals: super::referrals::of_member(&state, caller.program, member.id).await?,
         events: events
             .into_iter()
             .map(|e| ExportedEvent {

@@ -326,6 +326,36 @@ async fn context(state: &AppState, program: ProgramId) -> ApiResult<LedgerContex
         .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))
 }
 
+/// Every referral a member is part of: the one that brought them, then the
+/// friends they brought (for the member's GDPR export).
+pub(crate) async fn of_member(
+    state: &AppState,
+    program: ProgramId,
+    member: MemberId,
+) -> ApiResult<Vec<ReferralView>> {
+    let mut all: Vec<ReferralView> = state
+        .store
+        .referral_of_friend(program, member)
+        .await?
+        .into_iter()
+        .map(ReferralView::new)
+        .collect();
+    let mut filter = ReferralFilter {
+        status: None,
+        referrer: Some(member),
+        after: None,
+        limit: 500,
+    };
+    loop {
+        let (page, next) = state.store.referrals(program, &filter).await?;
+        all.extend(page.into_iter().map(ReferralView::new));
+        match next {
+            Some(after) => filter.after = Some(after),
+            None => return Ok(all),
+        }
+    }
+}
+
 async fn load(state: &AppState, program: ProgramId, id: Uuid) -> ApiResult<Referral> {
     state
         .store

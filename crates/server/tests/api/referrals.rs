@@ -177,6 +177,28 @@ async fn two_sided_flow(db: Db) {
     );
     assert_eq!(p["pending"]["points"], 300);
     assert_eq!(p["earned"], json!({}));
+
+    // Both members' GDPR exports hold the referral that links them.
+    for member in [&anna, &boris] {
+        let export = json(app.get(&format!("/api/v1/members/{member}/export")).await).await;
+        let ids: Vec<_> = export["referrals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].clone(),
+                    r["referrer_id"].clone(),
+                    r["friend_id"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![(json!(id), json!(anna), json!(boris))],
+            "{member}"
+        );
+    }
     ledger_is_consistent(&app).await;
 }
 
