@@ -9,6 +9,7 @@ use sarafan_core::ledger::rules::{
     EarnRules, Line, Multiplier, Promotion, Purchase, Rate, Rounding,
 };
 use sarafan_core::member::ExternalId;
+use sarafan_core::outbox::Topic;
 use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
 use sarafan_store::ledger::{EventBody, EventIn, ItemResult, MemberRef};
 use sarafan_store::referrals::FriendActivity;
@@ -50,6 +51,11 @@ pub struct IngestArgs {
     /// Keep the PostgreSQL schema instead of dropping it at the end.
     #[arg(long)]
     keep: bool,
+    /// Subscribe one webhook endpoint to `purchase.processed`, so every
+    /// accepted purchase also writes an outbox message (nothing delivers
+    /// them: the bench runs no worker).
+    #[arg(long)]
+    webhook: bool,
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
@@ -141,6 +147,16 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
     let externals: Vec<String> = (0..args.members).map(|i| format!("cust-{i:07}")).collect();
     store.bench_insert_members(program.id, &externals).await?;
     let events = generate(args, &externals)?;
+    if args.webhook {
+        store
+            .create_webhook(
+                program.id,
+                "http://127.0.0.1:9/bench",
+                "bench",
+                &[Topic::PurchaseProcessed],
+            )
+            .await?;
+    }
     let ctx = store
         .ledger_context(program.id)
         .await?
@@ -244,6 +260,10 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
         count("lots"),
         count("balances"),
     );
+
+    if args.webhook {
+        println!("{tag}  outbox  {} messages queued", count("outbox"));
+    }
 
     // The baseline: the same rows again, as plain batched INSERTs into
     // copies of the same tables, committed as the pipeline committed them.

@@ -120,13 +120,20 @@ impl Store {
     }
 
     /// Rows a program has in each ledger table, in the order
-    /// events, transfers, postings, lots, balances.
+    /// events, transfers, postings, lots, balances, and in the outbox.
     pub async fn bench_ledger_counts(
         &self,
         program: ProgramId,
     ) -> Result<Vec<(&'static str, i64)>> {
         let mut counts = Vec::new();
-        for table in ["events", "transfers", "postings", "lots", "balances"] {
+        for table in [
+            "events",
+            "transfers",
+            "postings",
+            "lots",
+            "balances",
+            "outbox",
+        ] {
             let sql = format!("SELECT COUNT(*) FROM {table} WHERE program_id = $1");
             let n: i64 = with_db!(self, read, |pool| {
                 sqlx::query_scalar(&sql)

@@ -315,7 +315,9 @@ pub struct WebhookPayload {
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
     pub program_id: Uuid,
-    /// Depends on `type`: `member.created` carries [`MemberCreatedData`].
+    /// Depends on `type`: `member.created` carries [`MemberCreatedData`],
+    /// `purchase.processed` [`PurchaseProcessedData`], `reward.earned`
+    /// [`RewardEarnedData`].
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
@@ -324,6 +326,46 @@ pub struct WebhookPayload {
 #[derive(Serialize, ToSchema)]
 pub struct MemberCreatedData {
     pub member: WebhookMember,
+}
+
+/// `data` of `purchase.processed`: sent once per booked purchase (never for
+/// a replay or a refused one).
+#[derive(Serialize, ToSchema)]
+pub struct PurchaseProcessedData {
+    /// The purchase's key: the store's order id.
+    pub order_id: String,
+    pub member_id: Uuid,
+    #[schema(value_type = String, format = DateTime)]
+    pub occurred_at: String,
+    /// Order total in minor units of `currency`.
+    pub amount: i64,
+    pub currency: String,
+    /// `points` or `cashback` (minor units).
+    pub asset: String,
+    /// What the purchase earned (pending while inside the return window).
+    pub points: i64,
+    /// Every point's reason, line by line; caps are negative.
+    #[schema(value_type = Vec<Object>)]
+    pub breakdown: Vec<serde_json::Value>,
+}
+
+/// `data` of `reward.earned`: sent once per booked grant — a referral reward
+/// (key `referral:<referral id>:<level>`), an adjustment, an opening balance.
+#[derive(Serialize, ToSchema)]
+pub struct RewardEarnedData {
+    /// The grant's key.
+    pub key: String,
+    pub member_id: Uuid,
+    #[schema(value_type = String, format = DateTime)]
+    pub occurred_at: String,
+    /// `points` or `cashback` (minor units).
+    pub asset: String,
+    pub points: i64,
+    /// Why, as the member's statement shows it.
+    pub reason: String,
+    /// Set while the points are pending: when they are posted.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub pending_until: Option<String>,
 }
 
 /// A member as webhooks describe them.

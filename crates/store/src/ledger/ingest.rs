@@ -5,6 +5,7 @@
 
 use super::writes::{BalanceDelta, EventRow, HoldRow, LotRow, PostingRow, Rows, TransferRow};
 use crate::now;
+use crate::outbox::Outgoing;
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset, Owner};
 use sarafan_core::ledger::lots::{self, Lot};
@@ -16,11 +17,12 @@ use sarafan_core::ledger::rules::{CompiledRules, Earn, EarnLine, MemberContext, 
 use sarafan_core::ledger::transfer::{Reversal, Transfer};
 use sarafan_core::ledger::LedgerError;
 use sarafan_core::member::{ExternalId, MemberStatus};
+use sarafan_core::outbox::Topic;
 use sarafan_core::program::{ProgramSettings, UnknownMemberPolicy};
 use sarafan_core::text::bounded;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -228,6 +230,10 @@ pub struct LedgerContext {
     pub settings: ProgramSettings,
     /// Compiled earn rule versions, oldest effective first.
     pub rules: Vec<CompiledRules>,
+    /// Event types some enabled webhook endpoint of the program takes: the
+    /// ledger's messages are built only for these (or for members who take
+    /// e-mail), so a program nobody listens to pays nothing for them.
+    pub webhook_topics: Vec<Topic>,
 }
 
 impl LedgerContext {
@@ -324,6 +330,8 @@ pub(crate) struct Loaded {
     pub earned_on: HashMap<(MemberId, Date), i64>,
     /// Purchases booked per member, when conditions need them.
     pub orders_count: HashMap<MemberId, i64>,
+    /// Loaded members who take automated e-mail (consent and an address).
+    pub mailable: HashSet<MemberId>,
 }
 
 /// What the loader must fetch for `events`.
@@ -428,6 +436,67 @@ pub(crate) fn plan(
         results.push(result);
     }
     (results, rows)
+}
+
+/// The messages a committed batch causes: `purchase.processed` for each
+/// accepted purchase and `reward.earned` for each accepted grant, built from
+/// what the batch booked, for the topics someone listens to (a webhook
+/// endpoint, or the member's e-mail). Replays and refusals cause nothing.
+pub(crate) fn outgoing(
+    ctx: &LedgerContext,
+    events: &[EventIn],
+    results: &[ItemResult],
+    mailable: &HashSet<MemberId>,
+) -> Vec<Outgoing> {
+    let heard = |topic: Topic, member: MemberId| {
+        ctx.webhook_topics.contains(&topic) || mailable.contains(&member)
+    };
+    let at = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    let mut out = Vec::new();
+    for (e, r) in events.iter().zip(results) {
+        let ItemResult::Accepted(o) = r else { continue };
+        let member = o.member_id;
+        match &e.body {
+            EventBody::Purchase(p) if heard(Topic::PurchaseProcessed, member) => {
+                out.push(Outgoing::new(
+                    Topic::PurchaseProcessed,
+                    Some(member),
+                    serde_json::json!({
+                        "order_id": e.key,
+                        "member_id": member,
+                        "occurred_at": at(e.at),
+                        "amount": p.amount,
+                        "currency": p.currency,
+                        "asset": o.asset,
+                        "points": o.points,
+                        "breakdown": o.breakdown,
+                    }),
+                ));
+            }
+            EventBody::Grant {
+                asset,
+                points,
+                reason,
+                hold_until,
+            } if heard(Topic::RewardEarned, member) => {
+                out.push(Outgoing::new(
+                    Topic::RewardEarned,
+                    Some(member),
+                    serde_json::json!({
+                        "key": e.key,
+                        "member_id": member,
+                        "occurred_at": at(e.at),
+                        "asset": asset,
+                        "points": points,
+                        "reason": reason,
+                        "pending_until": hold_until.filter(|t| *t > e.at).map(at),
+                    }),
+                ));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The answer to `e` when its key was booked before as `saved`

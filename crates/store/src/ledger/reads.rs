@@ -1,12 +1,14 @@
 //! What members and stores read from the ledger, and the consistency check.
 
-use super::ingest::{plan, replay_of, EventIn, ItemResult, LedgerContext, Wanted};
+use super::ingest::{outgoing, plan, replay_of, EventIn, ItemResult, LedgerContext, Wanted};
 use super::writes::LedgerIo;
+use crate::outbox::Enqueue;
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset, Owner, ProgramAccount};
 use sarafan_core::ledger::lots::{expiring_schedule, Lot};
 use sarafan_core::ledger::rules::CompiledRules;
+use sarafan_core::outbox::Topic;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -64,11 +66,21 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(format!("earn rules: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut webhook_topics: Vec<Topic> = self
+            .webhooks(program)
+            .await?
+            .into_iter()
+            .filter(|w| w.enabled)
+            .flat_map(|w| w.topics)
+            .collect();
+        webhook_topics.sort_unstable_by_key(|t| t.as_str());
+        webhook_topics.dedup();
         Ok(Some(LedgerContext {
             program,
             currency: p.currency.code().to_owned(),
             settings: p.settings,
             rules,
+            webhook_topics,
         }))
     }
 
@@ -84,7 +96,8 @@ impl Store {
             let booked = with_db!(self, write, |pool| {
                 let t0 = std::time::Instant::now();
                 let mut tx = pool.begin().await?;
-                let loaded = LedgerIo::load_batch(&mut *tx, ctx.program, &wanted).await?;
+                let mut loaded = LedgerIo::load_batch(&mut *tx, ctx.program, &wanted).await?;
+                let mailable = std::mem::take(&mut loaded.mailable);
                 let t1 = std::time::Instant::now();
                 let (mut results, rows) = plan(ctx, events, loaded);
                 let t2 = std::time::Instant::now();
@@ -117,6 +130,12 @@ impl Store {
                                 *r = replay_of(e, saved);
                             }
                         }
+                    }
+                    // In the same transaction: a rolled-back batch tells
+                    // nobody, and a replay (not accepted) tells nobody again.
+                    let messages = outgoing(ctx, events, &results, &mailable);
+                    if !messages.is_empty() {
+                        tx.enqueue(ctx.program, &messages).await?;
                     }
                     let t3 = std::time::Instant::now();
                     tx.commit().await?;

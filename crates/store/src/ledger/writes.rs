@@ -205,15 +205,24 @@ macro_rules! ledger_io {
                         let request: Json<serde_json::Value> = r.try_get("request")?;
                         l.existing.insert(r.try_get("event_key")?, (r.try_get("fingerprint")?, request.0, outcome.0));
                     }
-                    let select = "SELECT member_id, status FROM members";
+                    // Whether the member takes automated e-mail comes along
+                    // for free, so the outbox is skipped when nobody listens.
+                    let select = "SELECT member_id, status, CASE WHEN consent_email AND email IS NOT NULL THEN 1 ELSE 0 END AS mailable FROM members";
                     for r in rows_in(self, select, p, "member_id", &w.member_ids, "").await? {
-                        l.by_id.insert(MemberId(r.try_get("member_id")?), status_of(&r)?);
+                        let id = MemberId(r.try_get("member_id")?);
+                        l.by_id.insert(id, status_of(&r)?);
+                        if r.try_get::<i32, _>("mailable")? == 1 {
+                            l.mailable.insert(id);
+                        }
                     }
-                    let select = "SELECT member_id, external_id, status FROM members";
+                    let select = "SELECT member_id, external_id, status, CASE WHEN consent_email AND email IS NOT NULL THEN 1 ELSE 0 END AS mailable FROM members";
                     for r in rows_in(self, select, p, "external_id", &w.externals, "").await? {
                         let (id, status) = (MemberId(r.try_get("member_id")?), status_of(&r)?);
                         l.by_id.insert(id, status);
                         l.by_external.insert(r.try_get("external_id")?, (id, status));
+                        if r.try_get::<i32, _>("mailable")? == 1 {
+                            l.mailable.insert(id);
+                        }
                     }
                     // Orders refunds and releases refer to: purchases, and grants
                     // (whose reason a release posts again, read from the saved outcome).
