@@ -82,7 +82,7 @@ pub struct ExportArgs {
 }
 
 /// Rows per chunk sent to the store.
-const CHUNK: usize = 1000;
+const CHUNK: usize = 5000;
 
 /// Opens `path` as UTF-8 text (a BOM skipped), transcoding Windows-1251.
 fn open_text(path: &Path, encoding: Encoding) -> Result<(Box<dyn Read + Send>, &'static str)> {

@@ -208,6 +208,56 @@ fn import_is_idempotent_and_reads_bom_and_1251(db: Db) {
     );
 }
 
+/// The check reads only, so a customer repeated far apart in the file (in
+/// different chunks) is found by the identifiers it remembers: an identical
+/// repeat is one customer, a changed one is refused naming both lines.
+fn repeats_across_chunks_are_found(db: Db) {
+    let p = program(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("external_id,email,name\n");
+    for i in 1..=6000 {
+        csv.push_str(&format!("C{i},c{i}@example.com,N{i}\n"));
+    }
+    let good = format!("{csv}C1,c1@example.com,N1\n");
+    let bad = format!("{good}C7000,c2@example.com,Other\nC3,,N3 changed\n");
+    let bad = write(dir.path(), "bad.csv", bad.as_bytes());
+    let o = run(&db, &["import", "members", "--program", &p, &bad]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(
+            "line 6003: a member with these identifiers exists earlier in the file (line 3)"
+        ) && err.contains(
+            "line 6004: a member with these identifiers exists earlier in the file (line 4)"
+        ) && err.contains("2 bad row(s)"),
+        "{err}"
+    );
+    assert!(export_members(&db, &p).is_empty(), "nothing half-imported");
+    let good = write(dir.path(), "good.csv", good.as_bytes());
+    let o = run(
+        &db,
+        &["import", "members", "--program", &p, &good, "--dry-run"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("6000 member(s) would be created, 1 are there already"),
+        "{out}"
+    );
+    let o = run(&db, &["import", "members", "--program", &p, &good]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("imported 6000 member(s); 1 were there already"),
+        "{out}"
+    );
+    let o = run(&db, &["import", "members", "--program", &p, &good]);
+    assert!(text(&o)
+        .0
+        .contains("imported 0 member(s); 6001 were there already"));
+    assert_eq!(export_members(&db, &p).len(), 6000);
+}
+
 fn purchases_book_once(db: Db) {
     let p = program(&db);
     let dir = tempfile::tempdir().unwrap();
@@ -269,5 +319,6 @@ macro_rules! on_both {
 on_both!(
     bad_rows_are_reported_and_nothing_imported,
     import_is_idempotent_and_reads_bom_and_1251,
+    repeats_across_chunks_are_found,
     purchases_book_once
 );
