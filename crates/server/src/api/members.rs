@@ -2,8 +2,8 @@
 //! program, so another program's member id is simply not found.
 
 use super::ledger::{balance_of, full_statement, BalanceView, StatementLineView};
-use super::present;
 use super::referrals::{attribution_result, touch_for, ReferralTouch, ReferralView};
+use super::{page_limit, present};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
@@ -329,10 +329,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<MemberQuery>,
 ) -> ApiResult<Json<MemberList>> {
     caller.require(Scope::Server)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
+    let limit = page_limit(q.limit)?;
     let filter = MemberFilter {
         after: q
             .after

@@ -27,6 +27,15 @@ fn from_value<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Re
     })
 }
 
+/// The page size of a list: 50 unless asked, at most 500.
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+    }
+    Ok(limit)
+}
+
 /// Reads a new rule version (earn or referral rules) from a request body.
 /// The store numbers versions, so a `version` sent is ignored;
 /// `effective_from` defaults to now.

@@ -1,6 +1,7 @@
 //! The program's outbox: every webhook delivery and e-mail, its status and
 //! tries, and a manual retry for dead letters.
 
+use super::page_limit;
 use crate::extract::{ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
@@ -140,10 +141,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<OutboxQuery>,
 ) -> ApiResult<Json<MessageList>> {
     caller.require(Scope::Admin)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
+    let limit = page_limit(q.limit)?;
     let status = q
         .status
         .as_deref()

@@ -2,7 +2,7 @@
 //! referrals list and review queue, the referrer's reward choice, a
 //! member's referral progress and the program's referral funnel.
 
-use super::new_rule_version;
+use super::{new_rule_version, page_limit};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
@@ -585,10 +585,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ReferralQuery>,
 ) -> ApiResult<Json<ReferralList>> {
     caller.require(Scope::Server)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
+    let limit = page_limit(q.limit)?;
     let filter = ReferralFilter {
         status: q
             .status
