@@ -93,6 +93,9 @@ struct NewRow {
 /// Rows per multi-row INSERT (9 parameters each, well under both limits).
 const INSERT_CHUNK: usize = 500;
 
+/// How often a member is reminded by mail to share after a purchase.
+const SHARE_REMINDER_EVERY: time::Duration = time::Duration::days(7);
+
 /// The rows `events` fan out to, given the subscribed endpoints and the
 /// members who accept e-mail.
 fn fan_out(
@@ -100,9 +103,13 @@ fn fan_out(
     events: &[Outgoing],
     endpoints: &[(Uuid, Vec<String>)],
     mailable: &[Uuid],
+    reminded: &[Uuid],
     at: OffsetDateTime,
 ) -> Result<Vec<NewRow>> {
     let mut rows = Vec::new();
+    // Members reminded to share by this call already (a batch may hold
+    // several of a member's purchases).
+    let mut reminded_now: Vec<Uuid> = Vec::new();
     for e in events {
         for (endpoint, topics) in endpoints {
             if !topics.iter().any(|t| t == e.topic.as_str()) {
@@ -128,6 +135,12 @@ fn fan_out(
             });
         }
         if let Some(member) = e.member.filter(|m| mailable.contains(&m.0)) {
+            if e.topic == Topic::PurchaseProcessed {
+                if reminded.contains(&member.0) || reminded_now.contains(&member.0) {
+                    continue;
+                }
+                reminded_now.push(member.0);
+            }
             rows.push(NewRow {
                 id: Uuid::now_v7(),
                 channel: "email",
@@ -187,7 +200,26 @@ macro_rules! impl_enqueue {
                     }
                     mailable.extend(q.fetch_all(&mut *self).await?);
                 }
-                let rows = fan_out(program, events, &endpoints, &mailable, at)?;
+                // A purchase's mail is a reminder to share: at most one per
+                // member per SHARE_REMINDER_EVERY, not one per coffee.
+                let mut reminded = Vec::new();
+                if events.iter().any(|e| e.topic == Topic::PurchaseProcessed) {
+                    let since = unix_ms(at - SHARE_REMINDER_EVERY);
+                    for chunk in mailable.chunks(INSERT_CHUNK) {
+                        let sql = format!(
+                            "SELECT DISTINCT member_id FROM outbox WHERE program_id = $1 \
+                             AND channel = 'email' AND topic = 'purchase.processed' \
+                             AND due_ms >= $2 AND member_id IN ({})",
+                            placeholders(3, chunk.len())
+                        );
+                        let mut q = sqlx::query_scalar::<_, Uuid>(&sql).bind(program.0).bind(since);
+                        for m in chunk {
+                            q = q.bind(*m);
+                        }
+                        reminded.extend(q.fetch_all(&mut *self).await?);
+                    }
+                }
+                let rows = fan_out(program, events, &endpoints, &mailable, &reminded, at)?;
                 let due = at.unix_timestamp_nanos() as i64 / 1_000_000;
                 for chunk in rows.chunks(INSERT_CHUNK) {
                     let values = (0..chunk.len())

@@ -177,4 +177,16 @@ async fn nobody_listening_queues_nothing(db: Db) {
         assert_eq!(q[0]["channel"], "email");
         assert_eq!(q[0]["member_id"], mailed);
     }
+
+    // The purchase mail is a reminder to share: one a week, not one per
+    // purchase, also for several purchases in one batch.
+    let again = |id: &str| json!({"type": "purchase", "id": id, "external_id": "C2", "amount": 5000, "currency": "RUB"});
+    assert_eq!(
+        app.post("/api/v1/events", again("order-4")).await.status(),
+        201
+    );
+    let batch = json!({"events": [again("order-5"), again("order-6")]});
+    assert_eq!(app.post("/api/v1/events:batch", batch).await.status(), 200);
+    let q = queued(&app, "purchase.processed").await;
+    assert_eq!(q.len(), 1, "one reminder a week: {q:?}");
 }
