@@ -220,14 +220,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Negotiated {
 fn best_accepted(header: &str) -> Option<Lang> {
     let requested = parse_accepted_languages(header);
     let available: Vec<LanguageIdentifier> = Lang::ALL.iter().map(|l| l.id()).collect();
-    negotiate_languages(
-        &requested,
-        &available,
-        None,
-        NegotiationStrategy::Lookup,
-    )
-    .first()
-    .and_then(|id| Lang::from_tag(id.language.as_str()))
+    negotiate_languages(&requested, &available, None, NegotiationStrategy::Lookup)
+        .first()
+        .and_then(|id| Lang::from_tag(id.language.as_str()))
 }
 
 /// The value of cookie `name` on the request.
@@ -261,16 +256,30 @@ mod tests {
     fn switch_then_cookie_then_browser_then_program() {
         let n = |uri, h: &[(&str, &str)]| Negotiated::from_parts(&parts(uri, h));
         let al = ("accept-language", "fa-IR,fa;q=0.9,en;q=0.5");
-        assert_eq!(n("/p?lang=ru", &[al, ("cookie", "sarafan_lang=en")]).lang("en"), Lang::Ru);
-        assert_eq!(n("/p", &[al, ("cookie", "a=b; sarafan_lang=en")]).lang("ru"), Lang::En);
+        assert_eq!(
+            n("/p?lang=ru", &[al, ("cookie", "sarafan_lang=en")]).lang("en"),
+            Lang::Ru
+        );
+        assert_eq!(
+            n("/p", &[al, ("cookie", "a=b; sarafan_lang=en")]).lang("ru"),
+            Lang::En
+        );
         assert_eq!(n("/p", &[al]).lang("ru"), Lang::Fa);
-        assert_eq!(n("/p", &[("accept-language", "de-DE,de;q=0.9,ru;q=0.4")]).lang("en"), Lang::Ru);
-        assert_eq!(n("/p", &[("accept-language", "de")]).lang("ru-RU"), Lang::Ru);
+        assert_eq!(
+            n("/p", &[("accept-language", "de-DE,de;q=0.9,ru;q=0.4")]).lang("en"),
+            Lang::Ru
+        );
+        assert_eq!(
+            n("/p", &[("accept-language", "de")]).lang("ru-RU"),
+            Lang::Ru
+        );
         assert_eq!(n("/p?lang=xx", &[]).lang("de"), Lang::En);
         // Only a new switch sets the cookie.
         let set = n("/p?lang=fa", &[]).remember().unwrap();
         assert!(set.to_str().unwrap().starts_with("sarafan_lang=fa;"));
-        assert!(n("/p?lang=fa", &[("cookie", "sarafan_lang=fa")]).remember().is_none());
+        assert!(n("/p?lang=fa", &[("cookie", "sarafan_lang=fa")])
+            .remember()
+            .is_none());
         assert!(n("/p", &[]).remember().is_none());
         assert_eq!(n("/p?ref=AB12&lang=fa", &[]).keep(), "ref=AB12&");
         assert_eq!(n("/p?lang=fa", &[]).keep(), "");
@@ -278,7 +287,10 @@ mod tests {
 
     #[test]
     fn persian_digits_and_direction() {
-        assert_eq!(Lang::Fa.digits("1 250 pts, 2026-01-31"), "۱ ۲۵۰ pts, ۲۰۲۶-۰۱-۳۱");
+        assert_eq!(
+            Lang::Fa.digits("1 250 pts, 2026-01-31"),
+            "۱ ۲۵۰ pts, ۲۰۲۶-۰۱-۳۱"
+        );
         assert_eq!(Lang::Ru.digits("1250"), "1250");
         assert_eq!(Lang::Fa.dir(), "rtl");
         assert_eq!(Lang::En.dir(), "ltr");
