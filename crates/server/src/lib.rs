@@ -10,9 +10,11 @@ pub mod i18n;
 mod idempotency;
 mod observe;
 pub mod openapi;
+mod page;
 pub mod problem;
 mod qr;
 pub mod redirect;
+pub mod signin;
 mod unsubscribe;
 
 use axum::extract::DefaultBodyLimit;
@@ -178,6 +180,13 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/r/{code}/qr.svg", get(qr::svg))
         .route("/r/{code}/qr.png", get(qr::png))
         .route("/join", get(redirect::join))
+        .route(
+            "/m/{program}/sign-in",
+            get(signin::page).post(signin::send),
+        )
+        .route("/m/{program}/sign-in/code", post(signin::verify))
+        .route("/m/{program}/sign-in/link/{token}", get(signin::link))
+        .route("/m/{program}/sign-out", post(signin::sign_out))
         .route(
             "/unsubscribe/{token}",
             get(unsubscribe::get).post(unsubscribe::post),

@@ -23,7 +23,8 @@ use utoipa::{Modify, OpenApi};
         events::single, events::batch, events::redeem,
         events::adjust,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
-        links::get, links::set_code, crate::redirect::follow, crate::redirect::join, crate::qr::svg, crate::qr::png,
+        links::get, links::set_code, crate::redirect::follow, crate::redirect::join,
+        crate::signin::page, crate::signin::send, crate::signin::verify, crate::signin::link, crate::signin::sign_out, crate::qr::svg, crate::qr::png,
         referrals::list_rules, referrals::add_rules, referrals::attribute, referrals::list, referrals::get,
         referrals::approve, referrals::reject, referrals::get_choice, referrals::choose,
         referrals::progress, referrals::analytics,
@@ -39,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Purchases, refunds and custom events, one by one or in batches"),
         (name = "ledger", description = "Earn rules, balances, statements and totals"),
         (name = "referrals", description = "Referral codes, links and QR codes; referral rules, attribution, rewards, review queue, progress and analytics"),
+        (name = "portal", description = "Member-facing pages: sign-in by one-time code or magic link, the member portal"),
         (name = "messaging", description = "Webhooks and e-mail: endpoints, the outbox, retries. \
             Webhook payloads are documented as the WebhookPayload schema"),
     )

@@ -22,6 +22,7 @@ mod members;
 pub mod outbox;
 mod programs;
 pub mod referrals;
+pub mod signin;
 pub mod testing;
 mod versions;
 mod webhooks;

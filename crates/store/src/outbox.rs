@@ -78,6 +78,17 @@ pub trait Enqueue {
         program: ProgramId,
         events: &[Outgoing],
     ) -> impl std::future::Future<Output = Result<usize>> + Send;
+
+    /// Queues an e-mail that is no event (no webhook gets it): a message
+    /// the member asked for, such as a sign-in code, sent whatever their
+    /// consent to automated e-mail. `topic` names its template.
+    fn enqueue_mail(
+        &mut self,
+        program: ProgramId,
+        member: MemberId,
+        topic: &'static str,
+        data: &serde_json::Value,
+    ) -> impl std::future::Future<Output = Result<()>> + Send;
 }
 
 /// Columns of one outbox row as inserted.
@@ -244,6 +255,31 @@ macro_rules! impl_enqueue {
                     q.execute(&mut *self).await?;
                 }
                 Ok(rows.len())
+            }
+
+            async fn enqueue_mail(
+                &mut self,
+                program: ProgramId,
+                member: MemberId,
+                topic: &'static str,
+                data: &serde_json::Value,
+            ) -> Result<()> {
+                let at = now();
+                sqlx::query(
+                    "INSERT INTO outbox (program_id, message_id, channel, topic, endpoint_id, member_id, \
+                     payload, status, due_ms, created_at, attempts, tries) \
+                     VALUES ($1, $2, 'email', $3, NULL, $4, $5, 'pending', $6, $7, 0, 0)",
+                )
+                .bind(program.0)
+                .bind(Uuid::now_v7())
+                .bind(topic)
+                .bind(member.0)
+                .bind(data.to_string())
+                .bind(unix_ms(at))
+                .bind(at)
+                .execute(&mut *self)
+                .await?;
+                Ok(())
             }
         }
     };

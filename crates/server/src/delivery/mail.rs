@@ -67,7 +67,8 @@ fn parse_from(from: &str) -> Result<Mailbox, String> {
 
 /// Languages the built-in templates are written in; others get English.
 const LOCALES: [&str; 3] = ["en", "ru", "fa"];
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
+    "sign_in",
     "welcome",
     "friend_joined",
     "reward_earned",
@@ -79,6 +80,7 @@ const NAMES: [&str; 6] = [
 macro_rules! templates {
     ($($locale:literal),*) => {
         [$(
+            ($locale, "sign_in", include_str!(concat!("../../templates/mail/", $locale, "/sign_in.txt"))),
             ($locale, "welcome", include_str!(concat!("../../templates/mail/", $locale, "/welcome.txt"))),
             ($locale, "friend_joined", include_str!(concat!("../../templates/mail/", $locale, "/friend_joined.txt"))),
             ($locale, "reward_earned", include_str!(concat!("../../templates/mail/", $locale, "/reward_earned.txt"))),
@@ -217,11 +219,23 @@ pub async fn deliver(
     if member.status != MemberStatus::Active {
         return cancelled("the member is blocked or erased");
     }
-    let Some(address) = member.email.as_deref().filter(|_| member.consent.email) else {
+    // A sign-in code is sent because the member asked for it, not as an
+    // automated e-mail: it needs no consent and ignores quiet hours.
+    let asked_for = c.message.topic == crate::signin::MAIL_TOPIC;
+    let Some(address) = member
+        .email
+        .as_deref()
+        .filter(|_| asked_for || member.consent.email)
+    else {
         return cancelled("the member has no e-mail address or withdrew consent to e-mail");
     };
     let now = sarafan_store::now();
-    if let Some(wait) = program.settings.messaging.quiet_wait(now) {
+    if let Some(wait) = program
+        .settings
+        .messaging
+        .quiet_wait(now)
+        .filter(|_| !asked_for)
+    {
         return Ok(Finish::Deferred { until: now + wait });
     }
     let key = store.unsubscribe_key(c.program).await?;
@@ -231,12 +245,17 @@ pub async fn deliver(
         unsubscribe::token(&key, c.program, member.id)
     );
     let data: serde_json::Value = serde_json::from_str(&c.message.payload).unwrap_or_default();
-    let name = sarafan_core::outbox::Topic::parse("topic", &c.message.topic)
-        .map(|t| t.mail_template())
-        .unwrap_or("welcome");
-    let locale = member
-        .locale
-        .clone()
+    let name = match sarafan_core::outbox::Topic::parse("topic", &c.message.topic) {
+        Ok(t) => t.mail_template(),
+        Err(_) if asked_for => crate::signin::MAIL_TOPIC,
+        Err(_) => "welcome",
+    };
+    // A mail the member asked for is in the language of the page they
+    // asked on.
+    let locale = data["lang"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| member.locale.clone())
         .unwrap_or_else(|| program.locale.as_str().to_owned());
     // Every mail carries the member's own referral link, the thing to share.
     let referral_url = match store.referral_code_for(c.program, member.id).await? {

@@ -1,0 +1,101 @@
+//! Rendering of the member-facing pages (landing, sign-in, portal) from
+//! `templates/pages`, in the request's language: templates call
+//! `t("message-id", name=value, …)` for text from [`crate::i18n`] and
+//! `n(value)` for numbers in the language's digits; every page gets `lang`
+//! and `dir` and extends `base.html` (language switch, styles, no external
+//! resources).
+
+use crate::i18n::{self, FluentValue, Lang, Negotiated};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, State};
+use std::sync::OnceLock;
+
+macro_rules! templates {
+    ($($name:literal),*) => {
+        [$(($name, include_str!(concat!("../templates/pages/", $name)))),*]
+    };
+}
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in templates!("base.html", "message.html", "sign_in.html") {
+            env.add_template(name, source)
+                .expect("built-in page templates parse");
+        }
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        env.add_function("t", translate);
+        env.add_function("n", number);
+        env
+    })
+}
+
+fn lang_of(state: &State) -> Lang {
+    state
+        .lookup("lang")
+        .and_then(|l| l.as_str().and_then(Lang::from_tag))
+        .unwrap_or(Lang::En)
+}
+
+/// `t("id", name=value, …)`: the message in the page's language.
+fn translate(state: &State, id: &str, kwargs: Kwargs) -> Result<String, Error> {
+    let mut args = Vec::new();
+    for key in kwargs.args() {
+        let v: Value = kwargs.get(key)?;
+        let value = match v.kind() {
+            ValueKind::Number => match i64::try_from(v.clone()) {
+                Ok(i) => FluentValue::from(i),
+                Err(_) => FluentValue::from(v.to_string()),
+            },
+            _ => FluentValue::from(v.to_string()),
+        };
+        args.push((key, value));
+    }
+    Ok(i18n::text(lang_of(state), id, &args))
+}
+
+/// `n(value)`: a number (or a date) in the page language's digits.
+fn number(state: &State, value: Value) -> Result<String, Error> {
+    if value.is_undefined() || value.is_none() {
+        return Err(Error::new(ErrorKind::UndefinedError, "n() of nothing"));
+    }
+    Ok(lang_of(state).digits(&value.to_string()))
+}
+
+/// Renders page `name` in `lang` with `ctx` (merged with `lang`, `dir` and
+/// the query the language switch keeps); remembers a `?lang=` switch.
+pub fn render(
+    status: StatusCode,
+    name: &str,
+    lang: Lang,
+    neg: &Negotiated,
+    ctx: Value,
+) -> Response {
+    let ctx = minijinja::context! {
+        lang => lang.code(),
+        dir => lang.dir(),
+        keep => neg.keep(),
+        ..ctx
+    };
+    let html = match env().get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, page = name, "page template failed");
+            return crate::problem::ApiError::Internal(format!("template: {e}")).into_response();
+        }
+    };
+    let mut resp = (status, Html(html)).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.code()),
+    );
+    if let Some(cookie) = neg.remember() {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+    resp
+}
