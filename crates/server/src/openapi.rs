@@ -30,7 +30,7 @@ use utoipa::{Modify, OpenApi};
         outbox::list, outbox::get, outbox::retry,
         webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate,
     ),
-    components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::WebhookMember)),
+    components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::PointsExpiringData, webhooks::WebhookMember)),
     modifiers(&BearerAuth),
     tags(
         (name = "program", description = "The program (tenant) the key belongs to"),

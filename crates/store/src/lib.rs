@@ -19,6 +19,7 @@ mod import;
 mod keys;
 pub mod ledger;
 mod members;
+mod notices;
 pub mod outbox;
 mod programs;
 pub mod referrals;

@@ -248,6 +248,7 @@ pub async fn deliver(
         program => context! { name => program.name.clone() },
         data => minijinja::Value::from_serialize(&data),
         referral_url,
+        public_url => config.public_url.clone(),
     };
     let rendered = match render(name, &locale, vars, &unsubscribe_url) {
         Ok(r) => r,

@@ -1,5 +1,6 @@
 //! The way out: the outbox and its worker, signed webhooks, e-mail.
 
+mod expiry;
 mod ledger;
 mod mail;
 mod outbox;
