@@ -23,6 +23,7 @@ mod notices;
 pub mod outbox;
 mod programs;
 pub mod referrals;
+mod share;
 pub mod testing;
 mod versions;
 mod webhooks;
@@ -39,6 +40,7 @@ pub use members::{
     Registration,
 };
 pub use programs::{NewProgram, Program, ProgramPatch};
+pub use share::{ShareContact, ShareRoutine};
 pub use webhooks::{WebhookEndpoint, WebhookPatch};
 
 use sqlx::{PgPool, SqlitePool};

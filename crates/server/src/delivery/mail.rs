@@ -12,7 +12,7 @@ use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use minijinja::{context, Environment};
-use sarafan_core::member::MemberStatus;
+use sarafan_core::member::{Email, MemberStatus};
 use sarafan_store::outbox::{Claimed, Finish};
 use sarafan_store::Store;
 use std::sync::OnceLock;
@@ -217,20 +217,39 @@ pub async fn deliver(
     if member.status != MemberStatus::Active {
         return cancelled("the member is blocked or erased");
     }
-    let Some(address) = member.email.as_deref().filter(|_| member.consent.email) else {
-        return cancelled("the member has no e-mail address or withdrew consent to e-mail");
+    let data: serde_json::Value = serde_json::from_str(&c.message.payload).unwrap_or_default();
+    let key = store.unsubscribe_key(c.program).await?;
+    // A share-routine link goes to one of the member's contacts, who
+    // unsubscribes on their own; everything else to the member, who consented.
+    let (address, recipient, token) = match data.get("contact").and_then(|v| v.as_str()) {
+        Some(raw) => {
+            let Ok(contact) = Email::parse(raw) else {
+                return cancelled("the contact's address cannot be used");
+            };
+            if !store
+                .share_contact_active(c.program, member.id, &contact)
+                .await?
+            {
+                return cancelled(
+                    "the contact unsubscribed, or the member stopped the share routine",
+                );
+            }
+            let token = unsubscribe::contact_token(&key, c.program, &contact);
+            (contact.as_str().to_owned(), None, token)
+        }
+        None => {
+            let Some(address) = member.email.clone().filter(|_| member.consent.email) else {
+                return cancelled("the member has no e-mail address or withdrew consent to e-mail");
+            };
+            let token = unsubscribe::token(&key, c.program, member.id);
+            (address, member.name.clone(), token)
+        }
     };
     let now = sarafan_store::now();
     if let Some(wait) = program.settings.messaging.quiet_wait(now) {
         return Ok(Finish::Deferred { until: now + wait });
     }
-    let key = store.unsubscribe_key(c.program).await?;
-    let unsubscribe_url = format!(
-        "{}/unsubscribe/{}",
-        config.public_url,
-        unsubscribe::token(&key, c.program, member.id)
-    );
-    let data: serde_json::Value = serde_json::from_str(&c.message.payload).unwrap_or_default();
+    let unsubscribe_url = format!("{}/unsubscribe/{token}", config.public_url);
     let name = sarafan_core::outbox::Topic::parse("topic", &c.message.topic)
         .map(|t| t.mail_template())
         .unwrap_or("welcome");
@@ -260,8 +279,8 @@ pub async fn deliver(
         }
     };
     let to: Mailbox = match address.parse() {
-        Ok(a) => Mailbox::new(member.name.clone(), a),
-        Err(e) => return cancelled(&format!("the member's address cannot be used: {e}")),
+        Ok(a) => Mailbox::new(recipient, a),
+        Err(e) => return cancelled(&format!("the address cannot be used: {e}")),
     };
     let message = lettre::Message::builder()
         .from(config.mailer.from().clone())

@@ -1,4 +1,5 @@
-//! Scheduled member messages: points-expiry notices. Each run enqueues
+//! Scheduled member messages: points-expiry notices and the weekly share
+//! routine. Each run enqueues
 //! what is due and records it, so a run repeated (after a restart, or by a
 //! second process) sends nothing twice.
 
@@ -26,6 +27,14 @@ pub async fn run_schedules(store: &Store) -> sarafan_store::Result<()> {
             Ok(0) => {}
             Ok(n) => tracing::info!(program = %p.id, notices = n, "points-expiry notices queued"),
             Err(e) => tracing::error!(program = %p.id, error = %e, "points-expiry notices failed"),
+        }
+        match store
+            .enqueue_weekly_shares(p.id, sarafan_store::now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(program = %p.id, links = n, "weekly share links queued"),
+            Err(e) => tracing::error!(program = %p.id, error = %e, "weekly share routine failed"),
         }
     }
     Ok(())

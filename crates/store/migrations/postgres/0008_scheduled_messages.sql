@@ -15,3 +15,25 @@ CREATE TABLE expiry_notices (
     notified_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (program_id, member_id, asset, expires_on)
 );
+
+-- The weekly share routine: a member's contacts (at most 20), each sent
+-- the member's referral link at most once a week.
+CREATE TABLE share_contacts (
+    program_id   UUID NOT NULL REFERENCES programs (program_id),
+    member_id    UUID NOT NULL,
+    email        TEXT NOT NULL,
+    email_hash   BYTEA NOT NULL,            -- SHA-256 of email, matches share_opt_outs
+    added_at     TIMESTAMPTZ NOT NULL,
+    last_sent_at TIMESTAMPTZ,
+    PRIMARY KEY (program_id, member_id, email)
+);
+CREATE INDEX share_contacts_due ON share_contacts (program_id, last_sent_at);
+
+-- Contacts who unsubscribed from every routine of the program, by address
+-- hash (they are not members; their address is not kept for this).
+CREATE TABLE share_opt_outs (
+    program_id UUID NOT NULL REFERENCES programs (program_id),
+    email_hash BYTEA NOT NULL,
+    at         TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (program_id, email_hash)
+);

@@ -15,3 +15,25 @@ CREATE TABLE expiry_notices (
     notified_at TEXT NOT NULL,
     PRIMARY KEY (program_id, member_id, asset, expires_on)
 ) STRICT, WITHOUT ROWID;
+
+-- The weekly share routine: a member's contacts (at most 20), each sent
+-- the member's referral link at most once a week.
+CREATE TABLE share_contacts (
+    program_id   BLOB NOT NULL REFERENCES programs (program_id),
+    member_id    BLOB NOT NULL,
+    email        TEXT NOT NULL,
+    email_hash   BLOB NOT NULL,            -- SHA-256 of email, matches share_opt_outs
+    added_at     TEXT NOT NULL,
+    last_sent_at TEXT,
+    PRIMARY KEY (program_id, member_id, email)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX share_contacts_due ON share_contacts (program_id, last_sent_at);
+
+-- Contacts who unsubscribed from every routine of the program, by address
+-- hash (they are not members; their address is not kept for this).
+CREATE TABLE share_opt_outs (
+    program_id BLOB NOT NULL REFERENCES programs (program_id),
+    email_hash BLOB NOT NULL,
+    at         TEXT NOT NULL,
+    PRIMARY KEY (program_id, email_hash)
+) STRICT, WITHOUT ROWID;

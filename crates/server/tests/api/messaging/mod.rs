@@ -4,5 +4,6 @@ mod expiry;
 mod ledger;
 mod mail;
 mod outbox;
+mod share;
 mod support;
 mod webhooks;
