@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use sarafan_server::delivery::{mail::Mailer, spawn_delivery, DeliveryConfig};
+use sarafan_server::delivery::{mail::Mailer, spawn_delivery, spawn_schedules, DeliveryConfig};
 use sarafan_server::ServerConfig;
 use sarafan_store::{ConnectOptions, Store};
 use serde::Deserialize;
@@ -236,8 +236,10 @@ pub async fn serve(store: Store, settings: Settings, banner: Option<String>) -> 
         tracing::warn!("no --smtp-url: member e-mails are written to the log, not sent");
     }
     let delivery = spawn_delivery(store.clone(), settings.delivery_config()?);
+    let schedules = spawn_schedules(store.clone(), std::time::Duration::from_secs(60));
     sarafan_server::serve(listener, app, shutdown_signal()).await?;
     jobs.abort();
+    schedules.abort();
     // Every click the server answered is written before the database closes.
     clicks.drained().await;
     delivery.abort();

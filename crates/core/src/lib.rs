@@ -11,6 +11,7 @@ pub mod member;
 pub mod outbox;
 pub mod program;
 pub mod referral;
+pub mod share;
 pub mod text;
 
 pub use error::FieldError;

@@ -264,6 +264,9 @@ pub struct MessagingSettings {
     /// Tehran), for quiet hours.
     pub utc_offset_minutes: i16,
     pub quiet_hours: Option<QuietHours>,
+    /// Days before points expire that members are told (`points.expiring`);
+    /// 0 turns the notice off.
+    pub expiry_notice_days: u32,
 }
 
 impl Default for MessagingSettings {
@@ -272,6 +275,7 @@ impl Default for MessagingSettings {
             allow_private_webhooks: true,
             utc_offset_minutes: 0,
             quiet_hours: None,
+            expiry_notice_days: 14,
         }
     }
 }
@@ -287,15 +291,38 @@ impl MessagingSettings {
         if let Some(q) = &self.quiet_hours {
             q.validate().map_err(|e| e.within("quiet_hours"))?;
         }
+        if self.expiry_notice_days > 365 {
+            return Err(FieldError::new(
+                "expiry_notice_days",
+                "must be between 0 (no notice) and 365 days",
+            ));
+        }
         Ok(())
+    }
+
+    /// `t` in the program's local time.
+    pub fn local(&self, t: time::OffsetDateTime) -> time::OffsetDateTime {
+        let offset = time::UtcOffset::from_whole_seconds(i32::from(self.utc_offset_minutes) * 60)
+            .unwrap_or(time::UtcOffset::UTC);
+        t.to_offset(offset)
+    }
+
+    /// The instants the local calendar day `day` starts and ends at.
+    pub fn day_bounds(&self, day: time::Date) -> (time::OffsetDateTime, time::OffsetDateTime) {
+        // Local midnight at the offset in force then (found in two steps,
+        // as the offset may change around it).
+        let start = |d: time::Date| {
+            let guess = d
+                .midnight()
+                .assume_offset(self.local(d.midnight().assume_utc()).offset());
+            d.midnight().assume_offset(self.local(guess).offset())
+        };
+        (start(day), start(day.next_day().unwrap_or(day)))
     }
 
     /// How long a message due at `now_utc` waits for quiet hours to end.
     pub fn quiet_wait(&self, now_utc: time::OffsetDateTime) -> Option<Duration> {
-        let offset = time::UtcOffset::from_whole_seconds(i32::from(self.utc_offset_minutes) * 60)
-            .unwrap_or(time::UtcOffset::UTC);
-        self.quiet_hours?
-            .wait_from(now_utc.to_offset(offset).time())
+        self.quiet_hours?.wait_from(self.local(now_utc).time())
     }
 }
 
@@ -390,6 +417,31 @@ mod tests {
             assert_eq!(e.field, "url");
             assert!(e.reason.contains(says), "{bad}: {}", e.reason);
         }
+    }
+
+    #[test]
+    fn local_days_and_notice_window() {
+        let moscow = MessagingSettings {
+            utc_offset_minutes: 180,
+            ..Default::default()
+        };
+        assert_eq!(moscow.expiry_notice_days, 14);
+        assert_eq!(
+            moscow.day_bounds(time::macros::date!(2026 - 01 - 02)),
+            (
+                datetime!(2026-01-01 21:00 UTC),
+                datetime!(2026-01-02 21:00 UTC)
+            )
+        );
+        assert_eq!(
+            moscow.local(datetime!(2026-01-01 22:00 UTC)).date(),
+            time::macros::date!(2026 - 01 - 02)
+        );
+        let too_long = MessagingSettings {
+            expiry_notice_days: 366,
+            ..Default::default()
+        };
+        assert_eq!(too_long.validate().unwrap_err().field, "expiry_notice_days");
     }
 
     #[test]

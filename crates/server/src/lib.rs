@@ -104,6 +104,12 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/members/{member_id}/export", get(api::members::export))
         .route("/members/{member_id}/balance", get(api::ledger::balance))
         .route(
+            "/members/{member_id}/share-routine",
+            get(api::share::get)
+                .put(api::share::put)
+                .delete(api::share::delete),
+        )
+        .route(
             "/members/{member_id}/statement",
             get(api::ledger::statement),
         )

@@ -1,6 +1,8 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
-use crate::api::{events, keys, ledger, links, members, outbox, program, referrals, webhooks};
+use crate::api::{
+    events, keys, ledger, links, members, outbox, program, referrals, share, webhooks,
+};
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
 use axum::response::{Html, IntoResponse, Response};
@@ -30,8 +32,9 @@ use utoipa::{Modify, OpenApi};
         referrals::progress, referrals::analytics,
         outbox::list, outbox::get, outbox::retry,
         webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate,
+        share::get, share::put, share::delete,
     ),
-    components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::WebhookMember)),
+    components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::PointsExpiringData, webhooks::WebhookMember)),
     modifiers(&BearerAuth),
     tags(
         (name = "program", description = "The program (tenant) the key belongs to"),

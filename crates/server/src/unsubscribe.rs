@@ -1,8 +1,10 @@
 //! Unsubscribe links that work without signing in: the link carries the
-//! program and member ids and an HMAC of both under the program's own key,
-//! so it cannot be forged for another member, and needs no stored token.
-//! `GET` (a click) and `POST` (RFC 8058 one-click, from mail clients) both
-//! withdraw the member's consent to e-mail.
+//! program id, whom it is for and an HMAC of both under the program's own
+//! key, so it cannot be forged for anyone else, and needs no stored token.
+//! A member's link withdraws their consent to e-mail; a share-routine
+//! contact's link (who is no member) stops every routine of the program
+//! from writing to them. `GET` (a click) and `POST` (RFC 8058 one-click,
+//! from mail clients) do the same.
 
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -10,6 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::member::Email;
+use sarafan_core::share::contact_hash;
 use sarafan_store::{ConsentChange, MemberPatch, PatchOutcome};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -17,57 +21,84 @@ use uuid::Uuid;
 /// Bytes of the MAC kept in a link (128 bits).
 const MAC_LEN: usize = 16;
 
-fn mac(key: &[u8], program: ProgramId, member: MemberId) -> [u8; MAC_LEN] {
+/// Whom a link unsubscribes.
+enum Subject {
+    Member(MemberId),
+    /// A share-routine contact, by the hash of their address.
+    Contact([u8; 32]),
+}
+
+impl Subject {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Member(m) => m.0.as_bytes(),
+            Self::Contact(h) => h,
+        }
+    }
+}
+
+fn mac(key: &[u8], program: ProgramId, subject: &Subject) -> [u8; MAC_LEN] {
     let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(b"unsubscribe:email:");
+    m.update(match subject {
+        Subject::Member(_) => b"unsubscribe:email:".as_slice(),
+        Subject::Contact(_) => b"unsubscribe:contact:".as_slice(),
+    });
     m.update(program.0.as_bytes());
-    m.update(member.0.as_bytes());
+    m.update(subject.bytes());
     let full = m.finalize().into_bytes();
     let mut out = [0; MAC_LEN];
     out.copy_from_slice(&full[..MAC_LEN]);
     out
 }
 
-/// The token of a member's unsubscribe link.
-pub fn token(key: &[u8], program: ProgramId, member: MemberId) -> String {
-    let mut bytes = Vec::with_capacity(32 + MAC_LEN);
+fn encode(key: &[u8], program: ProgramId, subject: &Subject) -> String {
+    let mut bytes = Vec::with_capacity(48 + MAC_LEN);
     bytes.extend_from_slice(program.0.as_bytes());
-    bytes.extend_from_slice(member.0.as_bytes());
-    bytes.extend_from_slice(&mac(key, program, member));
+    bytes.extend_from_slice(subject.bytes());
+    bytes.extend_from_slice(&mac(key, program, subject));
     hex::encode(bytes)
 }
 
-/// The program and member a token names, before its MAC is checked.
-fn parse(token: &str) -> Option<(ProgramId, MemberId, Vec<u8>)> {
-    let bytes = hex::decode(token).ok()?;
-    if bytes.len() != 32 + MAC_LEN {
-        return None;
-    }
-    let program = ProgramId(Uuid::from_slice(&bytes[..16]).ok()?);
-    let member = MemberId(Uuid::from_slice(&bytes[16..32]).ok()?);
-    Some((program, member, bytes[32..].to_vec()))
+/// The token of a member's unsubscribe link.
+pub fn token(key: &[u8], program: ProgramId, member: MemberId) -> String {
+    encode(key, program, &Subject::Member(member))
 }
 
+/// The token of a share-routine contact's unsubscribe link.
+pub fn contact_token(key: &[u8], program: ProgramId, contact: &Email) -> String {
+    encode(key, program, &Subject::Contact(contact_hash(contact)))
+}
+
+/// The program and subject a token names, before its MAC is checked; the
+/// length tells a member's (16-byte id) from a contact's (32-byte hash).
+fn parse(token: &str) -> Option<(ProgramId, Subject, Vec<u8>)> {
+    let bytes = hex::decode(token).ok()?;
+    let program = ProgramId(Uuid::from_slice(bytes.get(..16)?).ok()?);
+    let subject = match bytes.len() - 16 {
+        n if n == 16 + MAC_LEN => Subject::Member(MemberId(Uuid::from_slice(&bytes[16..32]).ok()?)),
+        n if n == 32 + MAC_LEN => Subject::Contact(bytes[16..48].try_into().ok()?),
+        _ => return None,
+    };
+    let given = bytes[bytes.len() - MAC_LEN..].to_vec();
+    Some((program, subject, given))
+}
+
+/// Unsubscribes whom the token names; the language of the answer page, or
+/// `None` for a token that is not valid.
 async fn unsubscribe(state: &AppState, token: &str) -> Result<Option<String>, Response> {
     let internal = |e: sarafan_store::StoreError| crate::problem::ApiError::from(e).into_response();
-    let Some((program, member, given)) = parse(token) else {
+    let Some((program, subject, given)) = parse(token) else {
         return Ok(None);
     };
-    if state
-        .store
-        .program(program)
-        .await
-        .map_err(internal)?
-        .is_none()
-    {
+    let Some(p) = state.store.program(program).await.map_err(internal)? else {
         return Ok(None);
-    }
+    };
     let key = state
         .store
         .unsubscribe_key(program)
         .await
         .map_err(internal)?;
-    let expected = mac(&key, program, member);
+    let expected = mac(&key, program, &subject);
     // Constant-time comparison: the MAC must not leak byte by byte.
     if expected.len() != given.len()
         || expected
@@ -78,6 +109,17 @@ async fn unsubscribe(state: &AppState, token: &str) -> Result<Option<String>, Re
     {
         return Ok(None);
     }
+    let member = match subject {
+        Subject::Member(m) => m,
+        Subject::Contact(hash) => {
+            state
+                .store
+                .opt_out_contact(program, &hash)
+                .await
+                .map_err(internal)?;
+            return Ok(Some(p.locale.as_str().to_owned()));
+        }
+    };
     let patch = MemberPatch {
         consent: ConsentChange {
             email: Some(false),
@@ -97,7 +139,6 @@ async fn unsubscribe(state: &AppState, token: &str) -> Result<Option<String>, Re
         _ => Ok(None),
     }
 }
-
 fn page(status: StatusCode, lang: &str, done: bool) -> Response {
     let lang = lang.split('-').next().unwrap_or("en");
     let (dir, text) = match (lang, done) {

@@ -19,9 +19,11 @@ mod import;
 mod keys;
 pub mod ledger;
 mod members;
+mod notices;
 pub mod outbox;
 mod programs;
 pub mod referrals;
+mod share;
 pub mod signin;
 pub mod testing;
 mod versions;
@@ -39,6 +41,7 @@ pub use members::{
     Registration,
 };
 pub use programs::{NewProgram, Program, ProgramPatch};
+pub use share::{ShareContact, ShareRoutine};
 pub use webhooks::{WebhookEndpoint, WebhookPatch};
 
 use sqlx::{PgPool, SqlitePool};

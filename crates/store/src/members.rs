@@ -430,6 +430,12 @@ impl Store {
                 .bind(&scrubbed)
                 .execute(&mut *tx)
                 .await?;
+            // Their share routine's contacts go too.
+            sqlx::query("DELETE FROM share_contacts WHERE program_id = $1 AND member_id = $2")
+                .bind(program.0)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
             // The identifiers their referral kept for fraud checks go too.
             sqlx::query(
                 "UPDATE referrals SET email_norm = NULL, phone = NULL, payment_fp = NULL, \

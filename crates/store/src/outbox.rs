@@ -43,6 +43,10 @@ pub struct Outgoing {
     /// The event's details: the `data` of the webhook payload and the
     /// variables of the e-mail template.
     pub data: serde_json::Value,
+    /// Whether the e-mail goes to `data.contact` (a contact of the member's
+    /// share routine) instead of the member: the contact's unsubscribe
+    /// counts then, not the member's consent.
+    pub to_contact: bool,
 }
 
 impl Outgoing {
@@ -51,6 +55,26 @@ impl Outgoing {
             topic,
             member,
             data,
+            to_contact: false,
+        }
+    }
+
+    /// An event whose e-mail goes to `contact` on the member's behalf; the
+    /// address is added to `data` (an object) as `contact`.
+    pub fn to_contact(
+        topic: Topic,
+        member: MemberId,
+        contact: &str,
+        mut data: serde_json::Value,
+    ) -> Self {
+        if let Some(d) = data.as_object_mut() {
+            d.insert("contact".into(), contact.into());
+        }
+        Self {
+            topic,
+            member: Some(member),
+            data,
+            to_contact: true,
         }
     }
 }
@@ -145,7 +169,8 @@ fn fan_out(
                 payload,
             });
         }
-        if let Some(member) = e.member.filter(|m| mailable.contains(&m.0)) {
+        let recipient = e.member.filter(|m| e.to_contact || mailable.contains(&m.0));
+        if let Some(member) = recipient {
             if e.topic == Topic::PurchaseProcessed {
                 if reminded.contains(&member.0) || reminded_now.contains(&member.0) {
                     continue;
@@ -165,7 +190,7 @@ fn fan_out(
     Ok(rows)
 }
 
-fn placeholders(from: usize, n: usize) -> String {
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()

@@ -215,11 +215,11 @@ pub struct ExportedEvent {
     pub request: serde_json::Value,
 }
 
-fn member_id(raw: &str) -> ApiResult<MemberId> {
+pub(super) fn member_id(raw: &str) -> ApiResult<MemberId> {
     Ok(MemberId::parse("member_id", raw)?)
 }
 
-fn missing(id: MemberId) -> ApiError {
+pub(super) fn missing(id: MemberId) -> ApiError {
     ApiError::not_found(format!("no member {id} in this program"))
 }
 

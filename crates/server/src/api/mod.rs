@@ -8,6 +8,7 @@ pub mod members;
 pub mod outbox;
 pub mod program;
 pub mod referrals;
+pub mod share;
 pub mod webhooks;
 
 use crate::extract::field_error;

@@ -317,7 +317,7 @@ pub struct WebhookPayload {
     pub program_id: Uuid,
     /// Depends on `type`: `member.created` carries [`MemberCreatedData`],
     /// `purchase.processed` [`PurchaseProcessedData`], `reward.earned`
-    /// [`RewardEarnedData`].
+    /// [`RewardEarnedData`], `points.expiring` [`PointsExpiringData`].
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
@@ -366,6 +366,22 @@ pub struct RewardEarnedData {
     /// Set while the points are pending: when they are posted.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub pending_until: Option<String>,
+}
+
+/// `data` of `points.expiring`: sent once per member, asset and day on
+/// which points expire, `settings.messaging.expiry_notice_days` (14 by
+/// default) before.
+#[derive(Serialize, ToSchema)]
+pub struct PointsExpiringData {
+    pub member_id: Uuid,
+    /// `points` or `cashback` (minor units).
+    pub asset: String,
+    /// How much expires that day.
+    pub points: i64,
+    /// The day it expires, in the program's time zone (`YYYY-MM-DD`).
+    pub expires_on: String,
+    /// Days from the notice to that day.
+    pub days: i64,
 }
 
 /// A member as webhooks describe them.

@@ -12,7 +12,7 @@ use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use minijinja::{context, Environment};
-use sarafan_core::member::MemberStatus;
+use sarafan_core::member::{Email, MemberStatus};
 use sarafan_store::outbox::{Claimed, Finish};
 use sarafan_store::Store;
 use std::sync::OnceLock;
@@ -222,12 +222,37 @@ pub async fn deliver(
     // A sign-in code is sent because the member asked for it, not as an
     // automated e-mail: it needs no consent and ignores quiet hours.
     let asked_for = c.message.topic == crate::signin::MAIL_TOPIC;
-    let Some(address) = member
-        .email
-        .as_deref()
-        .filter(|_| asked_for || member.consent.email)
-    else {
-        return cancelled("the member has no e-mail address or withdrew consent to e-mail");
+    let data: serde_json::Value = serde_json::from_str(&c.message.payload).unwrap_or_default();
+    let key = store.unsubscribe_key(c.program).await?;
+    // A share-routine link goes to one of the member's contacts, who
+    // unsubscribes on their own; everything else to the member, who consented.
+    let (address, recipient, token) = match data.get("contact").and_then(|v| v.as_str()) {
+        Some(raw) => {
+            let Ok(contact) = Email::parse(raw) else {
+                return cancelled("the contact's address cannot be used");
+            };
+            if !store
+                .share_contact_active(c.program, member.id, &contact)
+                .await?
+            {
+                return cancelled(
+                    "the contact unsubscribed, or the member stopped the share routine",
+                );
+            }
+            let token = unsubscribe::contact_token(&key, c.program, &contact);
+            (contact.as_str().to_owned(), None, token)
+        }
+        None => {
+            let Some(address) = member
+                .email
+                .clone()
+                .filter(|_| asked_for || member.consent.email)
+            else {
+                return cancelled("the member has no e-mail address or withdrew consent to e-mail");
+            };
+            let token = unsubscribe::token(&key, c.program, member.id);
+            (address, member.name.clone(), token)
+        }
     };
     let now = sarafan_store::now();
     if let Some(wait) = program
@@ -238,13 +263,7 @@ pub async fn deliver(
     {
         return Ok(Finish::Deferred { until: now + wait });
     }
-    let key = store.unsubscribe_key(c.program).await?;
-    let unsubscribe_url = format!(
-        "{}/unsubscribe/{}",
-        config.public_url,
-        unsubscribe::token(&key, c.program, member.id)
-    );
-    let data: serde_json::Value = serde_json::from_str(&c.message.payload).unwrap_or_default();
+    let unsubscribe_url = format!("{}/unsubscribe/{token}", config.public_url);
     let name = match sarafan_core::outbox::Topic::parse("topic", &c.message.topic) {
         Ok(t) => t.mail_template(),
         Err(_) if asked_for => crate::signin::MAIL_TOPIC,
@@ -267,6 +286,7 @@ pub async fn deliver(
         program => context! { name => program.name.clone() },
         data => minijinja::Value::from_serialize(&data),
         referral_url,
+        public_url => config.public_url.clone(),
     };
     let rendered = match render(name, &locale, vars, &unsubscribe_url) {
         Ok(r) => r,
@@ -278,8 +298,8 @@ pub async fn deliver(
         }
     };
     let to: Mailbox = match address.parse() {
-        Ok(a) => Mailbox::new(member.name.clone(), a),
-        Err(e) => return cancelled(&format!("the member's address cannot be used: {e}")),
+        Ok(a) => Mailbox::new(recipient, a),
+        Err(e) => return cancelled(&format!("the address cannot be used: {e}")),
     };
     let message = lettre::Message::builder()
         .from(config.mailer.from().clone())

@@ -8,7 +8,10 @@
 //! worker died is taken over when its lease runs out.
 
 pub mod mail;
+mod schedule;
 mod webhook;
+
+pub use schedule::{run_schedules, spawn_schedules};
 
 use mail::Mailer;
 use sarafan_core::ids::ProgramId;

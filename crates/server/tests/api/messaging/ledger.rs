@@ -13,7 +13,7 @@ on_both_databases!(
     nobody_listening_queues_nothing
 );
 
-async fn earn_rules(app: &TestApp) {
+pub(super) async fn earn_rules(app: &TestApp) {
     let resp = app
         .post(
             "/api/v1/earn-rules",

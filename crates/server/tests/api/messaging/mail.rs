@@ -18,7 +18,7 @@ on_both_databases!(
     quiet_hours_delay_mail
 );
 
-fn smtp(sink: &SmtpSink) -> Mailer {
+pub(super) fn smtp(sink: &SmtpSink) -> Mailer {
     Mailer::smtp(
         &sink.url,
         "Test Coffee <loyalty@coffee.test>",
@@ -27,12 +27,12 @@ fn smtp(sink: &SmtpSink) -> Mailer {
     .unwrap()
 }
 
-struct Mail {
-    to: String,
-    subject: String,
-    text: String,
-    html: String,
-    unsubscribe: String,
+pub(super) struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub unsubscribe: String,
 }
 
 fn part(m: &ParsedMail, mime: &str) -> String {
@@ -44,7 +44,7 @@ fn part(m: &ParsedMail, mime: &str) -> String {
         .unwrap()
 }
 
-fn parse(raw: &[u8]) -> Mail {
+pub(super) fn parse(raw: &[u8]) -> Mail {
     let m = mailparse::parse_mail(raw).unwrap();
     assert_eq!(m.ctype.mimetype, "multipart/alternative");
     Mail {

@@ -1,7 +1,9 @@
 //! The way out: the outbox and its worker, signed webhooks, e-mail.
 
+mod expiry;
 mod ledger;
 mod mail;
 mod outbox;
+mod share;
 mod support;
 mod webhooks;

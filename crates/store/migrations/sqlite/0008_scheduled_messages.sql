@@ -1,0 +1,39 @@
+-- Scheduled member messages.
+
+-- One `points.expiring` notice per member, asset and local expiry date,
+-- so a notice is sent once however often (and however many) the job runs.
+-- day_from/day_until are the local day's bounds: lots expiring inside them
+-- are covered by the notice.
+CREATE TABLE expiry_notices (
+    program_id  BLOB NOT NULL REFERENCES programs (program_id),
+    member_id   BLOB NOT NULL,
+    asset       TEXT NOT NULL,
+    expires_on  TEXT NOT NULL,              -- YYYY-MM-DD in the program's time zone
+    day_from    TEXT NOT NULL,
+    day_until   TEXT NOT NULL,
+    points      INTEGER NOT NULL,
+    notified_at TEXT NOT NULL,
+    PRIMARY KEY (program_id, member_id, asset, expires_on)
+) STRICT, WITHOUT ROWID;
+
+-- The weekly share routine: a member's contacts (at most 20), each sent
+-- the member's referral link at most once a week.
+CREATE TABLE share_contacts (
+    program_id   BLOB NOT NULL REFERENCES programs (program_id),
+    member_id    BLOB NOT NULL,
+    email        TEXT NOT NULL,
+    email_hash   BLOB NOT NULL,            -- SHA-256 of email, matches share_opt_outs
+    added_at     TEXT NOT NULL,
+    last_sent_at TEXT,
+    PRIMARY KEY (program_id, member_id, email)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX share_contacts_due ON share_contacts (program_id, last_sent_at);
+
+-- Contacts who unsubscribed from every routine of the program, by address
+-- hash (they are not members; their address is not kept for this).
+CREATE TABLE share_opt_outs (
+    program_id BLOB NOT NULL REFERENCES programs (program_id),
+    email_hash BLOB NOT NULL,
+    at         TEXT NOT NULL,
+    PRIMARY KEY (program_id, email_hash)
+) STRICT, WITHOUT ROWID;
