@@ -226,7 +226,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
 
     let counts = store.bench_ledger_counts(program.id).await?;
     let count = |t: &str| counts.iter().find(|(n, _)| *n == t).map_or(0, |(_, c)| *c);
-    let rows = ["events", "transfers", "postings", "lots"]
+    let rows = ["events", "transfers", "lots"]
         .iter()
         .map(|t| count(t))
         .sum::<i64>() as usize;
@@ -252,11 +252,10 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
         ms(percentile(&latencies, 1.0)),
     );
     println!(
-        "{tag}  rows    events {}, transfers {}, postings {}, lots {} = {rows} rows; \
+        "{tag}  rows    events {}, transfers {}, lots {} = {rows} rows; \
          plus {balance_upserts} balance upserts into {} balance rows (not counted)",
         count("events"),
         count("transfers"),
-        count("postings"),
         count("lots"),
         count("balances"),
     );

@@ -2,6 +2,7 @@
 //! baseline the event pipeline is compared with. Nothing here is used by the
 //! server.
 
+use crate::json_text::JsonText;
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
 use std::collections::HashMap;
@@ -15,9 +16,9 @@ const CHUNK: usize = 1000;
 /// The ledger tables the pipeline inserts rows into; the baseline copies
 /// them (`bench_<table>`, same columns, keys and indexes) and inserts the
 /// same rows again.
-const TABLES: [&str; 4] = ["events", "transfers", "postings", "lots"];
+const TABLES: [&str; 3] = ["events", "transfers", "lots"];
 
-type JsonText = sqlx::types::Json<Box<serde_json::value::RawValue>>;
+type RawJson = sqlx::types::Json<Box<serde_json::value::RawValue>>;
 
 /// An `events` row, every column, as stored.
 #[derive(sqlx::FromRow)]
@@ -34,8 +35,8 @@ struct EventCopy {
     refunded: i64,
     reversed: i64,
     order_key: Option<String>,
-    request: JsonText,
-    result: JsonText,
+    request: RawJson,
+    result: RawJson,
 }
 
 #[derive(sqlx::FromRow)]
@@ -44,17 +45,10 @@ struct TransferCopy {
     kind: String,
     state: String,
     event_key: Option<String>,
-    created_at: OffsetDateTime,
-}
-
-#[derive(sqlx::FromRow)]
-struct PostingCopy {
-    transfer_id: Uuid,
-    seq: i32,
-    account: String,
-    member_id: Option<Uuid>,
+    member_id: Uuid,
     asset: String,
     amount: i64,
+    program_account: String,
     reason: String,
     created_at: OffsetDateTime,
 }
@@ -76,13 +70,12 @@ struct LotCopy {
 struct BatchCopy {
     events: Vec<EventCopy>,
     transfers: Vec<TransferCopy>,
-    postings: Vec<PostingCopy>,
     lots: Vec<LotCopy>,
 }
 
 impl BatchCopy {
     fn rows(&self) -> usize {
-        self.events.len() + self.transfers.len() + self.postings.len() + self.lots.len()
+        self.events.len() + self.transfers.len() + self.lots.len()
     }
 }
 
@@ -120,20 +113,13 @@ impl Store {
     }
 
     /// Rows a program has in each ledger table, in the order
-    /// events, transfers, postings, lots, balances, and in the outbox.
+    /// events, transfers, lots, balances, and in the outbox.
     pub async fn bench_ledger_counts(
         &self,
         program: ProgramId,
     ) -> Result<Vec<(&'static str, i64)>> {
         let mut counts = Vec::new();
-        for table in [
-            "events",
-            "transfers",
-            "postings",
-            "lots",
-            "balances",
-            "outbox",
-        ] {
+        for table in ["events", "transfers", "lots", "balances", "outbox"] {
             let sql = format!("SELECT COUNT(*) FROM {table} WHERE program_id = $1");
             let n: i64 = with_db!(self, read, |pool| {
                 sqlx::query_scalar(&sql)
@@ -217,31 +203,23 @@ impl Store {
     /// (the order the benchmark sent them in).
     async fn bench_read_batches(&self, program: ProgramId, batch: usize) -> Result<Vec<BatchCopy>> {
         let p = program.0;
-        let (events, transfers, postings, lots): (
-            Vec<EventCopy>,
-            Vec<TransferCopy>,
-            Vec<PostingCopy>,
-            Vec<LotCopy>,
-        ) = with_db!(self, read, |pool| {
-            (
-                sqlx::query_as("SELECT * FROM events WHERE program_id = $1 ORDER BY event_key")
-                    .bind(p)
-                    .fetch_all(pool)
-                    .await?,
-                sqlx::query_as("SELECT * FROM transfers WHERE program_id = $1")
-                    .bind(p)
-                    .fetch_all(pool)
-                    .await?,
-                sqlx::query_as("SELECT * FROM postings WHERE program_id = $1")
-                    .bind(p)
-                    .fetch_all(pool)
-                    .await?,
-                sqlx::query_as("SELECT * FROM lots WHERE program_id = $1")
-                    .bind(p)
-                    .fetch_all(pool)
-                    .await?,
-            )
-        });
+        let (events, transfers, lots): (Vec<EventCopy>, Vec<TransferCopy>, Vec<LotCopy>) =
+            with_db!(self, read, |pool| {
+                (
+                    sqlx::query_as("SELECT * FROM events WHERE program_id = $1 ORDER BY event_key")
+                        .bind(p)
+                        .fetch_all(pool)
+                        .await?,
+                    sqlx::query_as("SELECT * FROM transfers WHERE program_id = $1")
+                        .bind(p)
+                        .fetch_all(pool)
+                        .await?,
+                    sqlx::query_as("SELECT * FROM lots WHERE program_id = $1")
+                        .bind(p)
+                        .fetch_all(pool)
+                        .await?,
+                )
+            });
         let mut out: Vec<BatchCopy> = Vec::new();
         let mut batch_of: HashMap<String, usize> = HashMap::new();
         for (i, e) in events.into_iter().enumerate() {
@@ -251,16 +229,9 @@ impl Store {
             batch_of.insert(e.event_key.clone(), i / batch);
             out[i / batch].events.push(e);
         }
-        let mut transfer_batch: HashMap<Uuid, usize> = HashMap::new();
         for t in transfers {
             if let Some(&b) = t.event_key.as_ref().and_then(|k| batch_of.get(k)) {
-                transfer_batch.insert(t.transfer_id, b);
                 out[b].transfers.push(t);
-            }
-        }
-        for x in postings {
-            if let Some(&b) = transfer_batch.get(&x.transfer_id) {
-                out[b].postings.push(x);
             }
         }
         for l in lots {
@@ -295,37 +266,28 @@ impl Store {
                         .push_bind(e.refunded)
                         .push_bind(e.reversed)
                         .push_bind(&e.order_key)
-                        .push_bind(&e.request)
-                        .push_bind(&e.result);
+                        .push_bind(JsonText(&e.request.0))
+                        .push_bind(JsonText(&e.result.0));
                 });
                 q.build().execute(&mut *tx).await?;
             }
             for chunk in b.transfers.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO bench_transfers (program_id, transfer_id, kind, state, event_key, created_at) ");
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO bench_transfers (program_id, transfer_id, kind, state, event_key, member_id, asset, amount, \
+                     program_account, reason, created_at) ",
+                );
                 q.push_values(chunk, |mut r, t| {
                     r.push_bind(p)
                         .push_bind(t.transfer_id)
                         .push_bind(&t.kind)
                         .push_bind(&t.state)
                         .push_bind(&t.event_key)
+                        .push_bind(t.member_id)
+                        .push_bind(&t.asset)
+                        .push_bind(t.amount)
+                        .push_bind(&t.program_account)
+                        .push_bind(&t.reason)
                         .push_bind(t.created_at);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            for chunk in b.postings.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO bench_postings (program_id, transfer_id, seq, account, member_id, asset, amount, reason, created_at) ",
-                );
-                q.push_values(chunk, |mut r, x| {
-                    r.push_bind(p)
-                        .push_bind(x.transfer_id)
-                        .push_bind(x.seq)
-                        .push_bind(&x.account)
-                        .push_bind(x.member_id)
-                        .push_bind(&x.asset)
-                        .push_bind(x.amount)
-                        .push_bind(&x.reason)
-                        .push_bind(x.created_at);
                 });
                 q.build().execute(&mut *tx).await?;
             }

@@ -16,6 +16,7 @@ mod connect;
 mod error;
 mod idempotency;
 mod import;
+mod json_text;
 mod keys;
 pub mod ledger;
 mod members;

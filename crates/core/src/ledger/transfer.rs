@@ -2,7 +2,7 @@
 //! postings that sum to zero per asset, so points are never created or lost,
 //! only moved between a member and a program account.
 
-use super::account::{AccountKey, Asset, ProgramAccount};
+use super::account::{AccountKey, Asset, Owner, ProgramAccount};
 use super::{positive, LedgerError};
 use crate::ids::MemberId;
 use serde::{Deserialize, Serialize};
@@ -249,6 +249,27 @@ impl Transfer {
         })
     }
 
+    /// The two legs of a transfer shaped as every constructor builds it:
+    /// the member, what their account gets (negative: gives), and the
+    /// program account that gets the opposite in the same asset. `None` for
+    /// any other shape. Storage keeps a transfer as this one row.
+    pub fn legs(&self) -> Option<(MemberId, Asset, i64, ProgramAccount)> {
+        let [member, program] = self.postings.as_slice() else {
+            return None;
+        };
+        match (member.account.owner, program.account.owner) {
+            (Owner::Member(m), Owner::Program(p))
+                if member.account.asset == program.account.asset
+                    && member.amount != 0
+                    && member.amount.checked_neg() == Some(program.amount)
+                    && member.reason == program.reason =>
+            {
+                Some((m, member.account.asset, member.amount, p))
+            }
+            _ => None,
+        }
+    }
+
     /// Checks the invariants every stored transfer must hold: at least one
     /// posting, none zero, and each asset's postings summing to zero without
     /// overflowing `i64` along the way.
@@ -338,7 +359,26 @@ mod tests {
                 t.postings[1].account.owner,
                 crate::ledger::Owner::Program(program)
             );
+            let asset = t.postings[0].account.asset;
+            assert_eq!(t.legs(), Some((m, asset, member_delta, program)));
         }
+    }
+
+    #[test]
+    fn legs_are_only_read_off_a_member_against_program_pair() {
+        let m = member();
+        let mut swapped = Transfer::earn(m, Asset::Points, 10, "r").unwrap();
+        swapped.postings.reverse();
+        assert_eq!(swapped.legs(), None);
+        let mut unbalanced = Transfer::earn(m, Asset::Points, 10, "r").unwrap();
+        unbalanced.postings[1].amount = -9;
+        assert_eq!(unbalanced.legs(), None);
+        let mut reasons = Transfer::earn(m, Asset::Points, 10, "r").unwrap();
+        reasons.postings[1].reason = "other".into();
+        assert_eq!(reasons.legs(), None);
+        let mut three = Transfer::earn(m, Asset::Points, 10, "r").unwrap();
+        three.postings.push(three.postings[0].clone());
+        assert_eq!(three.legs(), None);
     }
 
     #[test]

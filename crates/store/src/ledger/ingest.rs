@@ -3,11 +3,11 @@
 //! all. Loading and writing are set-based (a few queries per batch, not per
 //! event); the booking in between is plain Rust over what was loaded.
 
-use super::writes::{BalanceDelta, EventRow, HoldRow, LotRow, PostingRow, Rows, TransferRow};
+use super::writes::{BalanceDelta, EventRow, HoldRow, LotRow, Rows, TransferRow};
 use crate::now;
 use crate::outbox::Outgoing;
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::ledger::account::{AccountKey, Asset, Owner};
+use sarafan_core::ledger::account::{AccountKey, Asset};
 use sarafan_core::ledger::lots::{self, Lot};
 use sarafan_core::ledger::redeem::{plan as redeem_plan, RedeemPolicy};
 use sarafan_core::ledger::refund::{
@@ -652,7 +652,8 @@ fn book(
         .transfers
         .iter()
         .map(|t| rows.transfer(t, &e.key, e.at))
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(ItemError::Ledger)?;
     let outcome = EventOutcome {
         key: e.key.clone(),
         kind: booked.kind.clone(),
@@ -1243,33 +1244,38 @@ fn redeem(
 }
 
 impl Rows {
-    /// Adds a transfer's rows and balance changes; returns its id.
-    pub(crate) fn transfer(&mut self, t: &Transfer, event_key: &str, at: OffsetDateTime) -> Uuid {
+    /// Adds a transfer's row and balance changes; returns its id. Every
+    /// transfer is two-legged (see [`Transfer::legs`]); another shape is
+    /// refused rather than stored half.
+    pub(crate) fn transfer(
+        &mut self,
+        t: &Transfer,
+        event_key: &str,
+        at: OffsetDateTime,
+    ) -> Result<Uuid, LedgerError> {
+        let (member, asset, amount, program_account) = t.legs().ok_or_else(|| {
+            LedgerError::Invalid(sarafan_core::FieldError::new(
+                "transfer",
+                "must move one amount between a member and a program account",
+            ))
+        })?;
         let id = Uuid::now_v7();
         self.transfers.push(TransferRow {
             id,
             kind: t.kind,
             event_key: event_key.to_owned(),
+            member,
+            asset,
+            amount,
+            program_account,
+            reason: t.postings[0].reason.clone(),
             at,
         });
-        for (seq, p) in t.postings.iter().enumerate() {
-            let member = match p.account.owner {
-                Owner::Member(m) => Some(m),
-                Owner::Program(_) => None,
-            };
-            self.postings.push(PostingRow {
-                transfer: id,
-                seq: seq as i32,
-                account: p.account.code(),
-                member,
-                asset: p.account.asset,
-                amount: p.amount,
-                reason: p.reason.clone(),
-                at,
-            });
-            self.balance(&p.account, member).posted += p.amount;
-        }
-        id
+        self.balance(&AccountKey::member(member, asset), Some(member))
+            .posted += amount;
+        self.balance(&AccountKey::program(program_account, asset), None)
+            .posted -= amount;
+        Ok(id)
     }
 
     fn balance(&mut self, account: &AccountKey, member: Option<MemberId>) -> &mut BalanceDelta {

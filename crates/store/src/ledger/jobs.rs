@@ -107,7 +107,8 @@ impl Store {
                     );
                     let transfer = Transfer::expire(MemberId(*member), asset, *remaining, &reason)
                         .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
-                    rows.transfer(&transfer, "expiry", at);
+                    rows.transfer(&transfer, "expiry", at)
+                        .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
                     rows.lot_updates.insert(*lot, 0);
                     points += remaining;
                 }

@@ -3,7 +3,7 @@
 
 use super::ingest::{EventOutcome, Loaded, MemberRef, Order, Redemption, WalletLot, Wanted};
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::ledger::account::Asset;
+use sarafan_core::ledger::account::{Asset, ProgramAccount};
 use sarafan_core::ledger::lots::Lot;
 use sarafan_core::ledger::TransferKind;
 use sarafan_core::member::MemberStatus;
@@ -29,20 +29,16 @@ pub(crate) struct EventRow {
     pub result: Box<serde_json::value::RawValue>,
 }
 
+/// A transfer as stored: one row for its two legs, the member's `amount`
+/// and the program account's `-amount`.
 pub(crate) struct TransferRow {
     pub id: Uuid,
     pub kind: TransferKind,
     pub event_key: String,
-    pub at: OffsetDateTime,
-}
-
-pub(crate) struct PostingRow {
-    pub transfer: Uuid,
-    pub seq: i32,
-    pub account: String,
-    pub member: Option<MemberId>,
+    pub member: MemberId,
     pub asset: Asset,
     pub amount: i64,
+    pub program_account: ProgramAccount,
     pub reason: String,
     pub at: OffsetDateTime,
 }
@@ -83,7 +79,6 @@ pub(crate) struct Rows {
     pub enrolled: Vec<(MemberId, String)>,
     pub events: Vec<EventRow>,
     pub transfers: Vec<TransferRow>,
-    pub postings: Vec<PostingRow>,
     pub lots: Vec<LotRow>,
     pub lot_updates: HashMap<Uuid, i64>,
     pub holds: Vec<HoldRow>,
@@ -102,7 +97,6 @@ impl Rows {
             enrolled: Vec::new(),
             events: Vec::new(),
             transfers: Vec::new(),
-            postings: Vec::new(),
             lots: Vec::new(),
             lot_updates: HashMap::new(),
             holds: Vec::new(),
@@ -146,6 +140,7 @@ macro_rules! ledger_io {
     ($module:ident, $db:ty, $conn:ty, $lock:expr) => {
         mod $module {
             use super::*;
+            use crate::json_text::JsonText;
             use sqlx::types::Json;
             use sqlx::{QueryBuilder, Row};
 
@@ -327,7 +322,7 @@ macro_rules! ledger_io {
                         q.push_values(chunk, |mut b, e| {
                             b.push_bind(p).push_bind(&e.key).push_bind(&e.kind).push_bind(e.member.0).push_bind(&e.fingerprint[..])
                                 .push_bind(e.at).push_bind(now).push_bind(e.asset.as_str()).push_bind(e.amount).push_bind(e.points).push_bind(e.refunded)
-                                .push_bind(e.reversed).push_bind(&e.order_key).push_bind(Json(&e.request)).push_bind(Json(&e.result));
+                                .push_bind(e.reversed).push_bind(&e.order_key).push_bind(JsonText(&e.request)).push_bind(JsonText(&e.result));
                         });
                         // The unique index is the dedupe: no lookup (and no
                         // planner guess) on the common path where every key is new.
@@ -337,19 +332,14 @@ macro_rules! ledger_io {
                         }
                     }
                     for chunk in rows.transfers.chunks(CHUNK) {
-                        let mut q = QueryBuilder::<Db>::new("INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, created_at) ");
-                        q.push_values(chunk, |mut b, t| {
-                            b.push_bind(p).push_bind(t.id).push_bind(t.kind.as_str()).push_bind("posted").push_bind(&t.event_key).push_bind(t.at);
-                        });
-                        q.build().execute(&mut *self).await?;
-                    }
-                    for chunk in rows.postings.chunks(CHUNK) {
                         let mut q = QueryBuilder::<Db>::new(
-                            "INSERT INTO postings (program_id, transfer_id, seq, account, member_id, asset, amount, reason, created_at) ",
+                            "INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, member_id, asset, amount, \
+                             program_account, reason, created_at) ",
                         );
-                        q.push_values(chunk, |mut b, x| {
-                            b.push_bind(p).push_bind(x.transfer).push_bind(x.seq).push_bind(&x.account).push_bind(x.member.map(|m| m.0))
-                                .push_bind(x.asset.as_str()).push_bind(x.amount).push_bind(&x.reason).push_bind(x.at);
+                        q.push_values(chunk, |mut b, t| {
+                            b.push_bind(p).push_bind(t.id).push_bind(t.kind.as_str()).push_bind("posted").push_bind(&t.event_key)
+                                .push_bind(t.member.0).push_bind(t.asset.as_str()).push_bind(t.amount)
+                                .push_bind(t.program_account.as_str()).push_bind(&t.reason).push_bind(t.at);
                         });
                         q.build().execute(&mut *self).await?;
                     }
