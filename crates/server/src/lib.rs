@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod extract;
 pub mod i18n;
 mod idempotency;
+mod landing;
 mod observe;
 pub mod openapi;
 mod page;
@@ -179,7 +180,7 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/problems/{slug}", get(openapi::problem))
         .route("/r/{code}/qr.svg", get(qr::svg))
         .route("/r/{code}/qr.png", get(qr::png))
-        .route("/join", get(redirect::join))
+        .route("/join", get(landing::page).post(landing::join))
         .route(
             "/m/{program}/sign-in",
             get(signin::page).post(signin::send),
