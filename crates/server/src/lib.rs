@@ -12,9 +12,11 @@ mod landing;
 mod observe;
 pub mod openapi;
 mod page;
+mod portal;
 pub mod problem;
 mod qr;
 pub mod redirect;
+mod share;
 pub mod signin;
 mod unsubscribe;
 
@@ -181,6 +183,7 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/r/{code}/qr.svg", get(qr::svg))
         .route("/r/{code}/qr.png", get(qr::png))
         .route("/join", get(landing::page).post(landing::join))
+        .route("/m/{program}", get(portal::page))
         .route(
             "/m/{program}/sign-in",
             get(signin::page).post(signin::send),

@@ -26,7 +26,8 @@ fn env() -> &'static Environment<'static> {
             "base.html",
             "message.html",
             "sign_in.html",
-            "landing.html"
+            "landing.html",
+            "portal.html"
         ) {
             env.add_template(name, source)
                 .expect("built-in page templates parse");
