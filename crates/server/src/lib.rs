@@ -8,12 +8,15 @@ pub mod delivery;
 pub mod extract;
 pub mod i18n;
 mod idempotency;
+mod landing;
 mod observe;
 pub mod openapi;
 mod page;
+mod portal;
 pub mod problem;
 mod qr;
 pub mod redirect;
+mod share;
 pub mod signin;
 mod unsubscribe;
 
@@ -185,7 +188,8 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/problems/{slug}", get(openapi::problem))
         .route("/r/{code}/qr.svg", get(qr::svg))
         .route("/r/{code}/qr.png", get(qr::png))
-        .route("/join", get(redirect::join))
+        .route("/join", get(landing::page).post(landing::join))
+        .route("/m/{program}", get(portal::page))
         .route(
             "/m/{program}/sign-in",
             get(signin::page).post(signin::send),

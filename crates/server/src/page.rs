@@ -22,7 +22,13 @@ fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        for (name, source) in templates!("base.html", "message.html", "sign_in.html") {
+        for (name, source) in templates!(
+            "base.html",
+            "message.html",
+            "sign_in.html",
+            "landing.html",
+            "portal.html"
+        ) {
             env.add_template(name, source)
                 .expect("built-in page templates parse");
         }

@@ -122,7 +122,12 @@ async fn drawing(state: &AppState, raw: &str, uri: &Uri) -> Result<Drawing, ApiE
     let target = state.links.target(&state.store, &code).await?;
     let target = target.ok_or_else(unknown)?;
     let link = format!("{}?ch=qr", state.links.link(&target.code));
-    let qr = QrCode::new(link.as_bytes())
+    encode(&link, size, margin)
+}
+
+/// Draws `text` as a QR code of `size` pixels with `margin` modules.
+fn encode(text: &str, size: u32, margin: u32) -> Result<Drawing, ApiError> {
+    let qr = QrCode::new(text.as_bytes())
         .map_err(|e| ApiError::Internal(format!("QR encoding: {e}")))?;
     let width = qr.width() as u32;
     let drawing = Drawing {
@@ -143,6 +148,12 @@ async fn drawing(state: &AppState, raw: &str, uri: &Uri) -> Result<Drawing, ApiE
         )));
     }
     Ok(drawing)
+}
+
+/// `text` as an SVG QR code of the default size, for embedding in a page
+/// (the member card).
+pub(crate) fn svg_of(text: &str) -> Result<String, ApiError> {
+    Ok(encode(text, SIZE.0, MARGIN.0)?.svg())
 }
 
 fn image(content_type: &'static str, body: Vec<u8>) -> Response {

@@ -230,34 +230,3 @@ fn client_ip(parts: &Parts) -> String {
         (None, fwd) => fwd.unwrap_or_default().to_owned(),
     }
 }
-
-/// Sarafan's own landing page (`/join?ref=<code>`): who invited the shopper
-/// and to which program; a generic welcome when the code is unknown.
-#[utoipa::path(get, path = "/join", tag = "referrals",
-    params(("ref" = Option<String>, Query, description = "The referral code")),
-    responses((status = 200, content_type = "text/html", body = String)))]
-pub async fn join(State(state): State<AppState>, req: Request) -> Response {
-    let code = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "ref")
-        .and_then(|(_, v)| ReferralCode::parse(&v).ok());
-    let target = match &code {
-        Some(code) => state
-            .links
-            .target(&state.store, code)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "referral code lookup failed; showing the generic page");
-                None
-            }),
-        None => None,
-    };
-    let ctx = match &target {
-        Some(t) => minijinja::context! {
-            program => t.program_name,
-            referrer => t.referrer,
-            code => t.code.as_str(),
-        },
-        None => minijinja::context! {},
-    };
-    crate::openapi::render(include_str!("../templates/join.html"), ctx)
-}

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use sarafan_core::apikey::Scope;
-use sarafan_core::ids::MemberId;
+use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::member::{
     self, Consent, Email, ExternalId, MemberFields, MemberStatus, NewMember, Phone,
 };
@@ -248,21 +248,30 @@ pub async fn register(
     ApiJson(body): ApiJson<RegisterMember>,
 ) -> ApiResult<(StatusCode, Json<RegisteredView>)> {
     caller.require(Scope::Server)?;
+    let (status, member, referral) = register_with_referral(&state, caller.program, &body).await?;
+    Ok((
+        status,
+        Json(RegisteredView {
+            member: member.into(),
+            referral,
+        }),
+    ))
+}
+
+/// Registers a member and binds the referral they came with: the API's
+/// registration, shared with the referral landing page. A bad or unknown
+/// code, bad fields or a conflict refuse it before anything is written.
+pub(crate) async fn register_with_referral(
+    state: &AppState,
+    program: ProgramId,
+    body: &RegisterMember,
+) -> ApiResult<(StatusCode, Member, Option<RegistrationReferral>)> {
     let now = sarafan_store::now();
-    // A bad or unknown code refuses the registration before anything is
-    // written; the friend is filled in once the member exists.
+    // The friend is filled in once the member exists.
     let touch = match &body.referral {
-        Some(t) => Some(
-            touch_for(
-                &state,
-                caller.program,
-                "referral",
-                MemberId(Uuid::nil()),
-                t,
-                now,
-            )
-            .await?,
-        ),
+        Some(t) => {
+            Some(touch_for(state, program, "referral", MemberId(Uuid::nil()), t, now).await?)
+        }
         None => None,
     };
     let new = NewMember::parse(MemberFields {
@@ -277,7 +286,7 @@ pub async fn register(
             messengers: body.consent.messengers,
         },
     })?;
-    let (status, member) = match state.store.register_member(caller.program, &new).await? {
+    let (status, member) = match state.store.register_member(program, &new).await? {
         Registration::Created(m) => (StatusCode::CREATED, m),
         Registration::Existing(m) => (StatusCode::OK, m),
         Registration::Conflict(fields) => return Err(ApiError::Conflict {
@@ -294,7 +303,7 @@ pub async fn register(
         None => None,
         Some(mut t) => {
             t.friend = member.id;
-            let outcome = state.store.attribute(caller.program, &t, now).await?;
+            let outcome = state.store.attribute(program, &t, now).await?;
             Some(match attribution_result("referral", outcome) {
                 Ok((_, r)) => RegistrationReferral {
                     referral: Some(ReferralView::new(r)),
@@ -307,13 +316,7 @@ pub async fn register(
             })
         }
     };
-    Ok((
-        status,
-        Json(RegisteredView {
-            member: member.into(),
-            referral,
-        }),
-    ))
+    Ok((status, member, referral))
 }
 
 /// Lists members, oldest first, with optional filters.

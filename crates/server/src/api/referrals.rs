@@ -799,15 +799,18 @@ pub async fn progress(
             "no member {member} in this program"
         )));
     }
+    Ok(Json(progress_of(&state, caller.program, member).await?))
+}
+
+/// A referrer's progress, for the API and the member's portal.
+pub(crate) async fn progress_of(
+    state: &AppState,
+    program: ProgramId,
+    member: MemberId,
+) -> ApiResult<ProgressView> {
     let now = sarafan_store::now();
-    let p = state
-        .store
-        .referral_progress(caller.program, member)
-        .await?;
-    let clicks = state
-        .store
-        .member_click_count(caller.program, member)
-        .await?;
+    let p = state.store.referral_progress(program, member).await?;
+    let clicks = state.store.member_click_count(program, member).await?;
     let mut pending = BTreeMap::new();
     let mut earned = BTreeMap::new();
     let mut awaiting = 0;
@@ -825,13 +828,10 @@ pub async fn progress(
             _ => {}
         }
     }
-    let best = state
-        .store
-        .best_friend_order(caller.program, member)
-        .await?;
+    let best = state.store.best_friend_order(program, member).await?;
     let versions: Vec<ReferralRules> = state
         .store
-        .referral_rules(caller.program)
+        .referral_rules(program)
         .await?
         .into_iter()
         .map(|v| v.rules)
@@ -842,7 +842,7 @@ pub async fn progress(
         friend: t.friend.clone(),
     };
     let rules = active_version(&versions, now);
-    Ok(Json(ProgressView {
+    Ok(ProgressView {
         member_id: member.0,
         clicks,
         invites: p.invited,
@@ -863,7 +863,7 @@ pub async fn progress(
         next_tier: rules
             .and_then(|r| r.next_tier(best.unwrap_or(-1).max(0)))
             .map(tier),
-    }))
+    })
 }
 
 fn day(field: &str, raw: &str) -> ApiResult<Date> {

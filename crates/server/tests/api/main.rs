@@ -4,6 +4,7 @@ mod helpers;
 
 mod adjustments;
 mod auth;
+mod browser;
 mod events;
 mod idempotency;
 mod links;
@@ -11,6 +12,7 @@ mod members;
 mod messaging;
 mod pages;
 mod platform;
+mod portal;
 mod program;
 mod redemptions;
 mod redirect;

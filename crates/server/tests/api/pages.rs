@@ -9,7 +9,7 @@ fn chromium() -> String {
 }
 
 /// Where screenshots go: `target/screenshots`.
-fn screenshots() -> PathBuf {
+pub fn screenshots() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot folder");
     dir

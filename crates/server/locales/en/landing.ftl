@@ -1,0 +1,46 @@
+landing-invited = { $referrer } invited you to { $program }
+landing-invited-anonymous = A friend invited you to { $program }
+landing-og-description = Join { $program } with this invitation and get { $reward }.
+landing-og-plain = Join { $program } with this invitation and earn points on every purchase.
+landing-qr-alt = QR code of the invitation link
+landing-you-get = What you get
+landing-no-reward = Points on every purchase, and your own link to invite friends.
+landing-tier = with an order of { $min } or more: { $reward }
+landing-how = How it works
+landing-qualify-first = Your reward comes with your first purchase after you join.
+landing-qualify-at-least = Your reward comes with a purchase of { $amount } or more.
+landing-qualify-within = Your reward comes once you make { $count } purchases within { $days } days.
+landing-qualify-custom = Your reward comes once you complete this step: { $name }.
+landing-window = Join and buy within { $days } days of opening this link for it to count.
+landing-hold = Rewards are confirmed { $days } days after the purchase, once it can no longer be returned.
+landing-code = Your invitation code:
+landing-terms = Program terms
+landing-join = Join { $program }
+landing-name = Your name
+landing-email = E-mail address
+landing-phone = Phone number
+landing-contact-help = Give an e-mail address or a phone number, or both.
+landing-consent = I agree to the program terms and to messages about my points and rewards.
+landing-submit = Join
+landing-member = Already a member? Sign in
+landing-ask-friend = Ask the friend who invited you for a new link to join.
+landing-err-consent = Please tick the box to agree to the terms: without it we cannot register you.
+landing-err-email = This e-mail address does not look right. Check it and try again.
+landing-err-phone = This phone number does not look right. Use the international format, e.g. +79161234567.
+landing-err-name = Your name is too long.
+landing-err-contact = Give an e-mail address or a phone number so we can find you again.
+landing-err-taken = This e-mail or phone number is already registered with other details. Sign in instead.
+landing-welcome-title = Welcome to { $program }!
+landing-welcome = You are a member now, and your friend's invitation is counted. Sign in to see your points and your own link to invite friends.
+landing-already = You are a member already. Sign in to see your points and your link.
+landing-unknown-title = This invitation is not valid
+landing-unknown = This invitation link is not valid any more, but you are welcome all the same: ask the friend who sent it for a new link, or ask at the store.
+reward-points = { $amount ->
+    [one] { $amount } point
+   *[other] { $amount } points
+}
+reward-cashback = { $amount } in store credit
+reward-coupon-fixed = a coupon for { $amount } off
+reward-coupon-percent = a { $percent }% discount coupon
+reward-gift-certificate = a gift certificate for { $amount }
+reward-cash-payout = a { $amount } payout

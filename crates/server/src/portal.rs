@@ -1,0 +1,180 @@
+//! The member's portal, `/m/{program}`: balance and what expires when, the
+//! statement, the referral link with a copy button, its QR code and share
+//! buttons, invites and their progress, pending and earned rewards, the
+//! reward tiers, the program's terms, and the member card (a QR code of the
+//! member id to show at the till). Signed-in members only
+//! ([`MemberSession`]).
+
+use crate::api::ledger::{balance_of, full_statement};
+use crate::api::referrals::progress_of;
+use crate::i18n::{text, Lang, Negotiated};
+use crate::landing::{money, reward_text};
+use crate::page;
+use crate::problem::ApiError;
+use crate::signin::{no_program, MemberSession};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use sarafan_core::program::Currency;
+use sarafan_core::referral::Reward;
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+/// Statement lines shown, newest first.
+const STATEMENT_LINES: usize = 20;
+
+fn day(lang: Lang, at: OffsetDateTime) -> String {
+    let f = format_description!("[year]-[month]-[day]");
+    lang.digits(&at.format(&f).unwrap_or_default())
+}
+
+fn rewards(lang: Lang, rewards: &[Reward], currency: &Currency) -> String {
+    rewards
+        .iter()
+        .map(|r| reward_text(lang, r, currency))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The member's portal (signed-in members; others are sent to sign in).
+#[utoipa::path(get, path = "/m/{program}", tag = "portal",
+    params(("program" = Uuid, Path), ("lang" = Option<String>, Query, description = "en, ru or fa; remembered in a cookie")),
+    responses((status = 200, content_type = "text/html", body = String),
+              (status = 303, description = "Not signed in: to the sign-in page with `next`")))]
+pub async fn page(
+    State(state): State<AppState>,
+    session: MemberSession,
+    neg: Negotiated,
+) -> Response {
+    match render(&state, session, &neg).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn render(
+    state: &AppState,
+    session: MemberSession,
+    neg: &Negotiated,
+) -> Result<Response, ApiError> {
+    let MemberSession { program, member } = session;
+    let (Some(program), Some(member)) = (
+        state.store.program(program).await?,
+        state.store.member(program, member).await?,
+    ) else {
+        return Ok(no_program(neg));
+    };
+    let lang = neg.lang(member.locale.as_deref().unwrap_or(program.locale.as_str()));
+    let currency = &program.currency;
+    let balance = balance_of(state, program.id, member.id).await?;
+    let progress = progress_of(state, program.id, member.id).await?;
+    let statement = full_statement(state, program.id, member.id).await?;
+    let codes = state
+        .store
+        .referral_code_for(program.id, member.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such member"))?;
+    let link = state.links.link(&codes.code);
+    let amount = |asset: &str, n: i64| match asset {
+        "cashback" => money(lang, n, currency),
+        _ => text(lang, "balance-points", &[("points", n.into())]),
+    };
+    let expiring: Vec<_> = balance
+        .points
+        .expiring
+        .iter()
+        .map(|e| context! { points => amount("points", e.points), on => day(lang, e.at) })
+        .collect();
+    let lines: Vec<_> = statement
+        .iter()
+        .rev()
+        .take(STATEMENT_LINES)
+        .map(|l| {
+            context! {
+                on => day(lang, l.at),
+                kind => text(lang, &format!("kind-{}", l.kind), &[]),
+                reason => l.reason,
+                amount => lang.digits(&format!("{:+}", l.amount)),
+                asset => text(lang, &format!("asset-{}", l.asset), &[]),
+                credit => l.amount > 0,
+            }
+        })
+        .collect();
+    let totals = |m: &std::collections::BTreeMap<String, i64>| -> Vec<String> {
+        m.iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|(asset, n)| amount(asset, *n))
+            .collect()
+    };
+    let tiers: Vec<_> = progress
+        .tiers
+        .iter()
+        .map(|t| {
+            context! {
+                min => money(lang, t.min_order, currency),
+                you => rewards(lang, &t.referrer, currency),
+                friend => t.friend.as_ref().map(|f| reward_text(lang, f, currency)),
+                next => progress.next_tier.as_ref().is_some_and(|n| n.min_order == t.min_order),
+            }
+        })
+        .collect();
+    let friend_reward = progress
+        .tiers
+        .first()
+        .and_then(|t| t.friend.as_ref())
+        .map(|f| reward_text(lang, f, currency));
+    let message = match &friend_reward {
+        Some(r) => text(
+            lang,
+            "share-message",
+            &[
+                ("program", program.name.as_str().into()),
+                ("reward", r.as_str().into()),
+            ],
+        ),
+        None => text(
+            lang,
+            "share-message-plain",
+            &[("program", program.name.as_str().into())],
+        ),
+    };
+    let subject = text(
+        lang,
+        "share-subject",
+        &[("program", program.name.as_str().into())],
+    );
+    let card = crate::qr::svg_of(&member.id.to_string())?;
+    Ok(page::render(
+        StatusCode::OK,
+        "portal.html",
+        lang,
+        neg,
+        context! {
+            program_name => program.name,
+            program_id => program.id.to_string(),
+            name => member.name,
+            member_id => member.id.to_string(),
+            spendable => amount("points", balance.points.spendable),
+            pending_points => (balance.points.pending > 0).then(|| amount("points", balance.points.pending)),
+            cashback => (balance.cashback.spendable > 0).then(|| money(lang, balance.cashback.spendable, currency)),
+            expiring,
+            lines,
+            link,
+            code => codes.code.as_str(),
+            share => crate::share::links(&link, &message, &subject),
+            clicks => lang.digits(&progress.clicks.to_string()),
+            invites => lang.digits(&progress.invites.to_string()),
+            signups => lang.digits(&progress.signups.to_string()),
+            in_review => lang.digits(&progress.in_review.to_string()),
+            qualified => lang.digits(&progress.qualified.to_string()),
+            pending_rewards => totals(&progress.pending),
+            earned_rewards => totals(&progress.earned),
+            awaiting_choice => progress.awaiting_choice,
+            tiers,
+            terms => program.terms,
+            card => minijinja::Value::from_safe_string(card),
+        },
+    ))
+}

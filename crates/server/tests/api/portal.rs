@@ -1,0 +1,490 @@
+//! The member-facing pages through real HTTP: signing in by code and by
+//! magic link, the lockout, the portal, and the referral landing page's
+//! join form (see `browser.rs` for the same in Chromium).
+
+use crate::helpers::{json, Db, TestApp};
+use crate::on_both_databases;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+
+on_both_databases!(
+    sign_in_by_code_then_portal,
+    magic_link_works_once,
+    five_wrong_codes_lock_the_member_out,
+    landing_page_joins_with_the_referral,
+    bad_join_forms_store_nothing,
+);
+
+/// A client that shows redirects instead of following them.
+fn browser() -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("accept-language", "en-US,en;q=0.9".parse().unwrap());
+    Client::builder()
+        .redirect(Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A page's HTML with the slashes minijinja escapes in attributes put back.
+async fn body_of(resp: Response) -> String {
+    resp.text().await.unwrap().replace("&#x2f;", "/")
+}
+
+async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
+    browser()
+        .post(format!("{}{path}", app.base))
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page(app: &TestApp, path: &str, cookie: Option<&str>) -> Response {
+    let mut req = browser().get(format!("{}{path}", app.base));
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    req.send().await.unwrap()
+}
+
+/// The latest sign-in mail's template data (the code and the link).
+pub async fn sign_in_mail(app: &TestApp) -> Value {
+    let messages = app
+        .store
+        .outbox_messages(app.program, None, None, 500)
+        .await
+        .unwrap();
+    let mail = messages
+        .iter()
+        .rev()
+        .find(|m| m.topic == "sign_in")
+        .expect("a sign-in mail in the outbox");
+    assert_eq!(mail.channel, "email");
+    serde_json::from_str(&mail.payload).unwrap()
+}
+
+/// The hidden challenge id of a code form.
+fn challenge(html: &str) -> String {
+    let at = html
+        .find("name=\"challenge\" value=\"")
+        .expect("a code form")
+        + 24;
+    html[at..at + 36].to_owned()
+}
+
+/// Asks for a code for `email`; returns the challenge and the mail.
+async fn ask_code(app: &TestApp, email: &str, next: &str) -> (String, Value) {
+    let sign_in = format!("/m/{}/sign-in", app.program);
+    let resp = form(app, &sign_in, &[("email", email), ("next", next)]).await;
+    let status = resp.status();
+    let html = body_of(resp).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("a code is on its way"), "{html}");
+    (challenge(&html), sign_in_mail(app).await)
+}
+
+fn session_cookie(resp: &Response) -> String {
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.starts_with("sarafan_session="), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn sign_in_by_code_then_portal(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let anna = app
+        .member(json!({"email": "anna@example.com", "name": "Anna Petrova"}))
+        .await;
+    let portal = format!("/m/{}", app.program);
+    // Not signed in: sent to sign in, to come back here.
+    let resp = page(&app, &portal, None).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()[LOCATION],
+        format!("/m/{}/sign-in?next=%2Fm%2F{}", app.program, app.program).as_str()
+    );
+    let resp = page(&app, &format!("/m/{}/sign-in?next=/m/x", app.program), None).await;
+    assert_eq!(resp.status(), 200);
+    // An address that is no member's gets the same answer and no mail.
+    let before = app
+        .store
+        .outbox_messages(app.program, None, None, 500)
+        .await
+        .unwrap()
+        .len();
+    let resp = form(
+        &app,
+        &format!("/m/{}/sign-in", app.program),
+        &[("email", "nobody@example.com")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(body_of(resp).await.contains("a code is on its way"));
+    assert_eq!(
+        app.store
+            .outbox_messages(app.program, None, None, 500)
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+    // Not an address: said on the page.
+    let resp = form(
+        &app,
+        &format!("/m/{}/sign-in", app.program),
+        &[("email", "anna@")],
+    )
+    .await;
+    assert_eq!(resp.status(), 422);
+    assert!(body_of(resp)
+        .await
+        .contains("does not look like an e-mail address"));
+
+    let (challenge, mail) = ask_code(&app, "ANNA@example.com", "https://evil.example/").await;
+    let code = mail["code"].as_str().unwrap();
+    assert_eq!(code.len(), 6);
+    assert!(mail["link"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}/m/{}/sign-in/link/", app.base, app.program)));
+    let verify = format!("/m/{}/sign-in/code", app.program);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let resp = form(&app, &verify, &[("challenge", &challenge), ("code", wrong)]).await;
+    assert_eq!(resp.status(), 422);
+    assert!(body_of(resp)
+        .await
+        .contains("That code is not right. 4 more tries."));
+    let resp = form(
+        &app,
+        &verify,
+        &[
+            ("challenge", &challenge),
+            ("code", code),
+            ("next", "//evil.example"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    // The next of the sign-in page was not local: the portal instead.
+    assert_eq!(resp.headers()[LOCATION], portal.as_str());
+    let cookie = session_cookie(&resp);
+    // The code worked once.
+    let again = form(&app, &verify, &[("challenge", &challenge), ("code", code)]).await;
+    assert_eq!(again.status(), 410);
+
+    let resp = page(&app, &portal, Some(&cookie)).await;
+    assert_eq!(resp.status(), 200);
+    let html = body_of(resp).await;
+    let link = json(app.get(&format!("/api/v1/members/{anna}/referral")).await).await["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(html.contains("Hello, Anna Petrova!"), "{html}");
+    assert!(html.contains(&format!("value=\"{link}\"")), "{html}");
+    assert!(html.contains("https://t.me/share/url?url="));
+    // Another program's portal does not take this session.
+    let other = app.new_tenant("Other Shop").await;
+    let resp = page(&app, &format!("/m/{}", other.program), Some(&cookie)).await;
+    assert_eq!(resp.status(), 303);
+    // Signing out ends the session.
+    let resp = browser()
+        .post(format!("{}/m/{}/sign-out", app.base, app.program))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(page(&app, &portal, Some(&cookie)).await.status(), 303);
+    // Unknown programs get a page, not an error.
+    let resp = page(&app, "/m/not-a-program/sign-in", None).await;
+    assert_eq!(resp.status(), 404);
+    assert!(body_of(resp).await.contains("no such loyalty program"));
+}
+
+async fn magic_link_works_once(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.member(json!({"email": "anna@example.com"})).await;
+    let next = "/oauth/authorize?client_id=alexa&state=xyz";
+    let (_, mail) = ask_code(&app, "anna@example.com", next).await;
+    let link = mail["link"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&app.base)
+        .unwrap()
+        .to_owned();
+    let resp = page(&app, &link, None).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], next);
+    session_cookie(&resp);
+    let resp = page(&app, &link, None).await;
+    assert_eq!(resp.status(), 410);
+    let html = body_of(resp).await;
+    assert!(
+        html.contains("This sign-in link or code has expired"),
+        "{html}"
+    );
+    assert!(html.contains("Send a new code"));
+    // A new code makes the older challenge's link and code useless too.
+    let (first, first_mail) = ask_code(&app, "anna@example.com", "/").await;
+    ask_code(&app, "anna@example.com", "/").await;
+    let resp = form(
+        &app,
+        &format!("/m/{}/sign-in/code", app.program),
+        &[
+            ("challenge", &first),
+            ("code", first_mail["code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 410);
+    let stale = first_mail["link"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&app.base)
+        .unwrap()
+        .to_owned();
+    assert_eq!(page(&app, &stale, None).await.status(), 410);
+    assert_eq!(
+        page(
+            &app,
+            &format!("/m/{}/sign-in/link/nonsense", app.program),
+            None
+        )
+        .await
+        .status(),
+        410
+    );
+}
+
+async fn five_wrong_codes_lock_the_member_out(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.member(json!({"email": "anna@example.com"})).await;
+    let (challenge, mail) = ask_code(&app, "anna@example.com", "/").await;
+    let code = mail["code"].as_str().unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let verify = format!("/m/{}/sign-in/code", app.program);
+    for left in (1..5).rev() {
+        let resp = form(&app, &verify, &[("challenge", &challenge), ("code", wrong)]).await;
+        assert_eq!(resp.status(), 422);
+        let html = body_of(resp).await;
+        assert!(html.contains("That code is not right."), "{left}: {html}");
+    }
+    let resp = form(&app, &verify, &[("challenge", &challenge), ("code", wrong)]).await;
+    assert_eq!(resp.status(), 429);
+    assert!(body_of(resp)
+        .await
+        .contains("Too many wrong codes. Please wait 15 minutes"));
+    // Now even the right code waits, and no new code is sent.
+    let resp = form(&app, &verify, &[("challenge", &challenge), ("code", code)]).await;
+    assert_eq!(resp.status(), 429);
+    let before = app
+        .store
+        .outbox_messages(app.program, None, None, 500)
+        .await
+        .unwrap()
+        .len();
+    let resp = form(
+        &app,
+        &format!("/m/{}/sign-in", app.program),
+        &[("email", "anna@example.com")],
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(
+        app.store
+            .outbox_messages(app.program, None, None, 500)
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+}
+
+/// A referrer with rules in force; returns her referral link and code.
+async fn referrer(app: &TestApp) -> (String, String) {
+    let resp = app
+        .post(
+            "/api/v1/referral-rules",
+            json!({"qualifying": {"action": "first_purchase"}, "hold_days": 14,
+                   "effective_from": "2020-01-01T00:00:00Z",
+                   "tiers": [{"referrer": [{"kind": "points", "amount": 300}], "friend": {"kind": "points", "amount": 200}}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let anna = app
+        .member(json!({"email": "anna@example.com", "name": "Anna Petrova"}))
+        .await;
+    let view = json(app.get(&format!("/api/v1/members/{anna}/referral")).await).await;
+    (
+        view["link"].as_str().unwrap().to_owned(),
+        view["code"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn landing_page_joins_with_the_referral(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (link, code) = referrer(&app).await;
+    let resp = page(&app, link.strip_prefix(&app.base).unwrap(), None).await;
+    assert_eq!(resp.status(), 302);
+    let landing = resp.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(landing, format!("{}/join?ref={code}", app.base));
+    let html = body_of(
+        browser()
+            .get(&landing)
+            .header("accept-language", "en-GB,en;q=0.8")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    for want in [
+        "<h1 id=\"title\">Anna invited you to Test Coffee</h1>",
+        "<li>200 points</li>",
+        "Your reward comes with your first purchase after you join.",
+        "confirmed 14 days after the purchase",
+        "Bring a friend, both get 300 points.",
+        "<meta property=\"og:title\" content=\"Anna invited you to Test Coffee\">",
+        "<meta property=\"og:description\" content=\"Join Test Coffee with this invitation and get 200 points.\">",
+        &format!("<meta property=\"og:image\" content=\"{}/r/{code}/qr.png\">", app.base),
+        "<meta name=\"twitter:card\" content=\"summary\">",
+    ] {
+        assert!(html.contains(want), "{want} missing: {html}");
+    }
+    // Russian from the browser's languages; Persian by the switch, RTL.
+    let ru = browser()
+        .get(&landing)
+        .header("accept-language", "ru-RU,ru;q=0.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ru.headers()["content-language"], "ru");
+    assert!(body_of(ru)
+        .await
+        .contains("Anna приглашает вас в Test Coffee"));
+    let fa = page(&app, &format!("/join?ref={code}&lang=fa"), None).await;
+    assert!(fa.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .starts_with("sarafan_lang=fa"));
+    let fa = body_of(fa).await;
+    assert!(fa.contains("<html lang=\"fa\" dir=\"rtl\">"), "{fa}");
+    assert!(fa.contains("۲۰۰ امتیاز"), "{fa}");
+
+    let resp = form(
+        &app,
+        "/join",
+        &[
+            ("ref", &code),
+            ("name", "Boris"),
+            ("email", "boris@example.com"),
+            ("consent", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(body_of(resp).await.contains("Welcome to Test Coffee!"));
+    let referrals = json(app.get("/api/v1/referrals").await).await;
+    let items = referrals["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{referrals}");
+    assert_eq!(items[0]["code"], code.as_str());
+    let boris = json(app.get("/api/v1/members?email=boris@example.com").await).await;
+    assert_eq!(boris["items"][0]["name"], "Boris");
+    assert_eq!(boris["items"][0]["consent"]["email"], true);
+    // Joining again is no error and binds nothing new.
+    let resp = form(
+        &app,
+        "/join",
+        &[
+            ("ref", &code),
+            ("name", "Boris"),
+            ("email", "boris@example.com"),
+            ("consent", "on"),
+        ],
+    )
+    .await;
+    assert!(body_of(resp).await.contains("You are a member already."));
+    assert_eq!(
+        json(app.get("/api/v1/referrals").await).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn bad_join_forms_store_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (_, code) = referrer(&app).await;
+    let members = app.member_count().await;
+    for (fields, says) in [
+        (
+            vec![("email", "boris@"), ("consent", "on")],
+            "This e-mail address does not look right.",
+        ),
+        (vec![("email", "boris@example.com")], "Please tick the box"),
+        (
+            vec![("phone", "12"), ("consent", "on")],
+            "This phone number does not look right.",
+        ),
+        (
+            vec![("name", "Boris"), ("consent", "on")],
+            "Give an e-mail address or a phone number",
+        ),
+        (
+            vec![
+                ("email", "anna@example.com"),
+                ("name", "Not Anna"),
+                ("consent", "on"),
+            ],
+            "already registered with other details",
+        ),
+    ] {
+        let mut all = vec![("ref", code.as_str())];
+        all.extend(fields.iter().copied());
+        let resp = form(&app, "/join", &all).await;
+        assert_eq!(resp.status(), 422, "{fields:?}");
+        let html = body_of(resp).await;
+        assert!(html.contains(says), "{fields:?}: {html}");
+        // What was typed is kept in the form.
+        if let Some((_, email)) = fields.iter().find(|(k, _)| *k == "email") {
+            assert!(html.contains(&format!("value=\"{email}\"")), "{html}");
+        }
+    }
+    assert_eq!(app.member_count().await, members);
+    assert_eq!(
+        json(app.get("/api/v1/referrals").await).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // An unknown code: a friendly page that still offers the program.
+    for path in ["/join?ref=NOSUCH99", "/join"] {
+        let resp = page(&app, path, None).await;
+        assert_eq!(resp.status(), 404);
+        let html = body_of(resp).await;
+        assert!(
+            html.contains("This invitation link is not valid any more"),
+            "{html}"
+        );
+        assert!(html.contains("Join Test Coffee"), "{html}");
+    }
+    let resp = form(
+        &app,
+        "/join",
+        &[
+            ("ref", "NOSUCH99"),
+            ("email", "x@example.com"),
+            ("consent", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(app.member_count().await, members);
+}
