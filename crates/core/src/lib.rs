@@ -12,5 +12,6 @@ pub mod outbox;
 pub mod program;
 pub mod referral;
 pub mod text;
+pub mod voice;
 
 pub use error::FieldError;

@@ -1,6 +1,8 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
-use crate::api::{events, keys, ledger, links, members, outbox, program, referrals, webhooks};
+use crate::api::{
+    events, keys, ledger, links, members, outbox, program, referrals, voice, webhooks,
+};
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
 use axum::response::{Html, IntoResponse, Response};
@@ -29,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         referrals::progress, referrals::analytics,
         outbox::list, outbox::get, outbox::retry,
         webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate,
+        voice::list, voice::put, voice::delete,
     ),
     components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::WebhookMember)),
     modifiers(&BearerAuth),
@@ -41,6 +44,9 @@ use utoipa::{Modify, OpenApi};
         (name = "referrals", description = "Referral codes, links and QR codes; referral rules, attribution, rewards, review queue, progress and analytics"),
         (name = "messaging", description = "Webhooks and e-mail: endpoints, the outbox, retries. \
             Webhook payloads are documented as the WebhookPayload schema"),
+        (name = "voice", description = "Voice assistants (Dialogflow, Alexa, Alice): the skill or agent \
+            that answers for the program and its account linking. The assistants call /voice/dialogflow, \
+            /voice/alexa and /voice/alice in their own formats; see docs/voice.md"),
     )
 )]
 pub struct ApiDoc;

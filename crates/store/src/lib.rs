@@ -24,6 +24,7 @@ mod programs;
 pub mod referrals;
 pub mod testing;
 mod versions;
+mod voice;
 mod webhooks;
 
 pub use clicks::{Click, ClickCount};
@@ -38,6 +39,7 @@ pub use members::{
     Registration,
 };
 pub use programs::{NewProgram, Program, ProgramPatch};
+pub use voice::{VoiceAssistant, VoiceGrant};
 pub use webhooks::{WebhookEndpoint, WebhookPatch};
 
 use sqlx::{PgPool, SqlitePool};

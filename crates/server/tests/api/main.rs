@@ -15,3 +15,4 @@ mod program;
 mod redemptions;
 mod redirect;
 mod referrals;
+mod voice;
