@@ -95,8 +95,7 @@ pub fn issue_token(kind: TokenKind, program: ProgramId, secret: [u8; 24]) -> (St
 pub fn parse_token(kind: TokenKind, raw: &str) -> Option<PresentedToken> {
     let rest = raw.trim().strip_prefix("sar_")?.strip_prefix(kind.tag())?;
     let (program, secret) = rest.strip_prefix('_')?.split_once('_')?;
-    if program.len() != 32 || secret.len() != 48 || !secret.chars().all(|c| c.is_ascii_hexdigit())
-    {
+    if program.len() != 32 || secret.len() != 48 || !secret.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     Some(PresentedToken {
@@ -293,7 +292,10 @@ mod tests {
 
     #[test]
     fn asks_back_or_gives_up() {
-        assert_eq!(match_name("books", &names()), NameMatch::Ambiguous(vec![3, 4]));
+        assert_eq!(
+            match_name("books", &names()),
+            NameMatch::Ambiguous(vec![3, 4])
+        );
         assert_eq!(match_name("pizza palace", &names()), NameMatch::None);
         assert_eq!(match_name("  ", &names()), NameMatch::None);
     }

@@ -245,7 +245,7 @@ impl Store {
             .bind(expires_at)
             .bind(now())
             .execute(pool)
-            .await?
+            .await?;
         });
         Ok(())
     }

@@ -16,7 +16,10 @@ use crate::problem::ApiError;
 use serde::de::DeserializeOwned;
 
 /// Deserialises a nested JSON value, naming fields under `prefix`.
-pub(crate) fn from_value<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T, ApiError> {
+pub(crate) fn from_value<T: DeserializeOwned>(
+    prefix: &str,
+    value: serde_json::Value,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." {

@@ -98,7 +98,10 @@ fn redirect_uris(raw: &[String]) -> Result<Vec<String>, FieldError> {
             let url = url::Url::parse(uri.trim())
                 .map_err(|e| FieldError::new(&field, format!("is not a URL ({e})")))?;
             if url.scheme() != "https" || url.fragment().is_some() {
-                return Err(FieldError::new(&field, "must be an https URL without a fragment"));
+                return Err(FieldError::new(
+                    &field,
+                    "must be an https URL without a fragment",
+                ));
             }
             Ok(url.to_string())
         })
@@ -115,7 +118,11 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<VoiceAssistantView>>> {
     caller.require(Scope::Admin)?;
     let all = state.store.voice_assistants(caller.program).await?;
-    Ok(Json(all.iter().map(|c| VoiceAssistantView::of(&state, c)).collect()))
+    Ok(Json(
+        all.iter()
+            .map(|c| VoiceAssistantView::of(&state, c))
+            .collect(),
+    ))
 }
 
 /// Configures an assistant for the program (replacing its settings). The
@@ -139,7 +146,10 @@ pub async fn put(
     let assistant = assistant_of(&assistant)?;
     let skill_id = bounded("skill_id", &body.skill_id, 1, 200)?;
     let redirect_uris = redirect_uris(&body.redirect_uris)?;
-    let existing = state.store.voice_assistant(caller.program, assistant).await?;
+    let existing = state
+        .store
+        .voice_assistant(caller.program, assistant)
+        .await?;
     let fresh = existing.is_none() || body.rotate_secrets;
     let (client_secret, webhook_secret, client_hash, secret_hash) = match &existing {
         Some(e) if !fresh => (None, None, e.client_secret_hash, e.secret_hash),

@@ -110,9 +110,12 @@ pub async fn webhook(
         .map_err(refused)?;
     let req: Envelope = super::read(&body)?;
     timestamp_ok(&req.request.timestamp, now).map_err(refused)?;
-    let configs =
-        super::configs_for(&state, Assistant::Alexa, &req.context.system.application.application_id)
-            .await?;
+    let configs = super::configs_for(
+        &state,
+        Assistant::Alexa,
+        &req.context.system.application.application_id,
+    )
+    .await?;
     let lang = Lang::of(&req.request.locale);
     let intent = match req.request.kind.as_str() {
         "LaunchRequest" => Intent::Launch,
@@ -132,7 +135,11 @@ pub async fn webhook(
         .system
         .user
         .and_then(|u| u.access_token)
-        .or_else(|| req.session.and_then(|s| s.user).and_then(|u| u.access_token));
+        .or_else(|| {
+            req.session
+                .and_then(|s| s.user)
+                .and_then(|u| u.access_token)
+        });
     let reply = answer(
         &state,
         Turn {

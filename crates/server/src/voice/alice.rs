@@ -66,10 +66,7 @@ struct Nlu {
     intents: Map<String, Value>,
 }
 
-pub async fn webhook(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+pub async fn webhook(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req: AliceRequest = super::read(&body)?;
     let configs = super::configs_for(&state, Assistant::Alice, &req.session.skill_id).await?;
     let intents = req.request.nlu.map(|n| n.intents).unwrap_or_default();

@@ -152,7 +152,9 @@ pub async fn webhook(
             &state,
             Turn {
                 assistant: Assistant::Dialogflow,
-                intent: Intent::from_name(q.intent.as_ref().map_or("", |i| i.display_name.as_str())),
+                intent: Intent::from_name(
+                    q.intent.as_ref().map_or("", |i| i.display_name.as_str()),
+                ),
                 store: q.parameters.get("store").and_then(text_of),
                 lang: Lang::of(&q.language_code),
                 access_token: req

@@ -129,7 +129,11 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
         programs.extend(state.store.program(c.program).await?);
     }
     let linked = linked_member(state, &turn).await?;
-    let store = turn.store.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let store = turn
+        .store
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     let program = match store {
         Some(spoken) => {
             let named: Vec<(String, usize)> = programs
@@ -140,7 +144,8 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
             match match_name(spoken, &named) {
                 NameMatch::One(i) => &programs[i],
                 NameMatch::Ambiguous(found) => {
-                    let names: Vec<&str> = found.iter().map(|i| programs[*i].name.as_str()).collect();
+                    let names: Vec<&str> =
+                        found.iter().map(|i| programs[*i].name.as_str()).collect();
                     let or = format!(" {} ", say(lang, "voice-or", &[]));
                     let options = names.join(&or);
                     return Ok(Reply::ask(say(
@@ -183,8 +188,12 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
             ..Reply::tell(terms(lang, program))
         },
         (Intent::Share, Some(member)) => share(state, &turn, program, &member).await?,
-        (Intent::Balance, Some(member)) => Reply::tell(balance(state, lang, program, member.id).await?),
-        (Intent::Progress, Some(member)) => Reply::tell(progress(state, lang, member.id, program.id).await?),
+        (Intent::Balance, Some(member)) => {
+            Reply::tell(balance(state, lang, program, member.id).await?)
+        }
+        (Intent::Progress, Some(member)) => {
+            Reply::tell(progress(state, lang, member.id, program.id).await?)
+        }
         (intent, None) => {
             let link = say(lang, "voice-link-account", &[("program", name)]);
             let speech = if intent == Intent::Share {
@@ -216,7 +225,11 @@ async fn linked_member(state: &AppState, turn: &Turn<'_>) -> Result<Option<Membe
     let Some(presented) = parse_token(TokenKind::Access, token) else {
         return Ok(None);
     };
-    if !turn.configs.iter().any(|c| c.program == presented.program_id) {
+    if !turn
+        .configs
+        .iter()
+        .any(|c| c.program == presented.program_id)
+    {
         return Ok(None);
     }
     let Some(grant) = state
@@ -237,7 +250,11 @@ async fn linked_member(state: &AppState, turn: &Turn<'_>) -> Result<Option<Membe
 /// The program's terms in at most two sentences.
 fn terms(lang: Lang, program: &Program) -> String {
     let name = Arg::Text(&program.name);
-    let text = program.terms.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = program
+        .terms
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if text.is_empty() {
         return say(lang, "voice-no-terms", &[("program", name)]);
     }
@@ -286,7 +303,10 @@ async fn share(
         });
         let sent = state
             .store
-            .enqueue(program.id, &[Outgoing::new(Topic::ShareRequested, Some(member.id), data)])
+            .enqueue(
+                program.id,
+                &[Outgoing::new(Topic::ShareRequested, Some(member.id), data)],
+            )
             .await;
         if let Err(e) = sent {
             state.store.idempotency_abandon(program.id, &key).await?;
@@ -297,12 +317,27 @@ async fn share(
             content_type: None,
             body: Vec::new(),
         };
-        state.store.idempotency_finish(program.id, &key, &done).await?;
+        state
+            .store
+            .idempotency_finish(program.id, &key, &done)
+            .await?;
     }
     let mailed = member.email.is_some() && member.consent.email;
     let lang = turn.lang;
-    let how = say(lang, if mailed { "voice-share-sent" } else { "voice-share-shown" }, &[]);
-    let title = say(lang, "voice-card-title", &[("program", Arg::Text(&program.name))]);
+    let how = say(
+        lang,
+        if mailed {
+            "voice-share-sent"
+        } else {
+            "voice-share-shown"
+        },
+        &[],
+    );
+    let title = say(
+        lang,
+        "voice-card-title",
+        &[("program", Arg::Text(&program.name))],
+    );
     Ok(Reply {
         card: Some(Card {
             title,
@@ -320,7 +355,10 @@ async fn balance(
     program: &Program,
     member: MemberId,
 ) -> Result<String, ApiError> {
-    let b = state.store.member_balance(program.id, member, Asset::Points).await?;
+    let b = state
+        .store
+        .member_balance(program.id, member, Asset::Points)
+        .await?;
     let mut speech = say(
         lang,
         "voice-balance",
@@ -334,7 +372,10 @@ async fn balance(
         Some((at, points)) => say(
             lang,
             "voice-expiring",
-            &[("points", Arg::Count(*points)), ("date", Arg::Text(&spoken_date(lang, *at)))],
+            &[
+                ("points", Arg::Count(*points)),
+                ("date", Arg::Text(&spoken_date(lang, *at))),
+            ],
         ),
         None => say(lang, "voice-nothing-expiring", &[]),
     };
@@ -373,12 +414,32 @@ async fn progress(
 /// "31 December" / «31 декабря».
 fn spoken_date(lang: Lang, at: OffsetDateTime) -> String {
     const EN: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     const RU: [&str; 12] = [
-        "января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября",
-        "октября", "ноября", "декабря",
+        "января",
+        "февраля",
+        "марта",
+        "апреля",
+        "мая",
+        "июня",
+        "июля",
+        "августа",
+        "сентября",
+        "октября",
+        "ноября",
+        "декабря",
     ];
     let month = usize::from(u8::from(at.month())) - 1;
     match lang {

@@ -91,8 +91,10 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
         axum::Json(json!({"error": code, "error_description": description})),
     )
         .into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        "no-store".parse().expect("static header"),
+    );
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -109,7 +111,11 @@ fn client_credentials(headers: &HeaderMap, form: &TokenRequest) -> Option<(Strin
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|pair| {
             let (id, secret) = pair.split_once(':')?;
@@ -191,7 +197,9 @@ async fn exchange(
         .take_voice_grant(program, kind, &presented.hash)
         .await?
     else {
-        return Ok(invalid_grant("the code or refresh token is unknown, used or expired"));
+        return Ok(invalid_grant(
+            "the code or refresh token is unknown, used or expired",
+        ));
     };
     if held.assistant != assistant {
         return Ok(invalid_grant("the grant belongs to another client"));
@@ -201,8 +209,24 @@ async fn exchange(
             "redirect_uri differs from the one the code was issued for",
         ));
     }
-    let access = grant(state, program, TokenKind::Access, assistant, held.member, None).await?;
-    let refresh = grant(state, program, TokenKind::Refresh, assistant, held.member, None).await?;
+    let access = grant(
+        state,
+        program,
+        TokenKind::Access,
+        assistant,
+        held.member,
+        None,
+    )
+    .await?;
+    let refresh = grant(
+        state,
+        program,
+        TokenKind::Refresh,
+        assistant,
+        held.member,
+        None,
+    )
+    .await?;
     let mut resp = axum::Json(json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -210,7 +234,9 @@ async fn exchange(
         "refresh_token": refresh,
     }))
     .into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        "no-store".parse().expect("static header"),
+    );
     Ok(resp)
 }

@@ -14,19 +14,36 @@ async fn voice_assistants_are_configured(db: Db) {
     let created = configure(&app, &app.key, "alexa", ALEXA_SKILL).await;
     assert_eq!(created["skill_id"], ALEXA_SKILL);
     assert_eq!(created["endpoint_url"], format!("{}/voice/alexa", app.base));
-    assert_eq!(created["client_id"], format!("alexa-{}", app.program.0.simple()));
+    assert_eq!(
+        created["client_id"],
+        format!("alexa-{}", app.program.0.simple())
+    );
     assert_eq!(created["token_url"], format!("{}/oauth/token", app.base));
-    assert!(created["client_secret"].as_str().unwrap().starts_with("sar_vcs_"));
-    assert!(created.get("webhook_secret").is_none(), "Alexa signs instead");
+    assert!(created["client_secret"]
+        .as_str()
+        .unwrap()
+        .starts_with("sar_vcs_"));
+    assert!(
+        created.get("webhook_secret").is_none(),
+        "Alexa signs instead"
+    );
     let df = configure(&app, &app.key, "dialogflow", "my-project").await;
-    assert!(df["webhook_secret"].as_str().unwrap().starts_with("sar_vws_"));
+    assert!(df["webhook_secret"]
+        .as_str()
+        .unwrap()
+        .starts_with("sar_vws_"));
 
     // A second PUT keeps the secrets and does not show them.
     let again = configure(&app, &app.key, "alexa", "amzn1.ask.skill.renamed").await;
     assert!(again.get("client_secret").is_none(), "{again}");
     assert_eq!(again["created_at"], created["created_at"]);
     let list = json(app.get("/api/v1/voice-assistants").await).await;
-    let names: Vec<_> = list.as_array().unwrap().iter().map(|a| a["assistant"].clone()).collect();
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["assistant"].clone())
+        .collect();
     assert_eq!(names, [json!("alexa"), json!("dialogflow")]);
     assert_eq!(list[0]["skill_id"], "amzn1.ask.skill.renamed");
 
@@ -50,14 +67,26 @@ async fn voice_assistant_bad_input(db: Db) {
         app.request(Method::PUT, path, key).json(&body).send()
     };
     let p = problem(
-        put("/api/v1/voice-assistants/siri", &app.key, json!({"skill_id": "x"})).await.unwrap(),
+        put(
+            "/api/v1/voice-assistants/siri",
+            &app.key,
+            json!({"skill_id": "x"}),
+        )
+        .await
+        .unwrap(),
         422,
         "invalid-field",
     )
     .await;
     assert_eq!(p["field"], "assistant");
     let p = problem(
-        put("/api/v1/voice-assistants/alice", &app.key, json!({"skill_id": "  "})).await.unwrap(),
+        put(
+            "/api/v1/voice-assistants/alice",
+            &app.key,
+            json!({"skill_id": "  "}),
+        )
+        .await
+        .unwrap(),
         422,
         "invalid-field",
     )
@@ -78,7 +107,13 @@ async fn voice_assistant_bad_input(db: Db) {
     assert_eq!(p["field"], "redirect_uris[0]");
     let server = app.key_for(app.program, Scope::Server).await;
     problem(
-        put("/api/v1/voice-assistants/alice", &server, json!({"skill_id": "s"})).await.unwrap(),
+        put(
+            "/api/v1/voice-assistants/alice",
+            &server,
+            json!({"skill_id": "s"}),
+        )
+        .await
+        .unwrap(),
         403,
         "insufficient-scope",
     )
@@ -89,5 +124,9 @@ async fn voice_assistant_bad_input(db: Db) {
         .await
         .unwrap();
     problem(del, 404, "not-found").await;
-    assert!(json(app.get("/api/v1/voice-assistants").await).await.as_array().unwrap().is_empty());
+    assert!(json(app.get("/api/v1/voice-assistants").await)
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
 }

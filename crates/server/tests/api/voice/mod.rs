@@ -49,7 +49,8 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "Test Root CA");
+        ca.distinguished_name
+            .push(DnType::CommonName, "Test Root CA");
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let root = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
@@ -137,6 +138,8 @@ pub struct VoiceApp {
     /// Dialogflow's webhook secret and the OAuth client secrets.
     pub webhook_secret: String,
     pub client_secrets: HashMap<&'static str, String>,
+    /// Messages queued before the test began (Anna's welcome e-mail).
+    baseline: usize,
 }
 
 impl VoiceApp {
@@ -173,15 +176,25 @@ impl VoiceApp {
             }
         }
         let anna = app
-            .member(json!({"email": "anna@example.com", "name": "Anna", "consent": {"email": true}}))
+            .member(
+                json!({"email": "anna@example.com", "name": "Anna", "consent": {"email": true}}),
+            )
             .await;
-        Self {
+        let mut v = Self {
             app,
             pki,
             anna: MemberId(Uuid::parse_str(&anna).unwrap()),
             webhook_secret,
             client_secrets,
-        }
+            baseline: 0,
+        };
+        v.baseline = v.outbox().await.len();
+        v
+    }
+
+    /// How many messages the test queued.
+    pub async fn queued(&self) -> usize {
+        self.outbox().await.len() - self.baseline
     }
 
     /// An access token linking `member` through `assistant`, as the token
@@ -217,7 +230,7 @@ impl VoiceApp {
         self.outbox()
             .await
             .into_iter()
-            .filter(|m| m["topic"] == "share.requested")
+            .filter(|m| m["type"] == "share.requested")
             .collect()
     }
 }
