@@ -6,6 +6,7 @@ mod auth;
 pub mod clicks;
 pub mod delivery;
 pub mod extract;
+pub mod i18n;
 mod idempotency;
 mod observe;
 pub mod openapi;

@@ -6,7 +6,7 @@
 
 use super::alexa_verify::{timestamp_ok, Refused};
 use super::intents::{answer, Intent, Reply, Turn};
-use super::texts::{say, Lang};
+use super::texts::{lang_of, say, Lang};
 use super::xml_escape;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -116,7 +116,7 @@ pub async fn webhook(
         &req.context.system.application.application_id,
     )
     .await?;
-    let lang = Lang::of(&req.request.locale);
+    let lang = lang_of(&req.request.locale);
     let intent = match req.request.kind.as_str() {
         "LaunchRequest" => Intent::Launch,
         "IntentRequest" => Intent::from_name(req.request.intent.as_ref().map_or("", |i| &i.name)),

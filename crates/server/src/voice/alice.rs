@@ -6,7 +6,7 @@
 //! spoken fallback.
 
 use super::intents::{answer, Intent, Reply, Turn};
-use super::texts::Lang;
+use super::texts::lang_of;
 use crate::problem::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
@@ -92,7 +92,7 @@ pub async fn webhook(State(state): State<AppState>, body: Bytes) -> Result<Json<
             assistant: Assistant::Alice,
             intent,
             store,
-            lang: Lang::of(&req.meta.locale),
+            lang: lang_of(&req.meta.locale),
             access_token: req.session.user.and_then(|u| u.access_token),
             request_id: format!("{}:{}", req.session.session_id, req.session.message_id),
             configs: &configs,

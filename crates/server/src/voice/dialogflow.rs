@@ -7,7 +7,7 @@
 //! the password of HTTP basic authentication or in `X-Sarafan-Secret`.
 
 use super::intents::{answer, Intent, Reply, Turn};
-use super::texts::Lang;
+use super::texts::lang_of;
 use crate::problem::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
@@ -136,7 +136,7 @@ pub async fn webhook(
                 assistant: Assistant::Dialogflow,
                 intent,
                 store,
-                lang: Lang::of(&req.language_code),
+                lang: lang_of(&req.language_code),
                 access_token: access_token(&req.payload),
                 request_id: req.detect_intent_response_id,
                 configs: &configs,
@@ -156,7 +156,7 @@ pub async fn webhook(
                     q.intent.as_ref().map_or("", |i| i.display_name.as_str()),
                 ),
                 store: q.parameters.get("store").and_then(text_of),
-                lang: Lang::of(&q.language_code),
+                lang: lang_of(&q.language_code),
                 access_token: req
                     .original_detect_intent_request
                     .as_ref()

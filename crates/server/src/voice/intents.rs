@@ -3,7 +3,7 @@
 //! conversation is over. Adapters only translate wire formats to a
 //! [`Turn`] and a [`Reply`] back.
 
-use super::texts::{say, Arg, Lang};
+use super::texts::{say, FluentValue, Lang};
 use crate::problem::ApiError;
 use crate::AppState;
 use sarafan_core::ids::{MemberId, ProgramId};
@@ -151,14 +151,14 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
                     return Ok(Reply::ask(say(
                         lang,
                         "voice-ambiguous",
-                        &[("options", Arg::Text(&options))],
+                        &[("options", FluentValue::from(options.as_str()))],
                     )));
                 }
                 NameMatch::None => {
                     return Ok(Reply::ask(say(
                         lang,
                         "voice-unknown-store",
-                        &[("store", Arg::Text(spoken))],
+                        &[("store", FluentValue::from(spoken))],
                     )))
                 }
             }
@@ -173,14 +173,14 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
                 return Ok(Reply::ask(say(
                     lang,
                     "voice-welcome-any",
-                    &[("example", Arg::Text(&first.name))],
+                    &[("example", FluentValue::from(first.name.as_str()))],
                 )))
             }
             _ => return Ok(Reply::ask(say(lang, "voice-which-store", &[]))),
         },
     };
     let member = linked.filter(|m| m.program_id == program.id);
-    let name = Arg::Text(&program.name);
+    let name = FluentValue::from(program.name.as_str());
     let reply = match (turn.intent, member) {
         (Intent::Launch, _) => Reply::ask(say(lang, "voice-welcome", &[("program", name)])),
         (Intent::Terms, _) => Reply {
@@ -249,7 +249,7 @@ async fn linked_member(state: &AppState, turn: &Turn<'_>) -> Result<Option<Membe
 
 /// The program's terms in at most two sentences.
 fn terms(lang: Lang, program: &Program) -> String {
-    let name = Arg::Text(&program.name);
+    let name = FluentValue::from(program.name.as_str());
     let text = program
         .terms
         .split_whitespace()
@@ -272,7 +272,10 @@ fn terms(lang: Lang, program: &Program) -> String {
     say(
         lang,
         "voice-terms",
-        &[("program", name), ("terms", Arg::Text(&text[..end]))],
+        &[
+            ("program", name),
+            ("terms", FluentValue::from(&text[..end])),
+        ],
     )
 }
 
@@ -336,7 +339,7 @@ async fn share(
     let title = say(
         lang,
         "voice-card-title",
-        &[("program", Arg::Text(&program.name))],
+        &[("program", FluentValue::from(program.name.as_str()))],
     );
     Ok(Reply {
         card: Some(Card {
@@ -363,9 +366,9 @@ async fn balance(
         lang,
         "voice-balance",
         &[
-            ("points", Arg::Count(b.spendable)),
-            ("pending", Arg::Count(b.pending)),
-            ("program", Arg::Text(&program.name)),
+            ("points", FluentValue::from(b.spendable)),
+            ("pending", FluentValue::from(b.pending)),
+            ("program", FluentValue::from(program.name.as_str())),
         ],
     );
     let next = match b.expiring.first() {
@@ -373,8 +376,8 @@ async fn balance(
             lang,
             "voice-expiring",
             &[
-                ("points", Arg::Count(*points)),
-                ("date", Arg::Text(&spoken_date(lang, *at))),
+                ("points", FluentValue::from(*points)),
+                ("date", FluentValue::from(spoken_date(lang, *at))),
             ],
         ),
         None => say(lang, "voice-nothing-expiring", &[]),
@@ -398,13 +401,13 @@ async fn progress(
         .iter()
         .filter(|r| !r.is_earned(now) && matches!(r.status.as_str(), "granted" | "awaiting_choice"))
         .count();
-    let count = |n: usize| Arg::Count(n as i64);
+    let count = |n: usize| FluentValue::from(n as i64);
     Ok(say(
         lang,
         "voice-progress",
         &[
-            ("joined", Arg::Count(p.signed_up as i64)),
-            ("qualified", Arg::Count(p.qualified as i64)),
+            ("joined", FluentValue::from(p.signed_up as i64)),
+            ("qualified", FluentValue::from(p.qualified as i64)),
             ("earned", count(earned)),
             ("pending", count(pending)),
         ],
@@ -442,10 +445,8 @@ fn spoken_date(lang: Lang, at: OffsetDateTime) -> String {
         "декабря",
     ];
     let month = usize::from(u8::from(at.month())) - 1;
-    match lang {
-        Lang::En => format!("{} {}", at.day(), EN[month]),
-        Lang::Ru => format!("{} {}", at.day(), RU[month]),
-    }
+    let months = if lang == Lang::Ru { RU } else { EN };
+    format!("{} {}", at.day(), months[month])
 }
 
 #[cfg(test)]
