@@ -13,5 +13,6 @@ pub mod program;
 pub mod referral;
 pub mod share;
 pub mod text;
+pub mod voice;
 
 pub use error::FieldError;

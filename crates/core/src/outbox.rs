@@ -27,16 +27,20 @@ pub enum Topic {
     /// The member's opt-in weekly reminder with their referral link.
     #[serde(rename = "share.weekly")]
     ShareWeekly,
+    /// The member asked a voice assistant to share the program: their link.
+    #[serde(rename = "share.requested")]
+    ShareRequested,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 6] = [
+    pub const ALL: [Topic; 7] = [
         Self::MemberCreated,
         Self::ReferralQualified,
         Self::RewardEarned,
         Self::PointsExpiring,
         Self::PurchaseProcessed,
         Self::ShareWeekly,
+        Self::ShareRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Topic {
             Self::PointsExpiring => "points.expiring",
             Self::PurchaseProcessed => "purchase.processed",
             Self::ShareWeekly => "share.weekly",
+            Self::ShareRequested => "share.requested",
         }
     }
 
@@ -73,6 +78,7 @@ impl Topic {
             Self::PointsExpiring => "points_expiring",
             Self::PurchaseProcessed => "share_reminder",
             Self::ShareWeekly => "weekly_share",
+            Self::ShareRequested => "share_link",
         }
     }
 }

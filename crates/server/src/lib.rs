@@ -19,6 +19,7 @@ pub mod redirect;
 mod share;
 pub mod signin;
 mod unsubscribe;
+pub mod voice;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
@@ -46,6 +47,9 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Checks Alexa's request signatures (its trust roots and certificate
+    /// fetch are replaceable for tests).
+    pub alexa: Arc<voice::alexa_verify::AlexaVerifier>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +57,7 @@ impl Default for ServerConfig {
         Self {
             public_url: "http://127.0.0.1:8080".into(),
             body_limit: 1024 * 1024,
+            alexa: Arc::default(),
         }
     }
 }
@@ -176,6 +181,11 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
             get(api::referrals::progress),
         )
         .route("/analytics/referrals", get(api::referrals::analytics))
+        .route("/voice-assistants", get(api::voice::list))
+        .route(
+            "/voice-assistants/{assistant}",
+            put(api::voice::put).delete(api::voice::delete),
+        )
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
@@ -201,6 +211,10 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
             "/unsubscribe/{token}",
             get(unsubscribe::get).post(unsubscribe::post),
         )
+        .route("/voice/dialogflow", post(voice::dialogflow::webhook))
+        .route("/voice/alexa", post(voice::alexa::webhook))
+        .route("/voice/alice", post(voice::alice::webhook))
+        .route("/oauth/token", post(voice::oauth::token))
         .nest("/api/v1", v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
 use crate::api::{
-    events, keys, ledger, links, members, outbox, program, referrals, share, webhooks,
+    events, keys, ledger, links, members, outbox, program, referrals, share, voice, webhooks,
 };
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         outbox::list, outbox::get, outbox::retry,
         webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate,
         share::get, share::put, share::delete,
+        voice::list, voice::put, voice::delete,
     ),
     components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::PointsExpiringData, webhooks::WebhookMember)),
     modifiers(&BearerAuth),
@@ -46,6 +47,9 @@ use utoipa::{Modify, OpenApi};
         (name = "portal", description = "Member-facing pages: sign-in by one-time code or magic link, the member portal"),
         (name = "messaging", description = "Webhooks and e-mail: endpoints, the outbox, retries. \
             Webhook payloads are documented as the WebhookPayload schema"),
+        (name = "voice", description = "Voice assistants (Dialogflow, Alexa, Alice): the skill or agent \
+            that answers for the program and its account linking. The assistants call /voice/dialogflow, \
+            /voice/alexa and /voice/alice in their own formats; see docs/voice.md"),
     )
 )]
 pub struct ApiDoc;

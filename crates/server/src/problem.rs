@@ -111,6 +111,11 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         "The referral's state does not allow this",
     ),
     (
+        "request-not-verified",
+        400,
+        "The request's signature, certificate or timestamp does not verify",
+    ),
+    (
         "message-not-dead",
         409,
         "Only dead or cancelled messages can be retried",
@@ -153,6 +158,9 @@ pub enum ApiError {
     /// A query parameter of a public (shopper-facing) URL is unusable.
     #[error("{0}")]
     InvalidQuery(FieldError),
+    /// A voice platform's request failed its signature checks.
+    #[error("{0}")]
+    RequestNotVerified(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -182,6 +190,7 @@ impl ApiError {
             Self::IdempotencyInProgress => "idempotency-in-progress",
             Self::Unavailable(_) => "unavailable",
             Self::InvalidQuery(_) => "invalid-query",
+            Self::RequestNotVerified(_) => "request-not-verified",
             Self::Internal(_) => "internal",
         }
     }
@@ -326,6 +335,7 @@ mod tests {
             ApiError::IdempotencyInProgress,
             ApiError::Unavailable("x".into()),
             ApiError::InvalidQuery(FieldError::new("size", "r")),
+            ApiError::RequestNotVerified("x".into()),
             ApiError::Internal("secret detail".into()),
         ];
         for e in errors.into_iter().chain(conflicts) {

@@ -28,6 +28,7 @@ mod share;
 pub mod signin;
 pub mod testing;
 mod versions;
+mod voice;
 mod webhooks;
 
 pub use clicks::{Click, ClickCount};
@@ -43,6 +44,7 @@ pub use members::{
 };
 pub use programs::{NewProgram, Program, ProgramPatch};
 pub use share::{ShareContact, ShareRoutine};
+pub use voice::{VoiceAssistant, VoiceGrant};
 pub use webhooks::{WebhookEndpoint, WebhookPatch};
 
 use sqlx::{PgPool, SqlitePool};

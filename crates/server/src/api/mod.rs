@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod program;
 pub mod referrals;
 pub mod share;
+pub mod voice;
 pub mod webhooks;
 
 use crate::extract::field_error;
@@ -16,7 +17,10 @@ use crate::problem::ApiError;
 use serde::de::DeserializeOwned;
 
 /// Deserialises a nested JSON value, naming fields under `prefix`.
-fn from_value<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T, ApiError> {
+pub(crate) fn from_value<T: DeserializeOwned>(
+    prefix: &str,
+    value: serde_json::Value,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." {

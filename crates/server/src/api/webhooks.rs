@@ -89,7 +89,8 @@ pub struct CreateWebhook {
     #[serde(default)]
     pub description: String,
     /// Event types to deliver: member.created, referral.qualified,
-    /// reward.earned, points.expiring, purchase.processed, share.weekly.
+    /// reward.earned, points.expiring, purchase.processed, share.weekly,
+    /// share.requested.
     pub events: Vec<String>,
 }
 

@@ -67,7 +67,7 @@ fn parse_from(from: &str) -> Result<Mailbox, String> {
 
 /// Languages the built-in templates are written in; others get English.
 const LOCALES: [&str; 3] = ["en", "ru", "fa"];
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "sign_in",
     "welcome",
     "friend_joined",
@@ -75,6 +75,7 @@ const NAMES: [&str; 7] = [
     "points_expiring",
     "share_reminder",
     "weekly_share",
+    "share_link",
 ];
 
 macro_rules! templates {
@@ -87,6 +88,7 @@ macro_rules! templates {
             ($locale, "points_expiring", include_str!(concat!("../../templates/mail/", $locale, "/points_expiring.txt"))),
             ($locale, "share_reminder", include_str!(concat!("../../templates/mail/", $locale, "/share_reminder.txt"))),
             ($locale, "weekly_share", include_str!(concat!("../../templates/mail/", $locale, "/weekly_share.txt"))),
+            ($locale, "share_link", include_str!(concat!("../../templates/mail/", $locale, "/share_link.txt"))),
             ($locale, "footer", include_str!(concat!("../../templates/mail/", $locale, "/footer.txt"))),
         )*]
     };

@@ -53,6 +53,12 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(db: Db) -> Self {
+        Self::spawn_with(db, ServerConfig::default()).await
+    }
+
+    /// Like [`TestApp::spawn`], with these settings (the public URL is the
+    /// test server's own).
+    pub async fn spawn_with(db: Db, config: ServerConfig) -> Self {
         let db = temp_store(match db {
             Db::Sqlite => Backend::Sqlite,
             Db::Postgres => Backend::Postgres,
@@ -67,7 +73,7 @@ impl TestApp {
             store.clone(),
             ServerConfig {
                 public_url: base.clone(),
-                ..ServerConfig::default()
+                ..config
             },
         );
         let (tx, rx) = oneshot::channel::<()>();

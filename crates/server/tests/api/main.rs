@@ -17,3 +17,4 @@ mod program;
 mod redemptions;
 mod redirect;
 mod referrals;
+mod voice;
