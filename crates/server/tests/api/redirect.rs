@@ -195,13 +195,18 @@ async fn unknown_codes_still_land_on_a_page(db: Db) {
         );
         assert!(header(&resp, "set-cookie").is_none(), "{path}");
     }
-    // The pages themselves.
+    // The pages themselves: an unknown code lands on a friendly 404 page
+    // that says so and still offers the program.
     let generic = reqwest::get(format!("{}/join", app.base)).await.unwrap();
-    assert_eq!(generic.status(), 200);
+    assert_eq!(generic.status(), 404);
     assert!(header(&generic, "content-type")
         .unwrap()
         .starts_with("text/html"));
-    assert!(generic.text().await.unwrap().contains("<h1>Welcome</h1>"));
+    let html = generic.text().await.unwrap();
+    assert!(
+        html.contains("This invitation link is not valid any more"),
+        "{html}"
+    );
     let invited = reqwest::get(format!("{}/join?ref={code}", app.base))
         .await
         .unwrap()
@@ -222,7 +227,7 @@ async fn unknown_codes_still_land_on_a_page(db: Db) {
     let junk = reqwest::get(format!("{}/join?ref=<script>", app.base))
         .await
         .unwrap();
-    assert_eq!(junk.status(), 200);
+    assert_eq!(junk.status(), 404);
     assert!(!junk.text().await.unwrap().contains("<script>"));
 }
 
