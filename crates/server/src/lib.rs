@@ -214,6 +214,10 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/voice/dialogflow", post(voice::dialogflow::webhook))
         .route("/voice/alexa", post(voice::alexa::webhook))
         .route("/voice/alice", post(voice::alice::webhook))
+        .route(
+            "/oauth/authorize",
+            get(voice::authorize::page).post(voice::authorize::allow),
+        )
         .route("/oauth/token", post(voice::oauth::token))
         .nest("/api/v1", v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })

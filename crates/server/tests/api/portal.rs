@@ -18,7 +18,7 @@ on_both_databases!(
 );
 
 /// A client that shows redirects instead of following them.
-fn browser() -> Client {
+pub fn browser() -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("accept-language", "en-US,en;q=0.9".parse().unwrap());
     Client::builder()
@@ -29,11 +29,11 @@ fn browser() -> Client {
 }
 
 /// A page's HTML with the slashes minijinja escapes in attributes put back.
-async fn body_of(resp: Response) -> String {
+pub async fn body_of(resp: Response) -> String {
     resp.text().await.unwrap().replace("&#x2f;", "/")
 }
 
-async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
+pub async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
     browser()
         .post(format!("{}{path}", app.base))
         .form(fields)
@@ -42,7 +42,7 @@ async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
         .unwrap()
 }
 
-async fn page(app: &TestApp, path: &str, cookie: Option<&str>) -> Response {
+pub async fn page(app: &TestApp, path: &str, cookie: Option<&str>) -> Response {
     let mut req = browser().get(format!("{}{path}", app.base));
     if let Some(c) = cookie {
         req = req.header(COOKIE, c);
@@ -76,7 +76,7 @@ fn challenge(html: &str) -> String {
 }
 
 /// Asks for a code for `email`; returns the challenge and the mail.
-async fn ask_code(app: &TestApp, email: &str, next: &str) -> (String, Value) {
+pub async fn ask_code(app: &TestApp, email: &str, next: &str) -> (String, Value) {
     let sign_in = format!("/m/{}/sign-in", app.program);
     let resp = form(app, &sign_in, &[("email", email), ("next", next)]).await;
     let status = resp.status();
@@ -86,7 +86,7 @@ async fn ask_code(app: &TestApp, email: &str, next: &str) -> (String, Value) {
     (challenge(&html), sign_in_mail(app).await)
 }
 
-fn session_cookie(resp: &Response) -> String {
+pub fn session_cookie(resp: &Response) -> String {
     let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(set.starts_with("sarafan_session="), "{set}");
     assert!(
