@@ -200,6 +200,7 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/r/{code}/qr.png", get(qr::png))
         .route("/join", get(landing::page).post(landing::join))
         .route("/m/{program}", get(portal::page))
+        .route("/m/{program}/share-routine", post(portal::weekly))
         .route(
             "/m/{program}/sign-in",
             get(signin::page).post(signin::send),
