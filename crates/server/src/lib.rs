@@ -200,6 +200,7 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/r/{code}/qr.png", get(qr::png))
         .route("/join", get(landing::page).post(landing::join))
         .route("/m/{program}", get(portal::page))
+        .route("/m/{program}/share-routine", post(portal::weekly))
         .route(
             "/m/{program}/sign-in",
             get(signin::page).post(signin::send),
@@ -214,6 +215,10 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .route("/voice/dialogflow", post(voice::dialogflow::webhook))
         .route("/voice/alexa", post(voice::alexa::webhook))
         .route("/voice/alice", post(voice::alice::webhook))
+        .route(
+            "/oauth/authorize",
+            get(voice::authorize::page).post(voice::authorize::allow),
+        )
         .route("/oauth/token", post(voice::oauth::token))
         .nest("/api/v1", v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })

@@ -26,7 +26,7 @@ use utoipa::{Modify, OpenApi};
         events::adjust,
         ledger::list_rules, ledger::add_rules, ledger::balance, ledger::statement, ledger::totals,
         links::get, links::set_code, crate::redirect::follow, crate::landing::page, crate::landing::join,
-        crate::signin::page, crate::signin::send, crate::signin::verify, crate::signin::link, crate::signin::sign_out, crate::portal::page, crate::qr::svg, crate::qr::png,
+        crate::signin::page, crate::signin::send, crate::signin::verify, crate::signin::link, crate::signin::sign_out, crate::portal::page, crate::portal::weekly, crate::voice::authorize::page, crate::voice::authorize::allow, crate::qr::svg, crate::qr::png,
         referrals::list_rules, referrals::add_rules, referrals::attribute, referrals::list, referrals::get,
         referrals::approve, referrals::reject, referrals::get_choice, referrals::choose,
         referrals::progress, referrals::analytics,

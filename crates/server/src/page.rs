@@ -27,7 +27,8 @@ fn env() -> &'static Environment<'static> {
             "message.html",
             "sign_in.html",
             "landing.html",
-            "portal.html"
+            "portal.html",
+            "authorize.html"
         ) {
             env.add_template(name, source)
                 .expect("built-in page templates parse");

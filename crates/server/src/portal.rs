@@ -2,8 +2,8 @@
 //! statement, the referral link with a copy button, its QR code and share
 //! buttons, invites and their progress, pending and earned rewards, the
 //! reward tiers, the program's terms, and the member card (a QR code of the
-//! member id to show at the till). Signed-in members only
-//! ([`MemberSession`]).
+//! member id to show at the till), and the weekly invitations (the share
+//! routine's contacts). Signed-in members only ([`MemberSession`]).
 
 use crate::api::ledger::{balance_of, full_statement};
 use crate::api::referrals::progress_of;
@@ -13,12 +13,15 @@ use crate::page;
 use crate::problem::ApiError;
 use crate::signin::{no_program, MemberSession};
 use crate::AppState;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
 use minijinja::context;
 use sarafan_core::program::Currency;
 use sarafan_core::referral::Reward;
+use sarafan_core::share::parse_contacts;
+use serde::Deserialize;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
@@ -47,8 +50,14 @@ pub async fn page(
     State(state): State<AppState>,
     session: MemberSession,
     neg: Negotiated,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    match render(&state, session, &neg).await {
+    // What the weekly-invitations form just did (`?weekly=saved|stopped|invalid`).
+    let weekly = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "weekly")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| ["saved", "stopped", "invalid"].contains(&v.as_str()));
+    match render(&state, session, &neg, weekly).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -58,6 +67,7 @@ async fn render(
     state: &AppState,
     session: MemberSession,
     neg: &Negotiated,
+    weekly: Option<String>,
 ) -> Result<Response, ApiError> {
     let MemberSession { program, member } = session;
     let (Some(program), Some(member)) = (
@@ -146,6 +156,18 @@ async fn render(
         &[("program", program.name.as_str().into())],
     );
     let card = crate::qr::svg_of(&member.id.to_string())?;
+    let contacts: Vec<String> = state
+        .store
+        .share_routine(program.id, member.id)
+        .await?
+        .map(|r| {
+            r.contacts
+                .into_iter()
+                .filter(|c| !c.unsubscribed)
+                .map(|c| c.email)
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(page::render(
         StatusCode::OK,
         "portal.html",
@@ -175,6 +197,64 @@ async fn render(
             tiers,
             terms => program.terms,
             card => minijinja::Value::from_safe_string(card),
+            weekly_contacts => contacts.join("\n"),
+            weekly_on => !contacts.is_empty(),
+            weekly,
         },
     ))
+}
+
+/// The weekly-invitations form: the contacts, one per line (or separated by
+/// commas), or `stop`.
+#[derive(Deserialize)]
+pub struct WeeklyForm {
+    #[serde(default)]
+    contacts: String,
+    #[serde(default)]
+    stop: Option<String>,
+}
+
+/// Saves the member's weekly invitations (the share routine's contacts) or
+/// stops them, then shows the portal with what happened. A list with an
+/// address that is not one stores nothing.
+#[utoipa::path(post, path = "/m/{program}/share-routine", tag = "portal",
+    params(("program" = Uuid, Path)),
+    request_body(content_type = "application/x-www-form-urlencoded", content = String,
+        description = "contacts (up to 20 e-mail addresses, one per line), or stop"),
+    responses((status = 303, description = "To the portal with `?weekly=saved|stopped|invalid`, or to sign-in")))]
+pub async fn weekly(
+    State(state): State<AppState>,
+    session: MemberSession,
+    Form(form): Form<WeeklyForm>,
+) -> Response {
+    let MemberSession { program, member } = session;
+    let back =
+        |outcome: &str| Redirect::to(&format!("/m/{program}?weekly={outcome}#weekly")).into_response();
+    let done = if form.stop.is_some() {
+        state
+            .store
+            .clear_share_routine(program, member)
+            .await
+            .map(|_| "stopped")
+    } else {
+        let lines: Vec<String> = form
+            .contacts
+            .split(['\n', ',', ';'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let Ok(contacts) = parse_contacts(&lines) else {
+            return back("invalid");
+        };
+        state
+            .store
+            .set_share_routine(program, member, &contacts)
+            .await
+            .map(|_| "saved")
+    };
+    match done {
+        Ok(outcome) => back(outcome),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

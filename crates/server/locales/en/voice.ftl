@@ -34,3 +34,9 @@ voice-progress = { $joined ->
 } Rewards earned: { $earned }, pending: { $pending }.
 voice-card-title = Your { $program } referral link
 voice-card-link-title = Link your { $program } account
+voice-weekly-on = Done. Every week I'll send your link to { $contacts ->
+    [one] the contact you listed
+   *[other] the { $contacts } contacts you listed
+}. To stop, say: stop the weekly share.
+voice-weekly-no-contacts = First list the friends to invite on your { $program } account page; then I can send them your link every week.
+voice-weekly-off = Done, I won't send your link weekly any more.

@@ -27,6 +27,10 @@ pub enum Intent {
     Progress,
     Help,
     Stop,
+    /// Start the weekly routine that sends the link to the member's contacts.
+    WeeklyOn,
+    /// Stop it: one sentence.
+    WeeklyOff,
     Unknown,
 }
 
@@ -49,6 +53,8 @@ impl Intent {
             "help" | "amazonhelpintent" | "yandexhelp" | "yandexwhatcanyoudo" => Self::Help,
             "stop" | "cancel" | "amazonstopintent" | "amazoncancelintent" => Self::Stop,
             "defaultwelcomeintent" | "welcome" | "launch" => Self::Launch,
+            "weeklyshareon" | "weeklyshare" | "startweeklyshare" => Self::WeeklyOn,
+            "weeklyshareoff" | "stopweeklyshare" => Self::WeeklyOff,
             _ => Self::Unknown,
         }
     }
@@ -194,6 +200,16 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
         (Intent::Progress, Some(member)) => {
             Reply::tell(progress(state, lang, member.id, program.id).await?)
         }
+        (Intent::WeeklyOn, Some(member)) => {
+            Reply::tell(weekly_on(state, lang, program, member.id).await?)
+        }
+        (Intent::WeeklyOff, Some(member)) => {
+            state
+                .store
+                .clear_share_routine(program.id, member.id)
+                .await?;
+            Reply::tell(say(lang, "voice-weekly-off", &[]))
+        }
         (intent, None) => {
             let link = say(lang, "voice-link-account", &[("program", name)]);
             let speech = if intent == Intent::Share {
@@ -212,6 +228,35 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
     Ok(Reply {
         program_name: Some(program.name.clone()),
         ..reply
+    })
+}
+
+/// The weekly routine sends to the contacts the member listed (in the
+/// portal or through the store's API); by voice it can only be confirmed.
+async fn weekly_on(
+    state: &AppState,
+    lang: Lang,
+    program: &Program,
+    member: MemberId,
+) -> Result<String, ApiError> {
+    let contacts = state
+        .store
+        .share_routine(program.id, member)
+        .await?
+        .map(|r| r.contacts.iter().filter(|c| !c.unsubscribed).count())
+        .unwrap_or(0);
+    Ok(if contacts == 0 {
+        say(
+            lang,
+            "voice-weekly-no-contacts",
+            &[("program", FluentValue::from(program.name.as_str()))],
+        )
+    } else {
+        say(
+            lang,
+            "voice-weekly-on",
+            &[("contacts", FluentValue::from(contacts))],
+        )
     })
 }
 
@@ -462,5 +507,7 @@ mod tests {
         assert_eq!(Intent::from_name("YANDEX.HELP"), Intent::Help);
         assert_eq!(Intent::from_name("Default Welcome Intent"), Intent::Launch);
         assert_eq!(Intent::from_name("OrderPizza"), Intent::Unknown);
+        assert_eq!(Intent::from_name("WeeklyShareOn"), Intent::WeeklyOn);
+        assert_eq!(Intent::from_name("weekly_share_off"), Intent::WeeklyOff);
     }
 }

@@ -12,6 +12,7 @@
 pub mod alexa;
 pub mod alexa_verify;
 pub mod alice;
+pub mod authorize;
 pub mod dialogflow;
 pub mod intents;
 pub mod oauth;

@@ -15,10 +15,11 @@ on_both_databases!(
     five_wrong_codes_lock_the_member_out,
     landing_page_joins_with_the_referral,
     bad_join_forms_store_nothing,
+    weekly_invitations_from_the_portal,
 );
 
 /// A client that shows redirects instead of following them.
-fn browser() -> Client {
+pub fn browser() -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("accept-language", "en-US,en;q=0.9".parse().unwrap());
     Client::builder()
@@ -29,11 +30,11 @@ fn browser() -> Client {
 }
 
 /// A page's HTML with the slashes minijinja escapes in attributes put back.
-async fn body_of(resp: Response) -> String {
+pub async fn body_of(resp: Response) -> String {
     resp.text().await.unwrap().replace("&#x2f;", "/")
 }
 
-async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
+pub async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
     browser()
         .post(format!("{}{path}", app.base))
         .form(fields)
@@ -42,7 +43,7 @@ async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
         .unwrap()
 }
 
-async fn page(app: &TestApp, path: &str, cookie: Option<&str>) -> Response {
+pub async fn page(app: &TestApp, path: &str, cookie: Option<&str>) -> Response {
     let mut req = browser().get(format!("{}{path}", app.base));
     if let Some(c) = cookie {
         req = req.header(COOKIE, c);
@@ -76,7 +77,7 @@ fn challenge(html: &str) -> String {
 }
 
 /// Asks for a code for `email`; returns the challenge and the mail.
-async fn ask_code(app: &TestApp, email: &str, next: &str) -> (String, Value) {
+pub async fn ask_code(app: &TestApp, email: &str, next: &str) -> (String, Value) {
     let sign_in = format!("/m/{}/sign-in", app.program);
     let resp = form(app, &sign_in, &[("email", email), ("next", next)]).await;
     let status = resp.status();
@@ -86,7 +87,7 @@ async fn ask_code(app: &TestApp, email: &str, next: &str) -> (String, Value) {
     (challenge(&html), sign_in_mail(app).await)
 }
 
-fn session_cookie(resp: &Response) -> String {
+pub fn session_cookie(resp: &Response) -> String {
     let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(set.starts_with("sarafan_session="), "{set}");
     assert!(
@@ -487,4 +488,56 @@ async fn bad_join_forms_store_nothing(db: Db) {
     .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(app.member_count().await, members);
+}
+
+/// Signs `email` in by code; returns the session cookie.
+async fn signed_in(app: &TestApp, email: &str) -> String {
+    let (challenge, mail) = ask_code(app, email, "/").await;
+    let resp = form(
+        app,
+        &format!("/m/{}/sign-in/code", app.program),
+        &[("challenge", &challenge), ("code", mail["code"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    session_cookie(&resp)
+}
+
+async fn weekly_invitations_from_the_portal(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let anna = app.member(json!({"email": "anna@example.com", "name": "Anna"})).await;
+    let routine = format!("/api/v1/members/{anna}/share-routine");
+    let save = format!("{}/m/{}/share-routine", app.base, app.program);
+    let contacts = || async { json(app.get(&routine).await).await["contacts"].as_array().unwrap().len() };
+
+    // Not signed in: to sign-in, nothing stored.
+    let resp = browser().post(&save).form(&[("contacts", "boris@example.com")]).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(resp.headers()[LOCATION].to_str().unwrap().contains("/sign-in"));
+    assert_eq!(contacts().await, 0);
+
+    let cookie = signed_in(&app, "anna@example.com").await;
+    let post = |fields: Vec<(&'static str, &'static str)>| {
+        browser().post(&save).header(COOKIE, &cookie).form(&fields).send()
+    };
+    let portal = format!("/m/{}", app.program);
+    let resp = post(vec![("contacts", "boris@example.com\r\n Vera@Example.com \n")]).await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], format!("{portal}?weekly=saved#weekly").as_str());
+    assert_eq!(contacts().await, 2);
+    let html = body_of(page(&app, &format!("{portal}?weekly=saved"), Some(&cookie)).await).await;
+    assert!(html.contains("your friends get your link once a week"), "{html}");
+    assert!(html.contains("boris@example.com\nvera@example.com</textarea>"), "{html}");
+
+    // A list with a bad address stores nothing and says so.
+    let resp = post(vec![("contacts", "carl@example.com\nnot-an-address")]).await.unwrap();
+    assert_eq!(resp.headers()[LOCATION], format!("{portal}?weekly=invalid#weekly").as_str());
+    assert_eq!(contacts().await, 2);
+    let html = body_of(page(&app, &format!("{portal}?weekly=invalid"), Some(&cookie)).await).await;
+    assert!(html.contains("Nothing was saved"), "{html}");
+
+    // Stopping is one button.
+    let resp = post(vec![("stop", "1")]).await.unwrap();
+    assert_eq!(resp.headers()[LOCATION], format!("{portal}?weekly=stopped#weekly").as_str());
+    assert_eq!(contacts().await, 0);
 }

@@ -7,7 +7,11 @@ use crate::on_both_databases;
 use sarafan_core::voice::Assistant;
 use serde_json::{json, Value};
 
-on_both_databases!(alice_intents_linked_and_unlinked, alice_bad_input);
+on_both_databases!(
+    alice_intents_linked_and_unlinked,
+    alice_bad_input,
+    weekly_share_by_voice
+);
 
 /// A request as Yandex Dialogs sends it (after the protocol
 /// documentation's example).
@@ -310,4 +314,51 @@ async fn alice_bad_input(db: Db) {
     .await;
     assert_eq!(p["field"], "meta");
     assert_eq!(v.queued().await, 0);
+}
+
+/// The weekly routine by voice: confirmed only when the member listed
+/// contacts; stopped in one sentence.
+async fn weekly_share_by_voice(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    let token = v.link(v.app.program, Assistant::Alice, v.anna).await;
+    let routine = format!("/api/v1/members/{}/share-routine", v.anna.0);
+    let on = || request("присылай мою ссылку друзьям каждую неделю", Some(("weekly_share_on", None)), Some(&token), "ru-RU", false);
+
+    // No contacts yet: says where to list them, and starts nothing.
+    let out = v.alice(on()).await;
+    assert!(text(&out).contains("Сначала укажите друзей"), "{out}");
+    let held = json(v.app.get(&routine).await).await;
+    assert_eq!(held["contacts"], json!([]), "{held}");
+
+    let resp = v
+        .app
+        .request(reqwest::Method::PUT, &routine, &v.app.key)
+        .json(&json!({"contacts": ["boris@example.com", "vera@example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let out = v.alice(on()).await;
+    assert!(text(&out).contains("2 контактам"), "{out}");
+    assert_eq!(out["response"]["end_session"], true);
+
+    // Stopping is one sentence, and the contacts are gone.
+    let out = v
+        .alice(request(
+            "останови еженедельную рассылку",
+            Some(("weekly_share_off", None)),
+            Some(&token),
+            "ru-RU",
+            false,
+        ))
+        .await;
+    assert!(text(&out).starts_with("Готово, больше не буду"), "{out}");
+    let held = json(v.app.get(&routine).await).await;
+    assert_eq!(held["contacts"], json!([]), "{held}");
+
+    // Unlinked: asked to link, nothing changes.
+    let out = v
+        .alice(request("останови еженедельную рассылку", Some(("weekly_share_off", None)), None, "ru-RU", false))
+        .await;
+    assert!(text(&out).contains("свяжите аккаунт Coffee House"), "{out}");
 }

@@ -4,13 +4,17 @@
 use super::VoiceApp;
 use crate::helpers::{json, Db};
 use crate::on_both_databases;
+use crate::portal;
+use reqwest::header::{COOKIE, LOCATION};
 use sarafan_core::voice::{client_id, issue_token, Assistant, TokenKind};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 on_both_databases!(
     codes_become_tokens_once,
-    token_endpoint_refuses_bad_clients_and_grants
+    token_endpoint_refuses_bad_clients_and_grants,
+    authorize_page_links_a_signed_in_member,
+    authorize_page_refuses_unknown_clients_and_redirects
 );
 
 const REDIRECT: &str = "https://layla.amazon.com/api/skill/link/M2AAAAAAAAAAAA";
@@ -184,4 +188,135 @@ async fn token_endpoint_refuses_bad_clients_and_grants(db: Db) {
         (400, Some("unsupported_grant_type"))
     );
     assert_eq!(v.queued().await, 0);
+}
+
+/// The authorize URL an assistant's app opens.
+fn authorize_url(v: &VoiceApp, redirect: &str, response_type: &str) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", response_type)
+        .append_pair("client_id", &client_id(Assistant::Alexa, v.app.program))
+        .append_pair("redirect_uri", redirect)
+        .append_pair("state", "st-42")
+        .finish();
+    format!("/oauth/authorize?{query}")
+}
+
+async fn authorize_page_links_a_signed_in_member(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    let app = &v.app;
+    let authorize = authorize_url(&v, REDIRECT, "code");
+    // Not signed in: to the program's sign-in page, to come back here.
+    let resp = portal::page(app, &authorize, None).await;
+    assert_eq!(resp.status(), 303);
+    let to_sign_in = resp.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        to_sign_in.starts_with(&format!("/m/{}/sign-in?next=", v.app.program)),
+        "{to_sign_in}"
+    );
+    let (challenge, mail) = portal::ask_code(app, "anna@example.com", &authorize).await;
+    let resp = portal::form(
+        app,
+        &format!("/m/{}/sign-in/code", app.program),
+        &[
+            ("challenge", challenge.as_str()),
+            ("code", mail["code"].as_str().unwrap()),
+            ("next", authorize.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], authorize.as_str());
+    let cookie = portal::session_cookie(&resp);
+
+    // Signed in: the consent page names the assistant and the store.
+    let resp = portal::page(app, &authorize, Some(&cookie)).await;
+    assert_eq!(resp.status(), 200);
+    let html = portal::body_of(resp).await;
+    assert!(html.contains("Alexa asks to use your Coffee House account"), "{html}");
+    assert!(html.contains("error=access_denied&amp;state=st-42"), "{html}");
+
+    // Allowing sends a one-time code back to the assistant with its state.
+    let fields = [
+        ("response_type", "code"),
+        ("client_id", &client_id(Assistant::Alexa, app.program)),
+        ("redirect_uri", REDIRECT),
+        ("state", "st-42"),
+    ];
+    let resp = portal::browser()
+        .post(format!("{}/oauth/authorize", app.base))
+        .header(COOKIE, &cookie)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let back = url::Url::parse(resp.headers()[LOCATION].to_str().unwrap()).unwrap();
+    assert_eq!(back.as_str().split('?').next(), Some(REDIRECT));
+    let query: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(query["state"], "st-42");
+
+    // The assistant trades the code for tokens that speak for Anna.
+    let secret = v.client_secrets["alexa"].clone();
+    let id = client_id(Assistant::Alexa, app.program);
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", query["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+    ];
+    let (status, tokens) = v.token(&form, Some((&id, &secret))).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let presented = sarafan_core::voice::parse_token(TokenKind::Access, access).unwrap();
+    let held = app
+        .store
+        .take_voice_grant(app.program, TokenKind::Access, &presented.hash)
+        .await
+        .unwrap()
+        .expect("the access token is stored");
+    assert_eq!(held.member, v.anna);
+}
+
+async fn authorize_page_refuses_unknown_clients_and_redirects(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    let app = &v.app;
+    // A redirect URI the program did not register, and an unknown client:
+    // a page here, never a redirect.
+    for path in [
+        authorize_url(&v, "https://evil.example/steal", "code"),
+        format!(
+            "/oauth/authorize?response_type=code&client_id=alexa-{}&redirect_uri={REDIRECT}",
+            "0".repeat(32)
+        ),
+        "/oauth/authorize?response_type=code&client_id=nonsense".to_owned(),
+        "/oauth/authorize".to_owned(),
+    ] {
+        let resp = portal::page(app, &path, None).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        assert!(resp.headers().get(LOCATION).is_none(), "{path}");
+        let html = portal::body_of(resp).await;
+        assert!(html.contains("This link request cannot be used"), "{html}");
+    }
+    // Another grant than the code: back to the assistant with the error.
+    let resp = portal::page(app, &authorize_url(&v, REDIRECT, "token"), None).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()[LOCATION],
+        format!("{REDIRECT}?error=unsupported_response_type&state=st-42").as_str()
+    );
+    // Allowing without a session issues nothing: to the sign-in page.
+    let resp = portal::form(
+        app,
+        "/oauth/authorize",
+        &[
+            ("response_type", "code"),
+            ("client_id", &client_id(Assistant::Alexa, app.program)),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert!(resp.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with(&format!("/m/{}/sign-in", app.program)));
 }
