@@ -228,8 +228,9 @@ pub async fn weekly(
     Form(form): Form<WeeklyForm>,
 ) -> Response {
     let MemberSession { program, member } = session;
-    let back =
-        |outcome: &str| Redirect::to(&format!("/m/{program}?weekly={outcome}#weekly")).into_response();
+    let back = |outcome: &str| {
+        Redirect::to(&format!("/m/{program}?weekly={outcome}#weekly")).into_response()
+    };
     let done = if form.stop.is_some() {
         state
             .store

@@ -135,7 +135,11 @@ pub async fn allow(
         Ok(code) => code,
         Err(e) => return crate::problem::ApiError::from(e).into_response(),
     };
-    back(&client.redirect_uri, &[("code", &code)], req.state.as_deref())
+    back(
+        &client.redirect_uri,
+        &[("code", &code)],
+        req.state.as_deref(),
+    )
 }
 
 /// The client and redirect URI, checked against the program's assistant

@@ -496,7 +496,10 @@ async fn signed_in(app: &TestApp, email: &str) -> String {
     let resp = form(
         app,
         &format!("/m/{}/sign-in/code", app.program),
-        &[("challenge", &challenge), ("code", mail["code"].as_str().unwrap())],
+        &[
+            ("challenge", &challenge),
+            ("code", mail["code"].as_str().unwrap()),
+        ],
     )
     .await;
     assert_eq!(resp.status(), 303);
@@ -505,39 +508,80 @@ async fn signed_in(app: &TestApp, email: &str) -> String {
 
 async fn weekly_invitations_from_the_portal(db: Db) {
     let app = TestApp::spawn(db).await;
-    let anna = app.member(json!({"email": "anna@example.com", "name": "Anna"})).await;
+    let anna = app
+        .member(json!({"email": "anna@example.com", "name": "Anna"}))
+        .await;
     let routine = format!("/api/v1/members/{anna}/share-routine");
     let save = format!("{}/m/{}/share-routine", app.base, app.program);
-    let contacts = || async { json(app.get(&routine).await).await["contacts"].as_array().unwrap().len() };
+    let contacts = || async {
+        json(app.get(&routine).await).await["contacts"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
 
     // Not signed in: to sign-in, nothing stored.
-    let resp = browser().post(&save).form(&[("contacts", "boris@example.com")]).send().await.unwrap();
+    let resp = browser()
+        .post(&save)
+        .form(&[("contacts", "boris@example.com")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 303);
-    assert!(resp.headers()[LOCATION].to_str().unwrap().contains("/sign-in"));
+    assert!(resp.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .contains("/sign-in"));
     assert_eq!(contacts().await, 0);
 
     let cookie = signed_in(&app, "anna@example.com").await;
     let post = |fields: Vec<(&'static str, &'static str)>| {
-        browser().post(&save).header(COOKIE, &cookie).form(&fields).send()
+        browser()
+            .post(&save)
+            .header(COOKIE, &cookie)
+            .form(&fields)
+            .send()
     };
     let portal = format!("/m/{}", app.program);
-    let resp = post(vec![("contacts", "boris@example.com\r\n Vera@Example.com \n")]).await.unwrap();
+    let resp = post(vec![(
+        "contacts",
+        "boris@example.com\r\n Vera@Example.com \n",
+    )])
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()[LOCATION], format!("{portal}?weekly=saved#weekly").as_str());
+    assert_eq!(
+        resp.headers()[LOCATION],
+        format!("{portal}?weekly=saved#weekly").as_str()
+    );
     assert_eq!(contacts().await, 2);
     let html = body_of(page(&app, &format!("{portal}?weekly=saved"), Some(&cookie)).await).await;
-    assert!(html.contains("your friends get your link once a week"), "{html}");
-    assert!(html.contains("boris@example.com\nvera@example.com</textarea>"), "{html}");
+    assert!(
+        html.contains("your friends get your link once a week"),
+        "{html}"
+    );
+    assert!(
+        html.contains("boris@example.com\nvera@example.com</textarea>"),
+        "{html}"
+    );
 
     // A list with a bad address stores nothing and says so.
-    let resp = post(vec![("contacts", "carl@example.com\nnot-an-address")]).await.unwrap();
-    assert_eq!(resp.headers()[LOCATION], format!("{portal}?weekly=invalid#weekly").as_str());
+    let resp = post(vec![("contacts", "carl@example.com\nnot-an-address")])
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()[LOCATION],
+        format!("{portal}?weekly=invalid#weekly").as_str()
+    );
     assert_eq!(contacts().await, 2);
     let html = body_of(page(&app, &format!("{portal}?weekly=invalid"), Some(&cookie)).await).await;
     assert!(html.contains("Nothing was saved"), "{html}");
 
     // Stopping is one button.
     let resp = post(vec![("stop", "1")]).await.unwrap();
-    assert_eq!(resp.headers()[LOCATION], format!("{portal}?weekly=stopped#weekly").as_str());
+    assert_eq!(
+        resp.headers()[LOCATION],
+        format!("{portal}?weekly=stopped#weekly").as_str()
+    );
     assert_eq!(contacts().await, 0);
 }

@@ -322,7 +322,15 @@ async fn weekly_share_by_voice(db: Db) {
     let v = VoiceApp::spawn(db).await;
     let token = v.link(v.app.program, Assistant::Alice, v.anna).await;
     let routine = format!("/api/v1/members/{}/share-routine", v.anna.0);
-    let on = || request("присылай мою ссылку друзьям каждую неделю", Some(("weekly_share_on", None)), Some(&token), "ru-RU", false);
+    let on = || {
+        request(
+            "присылай мою ссылку друзьям каждую неделю",
+            Some(("weekly_share_on", None)),
+            Some(&token),
+            "ru-RU",
+            false,
+        )
+    };
 
     // No contacts yet: says where to list them, and starts nothing.
     let out = v.alice(on()).await;
@@ -358,7 +366,13 @@ async fn weekly_share_by_voice(db: Db) {
 
     // Unlinked: asked to link, nothing changes.
     let out = v
-        .alice(request("останови еженедельную рассылку", Some(("weekly_share_off", None)), None, "ru-RU", false))
+        .alice(request(
+            "останови еженедельную рассылку",
+            Some(("weekly_share_off", None)),
+            None,
+            "ru-RU",
+            false,
+        ))
         .await;
     assert!(text(&out).contains("свяжите аккаунт Coffee House"), "{out}");
 }

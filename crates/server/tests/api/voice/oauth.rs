@@ -232,8 +232,14 @@ async fn authorize_page_links_a_signed_in_member(db: Db) {
     let resp = portal::page(app, &authorize, Some(&cookie)).await;
     assert_eq!(resp.status(), 200);
     let html = portal::body_of(resp).await;
-    assert!(html.contains("Alexa asks to use your Coffee House account"), "{html}");
-    assert!(html.contains("error=access_denied&amp;state=st-42"), "{html}");
+    assert!(
+        html.contains("Alexa asks to use your Coffee House account"),
+        "{html}"
+    );
+    assert!(
+        html.contains("error=access_denied&amp;state=st-42"),
+        "{html}"
+    );
 
     // Allowing sends a one-time code back to the assistant with its state.
     let fields = [
