@@ -197,7 +197,9 @@ async fn unknown_codes_still_land_on_a_page(db: Db) {
     }
     // The pages themselves: an unknown code lands on a friendly 404 page
     // that says so and still offers the program.
-    let generic = reqwest::get(format!("{}/join", app.base)).await.unwrap();
+    let generic = reqwest::get(format!("{}/join?lang=en", app.base))
+        .await
+        .unwrap();
     assert_eq!(generic.status(), 404);
     assert!(header(&generic, "content-type")
         .unwrap()
@@ -207,7 +209,7 @@ async fn unknown_codes_still_land_on_a_page(db: Db) {
         html.contains("This invitation link is not valid any more"),
         "{html}"
     );
-    let invited = reqwest::get(format!("{}/join?ref={code}", app.base))
+    let invited = reqwest::get(format!("{}/join?ref={code}&lang=en", app.base))
         .await
         .unwrap()
         .text()
@@ -223,7 +225,8 @@ async fn unknown_codes_still_land_on_a_page(db: Db) {
         .await
         .unwrap();
     assert_eq!(followed.status(), 200);
-    assert!(followed.text().await.unwrap().contains("invited you"));
+    // (in the program's language, Russian)
+    assert!(followed.text().await.unwrap().contains("Анна"));
     let junk = reqwest::get(format!("{}/join?ref=<script>", app.base))
         .await
         .unwrap();
