@@ -63,7 +63,7 @@ pub async fn page(State(state): State<AppState>, neg: Negotiated, parts: Parts) 
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    if let Err(resp) = code_requested(&req, &client) {
+    if let Some(resp) = not_code(&req, &client) {
         return resp;
     }
     let Some(session) = session(&state, &parts, client.program.id).await else {
@@ -116,7 +116,7 @@ pub async fn allow(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    if let Err(resp) = code_requested(&req, &client) {
+    if let Some(resp) = not_code(&req, &client) {
         return resp;
     }
     let Some(session) = session(&state, &parts, client.program.id).await else {
@@ -194,15 +194,14 @@ async fn client(
 
 /// Only the authorization-code grant is offered; anything else goes back
 /// to the assistant as `unsupported_response_type` (§4.1.2.1).
-fn code_requested(req: &AuthorizeRequest, client: &Client) -> Result<(), Response> {
-    match req.response_type.as_deref() {
-        Some("code") => Ok(()),
-        _ => Err(back(
+fn not_code(req: &AuthorizeRequest, client: &Client) -> Option<Response> {
+    (req.response_type.as_deref() != Some("code")).then(|| {
+        back(
             &client.redirect_uri,
             &[("error", "unsupported_response_type")],
             req.state.as_deref(),
-        )),
-    }
+        )
+    })
 }
 
 async fn session(state: &AppState, parts: &Parts, program: ProgramId) -> Option<MemberSession> {
