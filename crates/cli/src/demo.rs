@@ -69,11 +69,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "\nSarafan demo store \"{name}\" ({currency}) is running on {db}\n\n  \
          API docs:      {url}/docs\n  \
          OpenAPI:       {url}/api/v1/openapi.json\n  \
-         Health:        {url}/healthz   Metrics: {url}/metrics\n\n  \
+         Health:        {url}/healthz   Metrics: {url}/metrics\n  \
+         Member portal: {url}/m/{program_id}   (sign in as anna.ivanova@example.com; the code is in this log)\n\n  \
          Admin API key: {token}\n\n  \
          Try:  curl -H 'Authorization: Bearer {token}' {url}/api/v1/members\n\n\
          Press Ctrl-C to stop.",
         name = program.name,
+        program_id = program.id,
         currency = program.currency,
         db = settings.redacted_url(),
     );
