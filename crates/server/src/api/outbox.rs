@@ -43,16 +43,25 @@ pub struct MessageView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub delivered_at: Option<OffsetDateTime>,
-    /// The webhook body exactly as sent, or the e-mail's template data.
+    /// The webhook body exactly as sent, or the e-mail's template data
+    /// (a sign-in mail's code and link are left out: they are the member's).
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
 
 impl From<Message> for MessageView {
     fn from(m: Message) -> Self {
+        let mut payload = serde_json::from_str(&m.payload).unwrap_or(serde_json::Value::Null);
+        // Store staff must not be able to sign in as the member.
+        if m.topic == crate::signin::MAIL_TOPIC {
+            if let Some(fields) = payload.as_object_mut() {
+                fields.remove("code");
+                fields.remove("link");
+            }
+        }
         Self {
             id: m.id,
-            payload: serde_json::from_str(&m.payload).unwrap_or(serde_json::Value::Null),
+            payload,
             channel: m.channel,
             topic: m.topic,
             endpoint_id: m.endpoint,

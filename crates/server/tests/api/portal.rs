@@ -150,6 +150,16 @@ async fn sign_in_by_code_then_portal(db: Db) {
     let (challenge, mail) = ask_code(&app, "ANNA@example.com", "https://evil.example/").await;
     let code = mail["code"].as_str().unwrap();
     assert_eq!(code.len(), 6);
+    // The outbox API does not show the code or the link to store staff.
+    let listed = json(app.get("/api/v1/outbox?limit=500").await).await;
+    let shown = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["type"] == "sign_in")
+        .expect("the sign-in mail is listed");
+    assert!(shown["payload"].get("code").is_none(), "{shown}");
+    assert!(shown["payload"].get("link").is_none(), "{shown}");
     assert!(mail["link"]
         .as_str()
         .unwrap()
