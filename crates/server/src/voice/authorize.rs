@@ -22,10 +22,10 @@ use minijinja::context;
 use sarafan_core::ids::ProgramId;
 use sarafan_core::voice::{parse_client_id, Assistant, TokenKind};
 use sarafan_store::Program;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The authorization request, from the query (GET) or the consent form (POST).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 pub struct AuthorizeRequest {
     #[serde(default)]
     response_type: Option<String>,
@@ -120,7 +120,12 @@ pub async fn allow(
         return resp;
     }
     let Some(session) = session(&state, &parts, client.program.id).await else {
-        return Redirect::to(&sign_in_url(client.program.id, "/m")).into_response();
+        // Signed out meanwhile: sign in, then see the consent page again.
+        let again = format!(
+            "/oauth/authorize?{}",
+            serde_urlencoded::to_string(&req).unwrap_or_default()
+        );
+        return Redirect::to(&sign_in_url(client.program.id, &again)).into_response();
     };
     let code = match grant(
         &state,

@@ -325,4 +325,9 @@ async fn authorize_page_refuses_unknown_clients_and_redirects(db: Db) {
         .to_str()
         .unwrap()
         .starts_with(&format!("/m/{}/sign-in", app.program)));
+    // ... and back to the consent page after signing in.
+    assert!(resp.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .contains("next=%2Foauth%2Fauthorize%3Fresponse_type%3Dcode"));
 }
