@@ -242,19 +242,23 @@ impl QuietHours {
     }
 
     /// When `local` (the program's wall-clock time) is inside quiet hours,
-    /// how long until they end; `None` outside them.
-    pub fn wait_from(&self, local: time::Time) -> Option<Duration> {
-        let secs = |h: u8| i64::from(h) * 3600;
-        let now = i64::from(local.hour()) * 3600
-            + i64::from(local.minute()) * 60
-            + i64::from(local.second());
-        let (from, to) = (secs(self.from_hour), secs(self.to_hour));
+    /// the wall-clock time they end at; `None` outside them.
+    pub fn end_after(&self, local: time::PrimitiveDateTime) -> Option<time::PrimitiveDateTime> {
+        let (hour, from, to) = (local.hour(), self.from_hour, self.to_hour);
         let inside = if from < to {
-            (from..to).contains(&now)
+            (from..to).contains(&hour)
         } else {
-            now >= from || now < to
+            hour >= from || hour < to
         };
-        inside.then(|| Duration::from_secs((to - now).rem_euclid(86_400) as u64))
+        if !inside {
+            return None;
+        }
+        let day = if hour < to {
+            local.date()
+        } else {
+            local.date().next_day()?
+        };
+        Some(day.with_time(time::Time::from_hms(to, 0, 0).ok()?))
     }
 }
 
@@ -266,8 +270,13 @@ pub struct MessagingSettings {
     /// On by default so a store can reach its own CRM on its LAN; turn it
     /// off on a shared installation.
     pub allow_private_webhooks: bool,
-    /// The program's offset from UTC in minutes (180 for Moscow, 210 for
-    /// Tehran), for quiet hours.
+    /// The program's IANA time zone ("Europe/Moscow", "America/New_York"),
+    /// for quiet hours and expiry days, daylight saving time included. When
+    /// set it wins over `utc_offset_minutes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// A fixed offset from UTC in minutes (180 for Moscow, 210 for Tehran),
+    /// used only while `timezone` is not set: it knows no daylight saving.
     pub utc_offset_minutes: i16,
     pub quiet_hours: Option<QuietHours>,
     /// Days before points expire that members are told (`points.expiring`);
@@ -279,6 +288,7 @@ impl Default for MessagingSettings {
     fn default() -> Self {
         Self {
             allow_private_webhooks: true,
+            timezone: None,
             utc_offset_minutes: 0,
             quiet_hours: None,
             expiry_notice_days: 14,
@@ -286,8 +296,25 @@ impl Default for MessagingSettings {
     }
 }
 
+/// The time zone database entry for `name`. `Etc/Unknown` is refused too:
+/// it names no place's rules.
+fn zone_named(name: &str) -> Result<jiff::tz::TimeZone, FieldError> {
+    jiff::tz::TimeZone::get(name)
+        .ok()
+        .filter(|z| !z.is_unknown())
+        .ok_or_else(|| {
+            FieldError::new(
+                "timezone",
+                format!("unknown time zone {name:?}; expected an IANA name such as Europe/Moscow"),
+            )
+        })
+}
+
 impl MessagingSettings {
     pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(name) = &self.timezone {
+            zone_named(name)?;
+        }
         if !(-720..=840).contains(&self.utc_offset_minutes) {
             return Err(FieldError::new(
                 "utc_offset_minutes",
@@ -306,29 +333,65 @@ impl MessagingSettings {
         Ok(())
     }
 
+    /// The program's clock rules: `timezone`, else the fixed offset (also
+    /// when a stored zone name is no longer known, as validation allows
+    /// none other).
+    fn zone(&self) -> jiff::tz::TimeZone {
+        self.timezone
+            .as_deref()
+            .and_then(|name| zone_named(name).ok())
+            .unwrap_or_else(|| {
+                jiff::tz::TimeZone::fixed(
+                    jiff::tz::Offset::from_seconds(i32::from(self.utc_offset_minutes) * 60)
+                        .unwrap_or(jiff::tz::Offset::UTC),
+                )
+            })
+    }
+
     /// `t` in the program's local time.
     pub fn local(&self, t: time::OffsetDateTime) -> time::OffsetDateTime {
-        let offset = time::UtcOffset::from_whole_seconds(i32::from(self.utc_offset_minutes) * 60)
-            .unwrap_or(time::UtcOffset::UTC);
-        t.to_offset(offset)
+        let seconds = jiff::Timestamp::from_second(t.unix_timestamp())
+            .map_or(0, |ts| self.zone().to_offset(ts).seconds());
+        t.to_offset(time::UtcOffset::from_whole_seconds(seconds).unwrap_or(time::UtcOffset::UTC))
     }
 
-    /// The instants the local calendar day `day` starts and ends at.
+    /// The first instant the program's clock shows `wall`; when a change of
+    /// offset skips `wall`, the instant of the change (the clock jumps past).
+    fn instant(&self, wall: time::PrimitiveDateTime) -> time::OffsetDateTime {
+        let civil = jiff::civil::DateTime::new(
+            wall.year() as i16,
+            u8::from(wall.month()) as i8,
+            wall.day() as i8,
+            wall.hour() as i8,
+            wall.minute() as i8,
+            wall.second() as i8,
+            0,
+        );
+        civil
+            .and_then(|c| self.zone().to_ambiguous_timestamp(c).compatible())
+            .ok()
+            .and_then(|ts| time::OffsetDateTime::from_unix_timestamp(ts.as_second()).ok())
+            .unwrap_or_else(|| wall.assume_utc())
+    }
+
+    /// The instants the local calendar day `day` starts and ends at (23 or
+    /// 25 hours apart on the days daylight saving time starts or ends).
     pub fn day_bounds(&self, day: time::Date) -> (time::OffsetDateTime, time::OffsetDateTime) {
-        // Local midnight at the offset in force then (found in two steps,
-        // as the offset may change around it).
-        let start = |d: time::Date| {
-            let guess = d
-                .midnight()
-                .assume_offset(self.local(d.midnight().assume_utc()).offset());
-            d.midnight().assume_offset(self.local(guess).offset())
-        };
-        (start(day), start(day.next_day().unwrap_or(day)))
+        (
+            self.instant(day.midnight()),
+            self.instant(day.next_day().unwrap_or(day).midnight()),
+        )
     }
 
-    /// How long a message due at `now_utc` waits for quiet hours to end.
+    /// How long a message due at `now_utc` waits for quiet hours to end:
+    /// until their last hour's end on the program's clock, so a night with
+    /// a change of offset is an hour shorter or longer.
     pub fn quiet_wait(&self, now_utc: time::OffsetDateTime) -> Option<Duration> {
-        self.quiet_hours?.wait_from(self.local(now_utc).time())
+        let local = self.local(now_utc);
+        let ends = self
+            .quiet_hours?
+            .end_after(local.date().with_time(local.time()))?;
+        Some(Duration::try_from(self.instant(ends) - now_utc).unwrap_or(Duration::ZERO))
     }
 }
 
@@ -336,7 +399,7 @@ impl MessagingSettings {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use time::macros::{datetime, time};
+    use time::macros::{date, datetime, time};
 
     #[test]
     fn topics_round_trip() {
@@ -433,7 +496,7 @@ mod tests {
         };
         assert_eq!(moscow.expiry_notice_days, 14);
         assert_eq!(
-            moscow.day_bounds(time::macros::date!(2026 - 01 - 02)),
+            moscow.day_bounds(date!(2026 - 01 - 02)),
             (
                 datetime!(2026-01-01 21:00 UTC),
                 datetime!(2026-01-02 21:00 UTC)
@@ -441,7 +504,7 @@ mod tests {
         );
         assert_eq!(
             moscow.local(datetime!(2026-01-01 22:00 UTC)).date(),
-            time::macros::date!(2026 - 01 - 02)
+            date!(2026 - 01 - 02)
         );
         let too_long = MessagingSettings {
             expiry_notice_days: 366,
@@ -456,22 +519,26 @@ mod tests {
             from_hour: 22,
             to_hour: 9,
         };
+        let on = |t| date!(2026 - 01 - 01).with_time(t);
         assert_eq!(
-            q.wait_from(time!(23:00)),
-            Some(Duration::from_secs(10 * 3600))
+            q.end_after(on(time!(23:00))),
+            Some(datetime!(2026-01-02 09:00))
         );
-        assert_eq!(q.wait_from(time!(08:30)), Some(Duration::from_secs(1800)));
-        assert_eq!(q.wait_from(time!(09:00)), None);
-        assert_eq!(q.wait_from(time!(12:00)), None);
+        assert_eq!(
+            q.end_after(on(time!(08:30))),
+            Some(datetime!(2026-01-01 09:00))
+        );
+        assert_eq!(q.end_after(on(time!(09:00))), None);
+        assert_eq!(q.end_after(on(time!(12:00))), None);
         let day = QuietHours {
             from_hour: 13,
             to_hour: 14,
         };
         assert_eq!(
-            day.wait_from(time!(13:59:30)),
-            Some(Duration::from_secs(30))
+            day.end_after(on(time!(13:59:30))),
+            Some(datetime!(2026-01-01 14:00))
         );
-        assert_eq!(day.wait_from(time!(14:00)), None);
+        assert_eq!(day.end_after(on(time!(14:00))), None);
         let m = MessagingSettings {
             utc_offset_minutes: 180,
             quiet_hours: Some(q),
@@ -489,5 +556,188 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    fn zoned(name: &str, quiet: Option<(u8, u8)>) -> MessagingSettings {
+        MessagingSettings {
+            timezone: Some(name.to_owned()),
+            // Ignored: the zone wins.
+            utc_offset_minutes: 600,
+            quiet_hours: quiet.map(|(from_hour, to_hour)| QuietHours { from_hour, to_hour }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_named_zone_wins_over_the_offset() {
+        let tehran = zoned("Asia/Tehran", None);
+        tehran.validate().unwrap();
+        assert_eq!(
+            tehran.local(datetime!(2026-06-01 20:30 UTC)),
+            datetime!(2026-06-02 00:00 +03:30)
+        );
+        let moscow = zoned("europe/moscow", Some((22, 8)));
+        moscow.validate().unwrap();
+        assert_eq!(
+            moscow.quiet_wait(datetime!(2026-01-01 19:00 UTC)),
+            Some(Duration::from_secs(10 * 3600)),
+            "19:00 UTC is 22:00 in Moscow (at +10:00 it would be 05:00)"
+        );
+        for bad in [
+            "Mars/Olympus_Mons",
+            "Europe/Moskva",
+            "",
+            "Etc/Unknown",
+            "+03:00",
+        ] {
+            let e = zoned(bad, None).validate().unwrap_err();
+            assert_eq!(e.field, "timezone", "{bad:?}");
+            assert!(
+                e.reason.contains("IANA name such as Europe/Moscow"),
+                "{}",
+                e.reason
+            );
+        }
+        let json: MessagingSettings =
+            serde_json::from_value(serde_json::json!({"timezone": "Europe/Berlin"})).unwrap();
+        assert_eq!(json.timezone.as_deref(), Some("Europe/Berlin"));
+        assert!(
+            !serde_json::to_value(MessagingSettings::default())
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .contains_key("timezone"),
+            "programs without a zone keep their stored settings as they were"
+        );
+    }
+
+    #[test]
+    fn days_when_clocks_change_are_23_and_25_hours() {
+        let berlin = zoned("Europe/Berlin", None);
+        // Summer time starts 2026-03-29 at 01:00 UTC, ends 2026-10-25 at 01:00 UTC.
+        assert_eq!(
+            berlin.day_bounds(date!(2026 - 03 - 29)),
+            (
+                datetime!(2026-03-28 23:00 UTC),
+                datetime!(2026-03-29 22:00 UTC)
+            )
+        );
+        assert_eq!(
+            berlin.day_bounds(date!(2026 - 10 - 25)),
+            (
+                datetime!(2026-10-24 22:00 UTC),
+                datetime!(2026-10-25 23:00 UTC)
+            )
+        );
+        assert_eq!(
+            berlin.local(datetime!(2026-10-25 22:30 UTC)).date(),
+            date!(2026 - 10 - 25),
+            "the 25th hour belongs to the day"
+        );
+        // Santiago moves its clocks at midnight: 2026-09-06 starts at 01:00.
+        let santiago = zoned("America/Santiago", None);
+        let (start, _) = santiago.day_bounds(date!(2026 - 09 - 06));
+        assert_eq!(start, datetime!(2026-09-06 04:00 UTC));
+        assert_eq!(santiago.local(start).time(), time!(01:00));
+    }
+
+    #[test]
+    fn quiet_nights_when_clocks_change() {
+        // A 22:00–08:00 quiet night is 9 hours when clocks go forward…
+        let berlin = zoned("Europe/Berlin", Some((22, 8)));
+        assert_eq!(
+            berlin.quiet_wait(datetime!(2026-03-28 21:00 UTC)),
+            Some(Duration::from_secs(9 * 3600))
+        );
+        // …and 11 when they go back: still until 08:00 local (07:00 UTC).
+        assert_eq!(
+            berlin.quiet_wait(datetime!(2026-10-24 20:00 UTC)),
+            Some(Duration::from_secs(11 * 3600))
+        );
+        assert_eq!(berlin.quiet_wait(datetime!(2026-10-25 07:00 UTC)), None);
+        // New York goes forward 2026-03-08 at 02:00 EST (07:00 UTC).
+        let new_york = zoned("America/New_York", Some((22, 8)));
+        assert_eq!(
+            new_york.quiet_wait(datetime!(2026-03-08 06:30 UTC)),
+            Some(Duration::from_secs(5 * 3600 + 1800)),
+            "01:30 EST until 08:00 EDT (12:00 UTC)"
+        );
+        // Quiet ending in the skipped hour ends when the clock jumps.
+        let skipped = zoned("America/New_York", Some((0, 2)));
+        assert_eq!(
+            skipped.quiet_wait(datetime!(2026-03-08 06:30 UTC)),
+            Some(Duration::from_secs(1800))
+        );
+    }
+
+    const ZONES: [&str; 8] = [
+        "Europe/Berlin",
+        "America/New_York",
+        "America/Santiago",
+        "America/Havana",
+        "Australia/Lord_Howe",
+        "Asia/Tehran",
+        "Europe/Moscow",
+        "Pacific/Chatham",
+    ];
+
+    /// An instant up to 30 hours around the first change of `zone`'s
+    /// offset after `secs` (2000–2040), or `secs` in a zone that no longer
+    /// changes: the nights and days around changes are the ones to test.
+    fn near_a_change(zone: &str, secs: i64, around: i64) -> time::OffsetDateTime {
+        let tz = jiff::tz::TimeZone::get(zone).unwrap();
+        let start = jiff::Timestamp::from_second(secs).unwrap();
+        let change = tz
+            .following(start)
+            .next()
+            .map_or(secs, |c| c.timestamp().as_second() + around);
+        time::OffsetDateTime::from_unix_timestamp(change).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn local_days_cover_every_instant(
+            zone in proptest::sample::select(&ZONES[..]),
+            secs in 946_684_800i64..2_208_988_800,
+            around in -108_000i64..108_000,
+        ) {
+            let m = zoned(zone, None);
+            let t = near_a_change(zone, secs, around);
+            let day = m.local(t).date();
+            let (start, end) = m.day_bounds(day);
+            prop_assert!(start <= t && t < end, "{zone}: {t} outside {day} = [{start}, {end})");
+            prop_assert_eq!(m.local(start).date(), day);
+            prop_assert_eq!(m.local(end).date(), day.next_day().unwrap());
+            let hours = (end - start).whole_minutes();
+            prop_assert!((23 * 60..=25 * 60).contains(&hours), "{zone} {day}: {hours} min");
+        }
+
+        #[test]
+        fn quiet_waits_end_exactly_when_quiet_does(
+            zone in proptest::sample::select(&ZONES[..]),
+            secs in 946_684_800i64..2_208_988_800,
+            around in -108_000i64..108_000,
+            from_hour in 0u8..24,
+            to_hour in 0u8..24,
+        ) {
+            prop_assume!(from_hour != to_hour);
+            let m = zoned(zone, Some((from_hour, to_hour)));
+            let t = near_a_change(zone, secs, around);
+            if let Some(wait) = m.quiet_wait(t) {
+                prop_assert!(wait > Duration::ZERO && wait <= Duration::from_secs(25 * 3600));
+                let ends = t + wait;
+                let second = Duration::from_secs(1);
+                prop_assert!(m.quiet_wait(ends - second).is_some());
+                let wall = |t| {
+                    let l = m.local(t);
+                    l.date().with_time(l.time())
+                };
+                // Only a skipped hour may keep the clock in quiet hours.
+                if wall(ends) - wall(ends - second) == second {
+                    prop_assert_eq!(wall(ends).time(), time::Time::from_hms(to_hour, 0, 0).unwrap());
+                    prop_assert_eq!(m.quiet_wait(ends), None);
+                }
+            }
+        }
     }
 }
