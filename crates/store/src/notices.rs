@@ -1,7 +1,9 @@
-//! `points.expiring` notices: members are told, once per asset and local
-//! expiry date, what expires within the program's notice window. Lots are
-//! only read; the `expiry_notices` row written beside the outbox message
-//! makes the notice happen once, across restarts and concurrent runs.
+//! `points.expiring` notices: members are told, per asset and local expiry
+//! date, what expires within the program's notice window. Each lot is
+//! announced once: the `expiry_notice_lots` rows written beside the outbox
+//! message make that hold across restarts and concurrent runs. A lot earned
+//! after its day was announced brings a follow-up notice with the day's new
+//! total; a day with nothing new brings none.
 
 use crate::outbox::{Enqueue, Outgoing};
 use crate::{now, with_db, Result, Store};
@@ -14,27 +16,31 @@ use uuid::Uuid;
 /// Members handled per transaction.
 const MEMBERS_PER_ROUND: i64 = 500;
 
-/// Lots in the window not covered by a notice yet.
-const DUE: &str = "FROM lots l WHERE l.program_id = $1 AND l.remaining > 0 \
-    AND l.expires_at IS NOT NULL AND l.expires_at > $2 AND l.expires_at < $3 \
-    AND NOT EXISTS (SELECT 1 FROM expiry_notices n WHERE n.program_id = l.program_id \
-        AND n.member_id = l.member_id AND n.asset = l.asset \
-        AND l.expires_at >= n.day_from AND l.expires_at < n.day_until)";
+/// Open lots expiring inside the window ($2, $3).
+const WINDOW: &str = "FROM lots l WHERE l.program_id = $1 AND l.remaining > 0 \
+    AND l.expires_at IS NOT NULL AND l.expires_at > $2 AND l.expires_at < $3";
 
-/// One notice: what of one asset a member loses on one local day.
+/// Whether a notice has told the member about lot `l`.
+const ANNOUNCED: &str = "EXISTS (SELECT 1 FROM expiry_notice_lots k \
+    WHERE k.program_id = l.program_id AND k.lot_id = l.lot_id)";
+
+/// One notice: what of one asset a member loses on one local day, and the
+/// lots among it no notice has told about yet (ascending, so concurrent runs
+/// claim them in the same order).
 #[derive(Debug)]
 struct Notice {
     member: Uuid,
     asset: String,
     day: Date,
     points: i64,
+    new_lots: Vec<Uuid>,
 }
 
 impl Store {
     /// Enqueues a `points.expiring` message for every member, asset and
     /// local day on which points expire within the program's notice window
-    /// (`settings.messaging.expiry_notice_days`) and were not noticed yet;
-    /// returns how many notices were made.
+    /// (`settings.messaging.expiry_notice_days`) and some lot was not
+    /// announced yet; returns how many notices were made.
     pub async fn notify_expiring(&self, program: ProgramId, at: OffsetDateTime) -> Result<usize> {
         let Some(p) = self.program(program).await? else {
             return Ok(0);
@@ -48,7 +54,8 @@ impl Store {
         let last = at + time::Duration::days(i64::from(settings.expiry_notice_days));
         let until = settings.day_bounds(settings.local(last).date()).1;
         let members_sql = format!(
-            "SELECT DISTINCT l.member_id {DUE} AND l.member_id > $4 ORDER BY l.member_id LIMIT $5"
+            "SELECT DISTINCT l.member_id {WINDOW} AND NOT {ANNOUNCED} AND l.member_id > $4 \
+             ORDER BY l.member_id LIMIT $5"
         );
         let mut after = Uuid::nil();
         let mut made = 0;
@@ -67,12 +74,14 @@ impl Store {
                 return Ok(made);
             };
             after = *last;
+            // All their lots in the window, announced or not: a follow-up
+            // tells the day's whole total.
             let lots_sql = format!(
-                "SELECT l.member_id, l.asset, l.remaining, l.expires_at {DUE} \
-                 AND l.member_id IN ({})",
+                "SELECT l.lot_id, l.member_id, l.asset, l.remaining, l.expires_at, {ANNOUNCED} \
+                 {WINDOW} AND l.member_id IN ({})",
                 crate::outbox::placeholders(4, members.len())
             );
-            let lots: Vec<(Uuid, String, i64, OffsetDateTime)> = with_db!(self, read, |pool| {
+            let lots: Vec<Lot> = with_db!(self, read, |pool| {
                 let mut q = sqlx::query_as(&lots_sql)
                     .bind(program.0)
                     .bind(at)
@@ -90,8 +99,8 @@ impl Store {
         }
     }
 
-    /// Writes the notices not written yet (another run may have been first)
-    /// and, in the same transaction, their messages.
+    /// Claims the notices' new lots and, in the same transaction, enqueues
+    /// the notices that claimed any (another run may have been first).
     async fn record_notices(
         &self,
         program: ProgramId,
@@ -104,26 +113,20 @@ impl Store {
             let mut tx = pool.begin().await?;
             let mut events = Vec::new();
             for n in notices {
-                let (from, until) = settings.day_bounds(n.day);
-                let expires_on = n.day.to_string();
-                let fresh = sqlx::query(
-                    "INSERT INTO expiry_notices (program_id, member_id, asset, expires_on, \
-                     day_from, day_until, points, notified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(program.0)
-                .bind(n.member)
-                .bind(&n.asset)
-                .bind(&expires_on)
-                .bind(from)
-                .bind(until)
-                .bind(n.points)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if fresh {
+                let mut claimed = 0;
+                for lot in &n.new_lots {
+                    claimed += sqlx::query(
+                        "INSERT INTO expiry_notice_lots (program_id, lot_id, notified_at) \
+                         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(program.0)
+                    .bind(lot)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                if claimed > 0 {
                     events.push(Outgoing::new(
                         Topic::PointsExpiring,
                         Some(MemberId(n.member)),
@@ -131,7 +134,7 @@ impl Store {
                             "member_id": n.member,
                             "asset": n.asset,
                             "points": n.points,
-                            "expires_on": expires_on,
+                            "expires_on": n.day.to_string(),
                             "days": (n.day - today).whole_days(),
                         }),
                     ));
@@ -144,23 +147,33 @@ impl Store {
     }
 }
 
-/// Sums lots by member, asset and local expiry day.
-fn group(
-    settings: &MessagingSettings,
-    lots: &[(Uuid, String, i64, OffsetDateTime)],
-) -> Vec<Notice> {
-    let mut sums: BTreeMap<(Uuid, &str, Date), i64> = BTreeMap::new();
-    for (member, asset, remaining, expires_at) in lots {
-        *sums
+/// A lot in the window: id, member, asset, remaining, expiry, announced.
+type Lot = (Uuid, Uuid, String, i64, OffsetDateTime, bool);
+
+/// Sums lots by member, asset and local expiry day; days without a new lot
+/// need no notice.
+fn group(settings: &MessagingSettings, lots: &[Lot]) -> Vec<Notice> {
+    let mut days: BTreeMap<(Uuid, &str, Date), (i64, Vec<Uuid>)> = BTreeMap::new();
+    for (lot, member, asset, remaining, expires_at, announced) in lots {
+        let (points, new_lots) = days
             .entry((*member, asset.as_str(), settings.local(*expires_at).date()))
-            .or_default() += remaining;
+            .or_default();
+        *points += remaining;
+        if !announced {
+            new_lots.push(*lot);
+        }
     }
-    sums.into_iter()
-        .map(|((member, asset, day), points)| Notice {
-            member,
-            asset: asset.to_owned(),
-            day,
-            points,
+    days.into_iter()
+        .filter(|(_, (_, new_lots))| !new_lots.is_empty())
+        .map(|((member, asset, day), (points, mut new_lots))| {
+            new_lots.sort_unstable();
+            Notice {
+                member,
+                asset: asset.to_owned(),
+                day,
+                points,
+                new_lots,
+            }
         })
         .collect()
 }

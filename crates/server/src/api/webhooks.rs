@@ -369,15 +369,16 @@ pub struct RewardEarnedData {
     pub pending_until: Option<String>,
 }
 
-/// `data` of `points.expiring`: sent once per member, asset and day on
-/// which points expire, `settings.messaging.expiry_notice_days` (14 by
-/// default) before.
+/// `data` of `points.expiring`: sent per member, asset and day on which
+/// points expire, `settings.messaging.expiry_notice_days` (14 by default)
+/// before. Each lot is announced once: points earned after their day was
+/// announced bring a follow-up with the day's new total.
 #[derive(Serialize, ToSchema)]
 pub struct PointsExpiringData {
     pub member_id: Uuid,
     /// `points` or `cashback` (minor units).
     pub asset: String,
-    /// How much expires that day.
+    /// How much expires that day (all of it, also in a follow-up).
     pub points: i64,
     /// The day it expires, in the program's time zone (`YYYY-MM-DD`).
     pub expires_on: String,

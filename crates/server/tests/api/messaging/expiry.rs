@@ -1,7 +1,7 @@
 //! `points.expiring`: members hear once, in their language, what expires
 //! within the notice window; webhook subscribers get the payload.
 
-use super::ledger::earn_rules;
+use super::ledger::{earn_rules, queued};
 use super::mail::{parse, smtp, Mail};
 use super::support::{worker, Behaviour, Receiver, SmtpSink};
 use super::webhooks::subscribe;
@@ -10,7 +10,10 @@ use crate::on_both_databases;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-on_both_databases!(expiring_points_are_noticed_once_per_locale);
+on_both_databases!(
+    expiring_points_are_noticed_once_per_locale,
+    a_lot_earned_after_its_day_was_announced_brings_a_follow_up
+);
 
 fn purchase(id: &str, external_id: &str, amount: i64) -> Value {
     json!({"type": "purchase", "id": id, "external_id": external_id, "amount": amount, "currency": "RUB"})
@@ -120,4 +123,41 @@ async fn expiring_points_are_noticed_once_per_locale(db: Db) {
     assert_eq!(o["asset"], "points");
     assert_eq!(o["days"], 10);
     assert_eq!(o["expires_on"], expected_day.to_string());
+}
+
+async fn a_lot_earned_after_its_day_was_announced_brings_a_follow_up(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let resp = app
+        .patch(
+            "/api/v1/program",
+            json!({"settings": {"points_expire_after_days": 10, "messaging": {"timezone": "Europe/Moscow"}}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    earn_rules(&app).await;
+    app.member(
+        json!({"external_id": "C1", "email": "olga@example.com", "consent": {"email": true}}),
+    )
+    .await;
+    let buy = |order: &str, amount: i64| app.post("/api/v1/events", purchase(order, "C1", amount));
+    assert_eq!(buy("o-1", 50000).await.status(), 201);
+    let notify = || app.store.notify_expiring(app.program, sarafan_store::now());
+    assert_eq!(notify().await.unwrap(), 1);
+    assert_eq!(notify().await.unwrap(), 0, "nothing new");
+
+    // Points earned later, expiring the same day: one follow-up with the
+    // day's new total, however many runs race for it.
+    assert_eq!(buy("o-2", 30000).await.status(), 201);
+    let (a, b) = tokio::join!(notify(), notify());
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    assert_eq!(notify().await.unwrap(), 0);
+
+    let mut notices = queued(&app, "points.expiring").await;
+    notices.sort_by_key(|m| m["payload"]["points"].as_i64());
+    let points: Vec<_> = notices.iter().map(|m| &m["payload"]["points"]).collect();
+    assert_eq!(points, [500, 800], "{notices:?}");
+    assert_eq!(
+        notices[0]["payload"]["expires_on"],
+        notices[1]["payload"]["expires_on"]
+    );
 }

@@ -28,7 +28,7 @@ fn purchase(id: &str, currency: &str) -> Value {
 }
 
 /// The outbox's messages of `topic`.
-async fn queued(app: &TestApp, topic: &str) -> Vec<Value> {
+pub(super) async fn queued(app: &TestApp, topic: &str) -> Vec<Value> {
     let all = json(app.get("/api/v1/outbox?limit=100").await).await;
     all["items"]
         .as_array()
