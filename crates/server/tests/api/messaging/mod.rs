@@ -6,4 +6,5 @@ mod mail;
 mod outbox;
 mod share;
 mod support;
+mod templates;
 mod webhooks;
