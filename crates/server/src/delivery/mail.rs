@@ -358,8 +358,7 @@ fn render_in(
     unsubscribe_url: &str,
 ) -> Result<Rendered, TemplateError> {
     let part = |part: &str, src: &str, ctx: &minijinja::Value| {
-        env.template_from_named_str(part, src)
-            .and_then(|t| t.render(ctx))
+        env.render_named_str(part, src, ctx)
             .map_err(|e| TemplateError::new(part, &e))
     };
     let subject = part("subject", source.subject, vars)?.trim().to_owned();

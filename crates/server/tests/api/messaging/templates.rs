@@ -50,7 +50,8 @@ async fn welcome(app: &TestApp, sink: &SmtpSink, n: usize, name: &str, locale: &
     let email = format!("member{n}@example.com");
     app.member(json!({"email": email, "name": name, "locale": locale, "consent": {"email": true}}))
         .await;
-    let mail = parse(&sink.wait_for(n).await[n - 1]);
+    let mut mail = parse(&sink.wait_for(n).await[n - 1]);
+    mail.text = mail.text.replace("\r\n", "\n");
     assert!(mail.to.contains(&email), "{}", mail.to);
     mail
 }
