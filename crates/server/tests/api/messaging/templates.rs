@@ -150,6 +150,14 @@ async fn own_template_is_sent_until_deleted(db: Db) {
     let ru = welcome(&app, &sink, 4, "Ольга", "ru").await;
     assert_eq!(ru.subject, "Добро пожаловать в Test Coffee");
     assert!(ru.text.starts_with("Здравствуйте, Ольга!"), "{}", ru.text);
+
+    let doc = json(app.get("/api/v1/openapi.json").await).await;
+    let path = &doc["paths"]["/api/v1/mail-templates/{name}/{locale}"];
+    for method in ["get", "put", "delete"] {
+        assert!(path[method].is_object(), "{method} is documented");
+    }
+    assert!(doc["components"]["schemas"]["PutMailTemplate"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"]["properties"]["line"].is_object());
 }
 
 async fn bad_templates_are_refused(db: Db) {
