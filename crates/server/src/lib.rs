@@ -181,6 +181,13 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
             get(api::referrals::progress),
         )
         .route("/analytics/referrals", get(api::referrals::analytics))
+        .route("/mail-templates", get(api::mail_templates::list))
+        .route(
+            "/mail-templates/{name}/{locale}",
+            get(api::mail_templates::get)
+                .put(api::mail_templates::put)
+                .delete(api::mail_templates::delete),
+        )
         .route("/voice-assistants", get(api::voice::list))
         .route(
             "/voice-assistants/{assistant}",

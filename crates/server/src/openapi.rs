@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document and the human docs page rendered from it.
 
 use crate::api::{
-    events, keys, ledger, links, members, outbox, program, referrals, share, voice, webhooks,
+    events, keys, ledger, links, mail_templates, members, outbox, program, referrals, share, voice,
+    webhooks,
 };
 use crate::problem::{Problem, KINDS};
 use axum::extract::Path;
@@ -33,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         outbox::list, outbox::get, outbox::retry,
         webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete, webhooks::rotate,
         share::get, share::put, share::delete,
+        mail_templates::list, mail_templates::get, mail_templates::put, mail_templates::delete,
         voice::list, voice::put, voice::delete,
     ),
     components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::PointsExpiringData, webhooks::WebhookMember)),
@@ -45,8 +47,8 @@ use utoipa::{Modify, OpenApi};
         (name = "ledger", description = "Earn rules, balances, statements and totals"),
         (name = "referrals", description = "Referral codes, links and QR codes; referral rules, attribution, rewards, review queue, progress and analytics"),
         (name = "portal", description = "Member-facing pages: sign-in by one-time code or magic link, the member portal"),
-        (name = "messaging", description = "Webhooks and e-mail: endpoints, the outbox, retries. \
-            Webhook payloads are documented as the WebhookPayload schema"),
+        (name = "messaging", description = "Webhooks and e-mail: endpoints, the outbox, retries, \
+            the program's own mail templates. Webhook payloads are documented as the WebhookPayload schema"),
         (name = "voice", description = "Voice assistants (Dialogflow, Alexa, Alice): the skill or agent \
             that answers for the program and its account linking. The assistants call /voice/dialogflow, \
             /voice/alexa and /voice/alice in their own formats; see docs/voice.md"),

@@ -24,6 +24,9 @@ pub struct Problem {
     /// The offending field, when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The line of the offending field's text, when it is a template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 /// Every problem kind Sarafan reports: slug (the stable part of `type`),
@@ -120,6 +123,11 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         409,
         "Only dead or cancelled messages can be retried",
     ),
+    (
+        "invalid-template",
+        422,
+        "A mail template does not parse or render",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +169,13 @@ pub enum ApiError {
     /// A voice platform's request failed its signature checks.
     #[error("{0}")]
     RequestNotVerified(String),
+    /// A mail template's `field` fails to parse or render, at `line`.
+    #[error("{field}{}: {reason}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    InvalidTemplate {
+        field: String,
+        line: Option<usize>,
+        reason: String,
+    },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -191,6 +206,7 @@ impl ApiError {
             Self::Unavailable(_) => "unavailable",
             Self::InvalidQuery(_) => "invalid-query",
             Self::RequestNotVerified(_) => "request-not-verified",
+            Self::InvalidTemplate { .. } => "invalid-template",
             Self::Internal(_) => "internal",
         }
     }
@@ -202,11 +218,16 @@ impl ApiError {
                 .iter()
                 .find(|(s, ..)| *s == slug)
                 .unwrap_or(&("internal", 500, "Internal error"));
+        let line = match self {
+            Self::InvalidTemplate { line, .. } => *line,
+            _ => None,
+        };
         let (detail, field) = match self {
             Self::Invalid(e) | Self::InvalidQuery(e) => {
                 (format!("{}: {}", e.field, e.reason), Some(e.field.clone()))
             }
             Self::Conflict { detail, field, .. } => (detail.clone(), field.clone()),
+            Self::InvalidTemplate { field, .. } => (self.to_string(), Some(field.clone())),
             Self::Internal(_) => (
                 "something failed on our side; the x-request-id header identifies it in the server log".into(),
                 None,
@@ -219,6 +240,7 @@ impl ApiError {
             status,
             detail,
             field,
+            line,
         }
     }
 }
@@ -336,6 +358,11 @@ mod tests {
             ApiError::Unavailable("x".into()),
             ApiError::InvalidQuery(FieldError::new("size", "r")),
             ApiError::RequestNotVerified("x".into()),
+            ApiError::InvalidTemplate {
+                field: "body".into(),
+                line: Some(2),
+                reason: "r".into(),
+            },
             ApiError::Internal("secret detail".into()),
         ];
         for e in errors.into_iter().chain(conflicts) {

@@ -19,6 +19,7 @@ mod import;
 mod json_text;
 mod keys;
 pub mod ledger;
+mod mail_templates;
 mod members;
 mod notices;
 pub mod outbox;
@@ -38,6 +39,7 @@ pub use error::{Result, StoreError};
 pub use idempotency::{IdempotencyBegin, SavedResponse};
 pub use import::{ImportRow, ImportTally};
 pub use keys::ApiKey;
+pub use mail_templates::MailTemplate;
 pub use members::{
     ConsentChange, Member, MemberEvent, MemberFilter, MemberPage, MemberPatch, PatchOutcome,
     Registration,

@@ -4,6 +4,7 @@ pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod links;
+pub mod mail_templates;
 pub mod members;
 pub mod outbox;
 pub mod program;

@@ -1,5 +1,6 @@
 //! Automated e-mail: multipart text + HTML rendered from the per-locale
-//! templates in `templates/mail`, sent over SMTP, or written to the log when
+//! templates in `templates/mail` (or the program's own, see
+//! `api::mail_templates`), sent over SMTP, or written to the log when
 //! no SMTP server is configured (never dropped silently).
 //!
 //! Consent is checked when the message is sent, not only when it was
@@ -11,10 +12,11 @@ use crate::unsubscribe;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use minijinja::{context, Environment};
+use minijinja::{context, Environment, ErrorKind, UndefinedBehavior};
 use sarafan_core::member::{Email, MemberStatus};
 use sarafan_store::outbox::{Claimed, Finish};
-use sarafan_store::Store;
+use sarafan_store::{MailTemplate, Store};
+use serde_json::json;
 use std::sync::OnceLock;
 
 /// Where e-mail goes.
@@ -66,8 +68,9 @@ fn parse_from(from: &str) -> Result<Mailbox, String> {
 }
 
 /// Languages the built-in templates are written in; others get English.
-const LOCALES: [&str; 3] = ["en", "ru", "fa"];
-const NAMES: [&str; 8] = [
+pub const LOCALES: [&str; 3] = ["en", "ru", "fa"];
+/// The automated messages, each with a template per language.
+pub const NAMES: [&str; 8] = [
     "sign_in",
     "welcome",
     "friend_joined",
@@ -94,13 +97,22 @@ macro_rules! templates {
     };
 }
 
-fn env() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
+/// Instructions one rendering may run: far more than any built-in template
+/// needs, few enough that a program's own template cannot loop for long.
+const FUEL: u64 = 100_000;
+
+/// The shared parts (layout and footers); `strict` makes an undefined
+/// variable an error, to check a program's template before it is stored.
+fn env(strict: bool) -> &'static Environment<'static> {
+    static LENIENT: OnceLock<Environment<'static>> = OnceLock::new();
+    static STRICT: OnceLock<Environment<'static>> = OnceLock::new();
+    let build = || {
         let mut env = Environment::new();
         for (locale, name, source) in templates!("en", "ru", "fa") {
-            env.add_template_owned(format!("{locale}/{name}"), source)
-                .expect("built-in mail templates parse");
+            if name == "footer" {
+                env.add_template_owned(format!("{locale}/footer"), source)
+                    .expect("built-in mail footers parse");
+            }
         }
         env.add_template(
             "layout.html",
@@ -114,57 +126,266 @@ fn env() -> &'static Environment<'static> {
                 minijinja::AutoEscape::None
             }
         });
+        env.set_fuel(Some(FUEL));
+        if strict {
+            env.set_undefined_behavior(UndefinedBehavior::Strict);
+        }
         env
+    };
+    if strict {
+        STRICT.get_or_init(build)
+    } else {
+        LENIENT.get_or_init(build)
+    }
+}
+
+/// A mail's templates: the subject line and the text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Source<'a> {
+    pub subject: &'a str,
+    /// Paragraphs separated by blank lines; the HTML part shows the same
+    /// paragraphs in the shared layout.
+    pub body: &'a str,
+}
+
+/// The built-in templates of message `name` in language `lang`. A built-in
+/// file's first line is `Subject: …`, the rest is the body.
+pub fn builtin(name: &str, lang: &str) -> Option<Source<'static>> {
+    static ALL: OnceLock<Vec<(&str, &str, Source<'static>)>> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        templates!("en", "ru", "fa")
+            .into_iter()
+            .filter(|(_, name, _)| *name != "footer")
+            .map(|(locale, name, file)| {
+                let (first, body) = file.trim_start().split_once('\n').unwrap_or((file, ""));
+                let subject = first
+                    .strip_prefix("Subject:")
+                    .expect("built-in mail templates start with \"Subject: \"")
+                    .trim();
+                (locale, name, Source { subject, body })
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(l, n, _)| *l == lang && *n == name)
+        .map(|(.., s)| *s)
+}
+
+/// What a program's template for (`name`, `lang`) sends: its subject or,
+/// without one, the built-in subject; without a template, the built-in.
+pub fn source<'a>(name: &str, lang: &str, own: Option<&'a MailTemplate>) -> Option<Source<'a>> {
+    let builtin = builtin(name, lang)?;
+    Some(match own {
+        Some(t) => Source {
+            subject: t.subject.as_deref().unwrap_or(builtin.subject),
+            body: &t.body,
+        },
+        None => builtin,
     })
 }
 
-/// A rendered e-mail.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
-    pub subject: String,
-    pub text: String,
-    pub html: String,
+/// The language a mail to someone speaking `locale` is written in: its
+/// own when there are templates in it, else English.
+pub fn language(locale: &str) -> &'static str {
+    let lang = locale.split('-').next().unwrap_or("en");
+    LOCALES.into_iter().find(|l| *l == lang).unwrap_or("en")
 }
 
-/// Renders template `name` in `locale` (its language; English when there is
-/// no such translation). The template's first line is `Subject: …`; the
-/// rest, paragraph by paragraph, is the text and the HTML body.
-pub fn render(
-    name: &str,
-    locale: &str,
-    vars: minijinja::Value,
-    unsubscribe_url: &str,
-) -> Result<Rendered, String> {
-    let lang = locale.split('-').next().unwrap_or("en");
-    let lang = if LOCALES.contains(&lang) { lang } else { "en" };
-    if !NAMES.contains(&name) {
-        return Err(format!("no e-mail template {name:?}"));
+/// The variables a mail's templates see. Built in one place, so the sample
+/// a program's template is checked against has what delivery gives.
+pub fn variables(
+    member_name: &str,
+    program_name: &str,
+    data: &serde_json::Value,
+    referral_url: &str,
+    public_url: &str,
+) -> minijinja::Value {
+    context! {
+        member => context! { name => member_name },
+        program => context! { name => program_name },
+        data => minijinja::Value::from_serialize(data),
+        referral_url,
+        public_url,
     }
-    let env = env();
-    let render = |t: &str, ctx: minijinja::Value| {
-        env.get_template(t)
-            .and_then(|t| t.render(ctx))
-            .map_err(|e| format!("template {t}: {e}"))
+}
+
+/// An example of message `name`'s `data` with every field it can carry.
+fn sample_data(name: &str) -> serde_json::Value {
+    let member = "0193c3a4-7b2e-7c1a-9f00-2a8c1e4b5d6f";
+    let at = "2026-03-01T12:00:00Z";
+    match name {
+        "sign_in" => json!({
+            "code": "482913",
+            "link": "https://loyalty.example.com/m/0193c3a4-0000-7000-8000-000000000000/sign-in/link/3f9a",
+            "minutes": 15,
+            "lang": "en",
+        }),
+        "welcome" => json!({"member": {
+            "id": member, "external_id": "C-1042", "email": "anna@example.com",
+            "phone": "+79991234567", "name": "Anna", "locale": "en",
+            "consent": {"email": true, "sms": false, "messengers": false},
+        }}),
+        "friend_joined" => json!({"friend_name": "Boris", "points": 300}),
+        "reward_earned" => json!({
+            "key": "referral:0193c3a4-7b2e-7c1a-9f00-000000000001:1", "member_id": member,
+            "occurred_at": at, "asset": "points", "points": 300, "reason": "friend's first order",
+            "pending_until": null, "reward": "300 bonus points",
+        }),
+        "points_expiring" => json!({
+            "member_id": member, "asset": "points", "points": 120,
+            "expires_on": "2026-03-15", "days": 14,
+        }),
+        "share_reminder" => json!({
+            "order_id": "A-1001", "member_id": member, "occurred_at": at, "amount": 250000,
+            "currency": "RUB", "asset": "points", "points": 125, "breakdown": [],
+        }),
+        "weekly_share" => json!({
+            "member_id": member, "referral_code": "ANNA7", "contact": "friend@example.com",
+        }),
+        "share_link" => json!({
+            "member_id": member, "link": "https://loyalty.example.com/r/ANNA7",
+            "assistant": "alice",
+        }),
+        _ => json!({}),
+    }
+}
+
+fn sample(name: &str) -> minijinja::Value {
+    variables(
+        "Anna",
+        "Coffee House",
+        &sample_data(name),
+        "https://loyalty.example.com/r/ANNA7",
+        "https://loyalty.example.com",
+    )
+}
+
+/// The variables message `name`'s templates can use, as dotted paths.
+pub fn variable_names(name: &str) -> Vec<String> {
+    fn walk(prefix: String, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(fields) => {
+                for (k, v) in fields {
+                    walk(format!("{prefix}.{k}"), v, out);
+                }
+            }
+            None => out.push(prefix),
+        }
+    }
+    let mut out = vec![
+        "member.name".to_owned(),
+        "program.name".to_owned(),
+        "referral_url".to_owned(),
+        "public_url".to_owned(),
+    ];
+    walk("data".to_owned(), &sample_data(name), &mut out);
+    out
+}
+
+/// A template that does not parse or render: which part, where, why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateError {
+    /// `subject` or `body` (`footer` or `layout.html` for built-in parts).
+    pub part: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}, line {line}: {}", self.part, self.reason),
+            None => write!(f, "{}: {}", self.part, self.reason),
+        }
+    }
+}
+
+impl TemplateError {
+    fn new(part: &str, e: &minijinja::Error) -> Self {
+        let reason = match (e.kind(), e.detail()) {
+            (ErrorKind::UndefinedError, _) => {
+                "uses a variable this message does not have (see its `variables`)".to_owned()
+            }
+            (kind, Some(detail)) => format!("{kind}: {detail}"),
+            (kind, None) => kind.to_string(),
+        };
+        Self {
+            part: part.to_owned(),
+            line: e.line(),
+            reason,
+        }
+    }
+
+    fn empty(part: &str) -> Self {
+        Self {
+            part: part.to_owned(),
+            line: None,
+            reason: "renders to no text".to_owned(),
+        }
+    }
+}
+
+/// Renders a mail in language `lang` (see [`language`]) from `source`:
+/// the subject line, the text with the unsubscribe footer, and the same
+/// paragraphs as HTML.
+pub fn render(
+    lang: &str,
+    source: Source<'_>,
+    vars: &minijinja::Value,
+    unsubscribe_url: &str,
+) -> Result<Rendered, TemplateError> {
+    render_in(env(false), lang, source, vars, unsubscribe_url)
+}
+
+/// Renders a program's template for message `name` against an example of
+/// that message, with undefined variables as errors: a template that
+/// passes renders at delivery too.
+pub fn check(name: &str, lang: &str, source: Source<'_>) -> Result<Rendered, TemplateError> {
+    render_in(
+        env(true),
+        lang,
+        source,
+        &sample(name),
+        "https://loyalty.example.com/unsubscribe/example",
+    )
+}
+
+fn render_in(
+    env: &Environment<'static>,
+    lang: &str,
+    source: Source<'_>,
+    vars: &minijinja::Value,
+    unsubscribe_url: &str,
+) -> Result<Rendered, TemplateError> {
+    let part = |part: &str, src: &str, ctx: &minijinja::Value| {
+        env.render_named_str(part, src, ctx)
+            .map_err(|e| TemplateError::new(part, &e))
     };
-    let full = render(&format!("{lang}/{name}"), vars)?;
-    let (first, body) = full.trim_start().split_once('\n').unwrap_or((&full, ""));
-    let subject = first
-        .strip_prefix("Subject:")
-        .ok_or_else(|| format!("template {lang}/{name} must start with \"Subject: \""))?
-        .trim()
-        .to_owned();
-    let footer = render(&format!("{lang}/footer"), context! {})?;
-    let footer = footer.trim();
+    let subject = part("subject", source.subject, vars)?.trim().to_owned();
+    if subject.is_empty() {
+        return Err(TemplateError::empty("subject"));
+    }
+    let body = part("body", source.body, vars)?;
     let paragraphs: Vec<String> = body
         .split("\n\n")
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())
         .collect();
+    if paragraphs.is_empty() {
+        return Err(TemplateError::empty("body"));
+    }
+    let shared = |name: &str, ctx: minijinja::Value| {
+        env.get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| TemplateError::new(name, &e))
+    };
+    let footer = shared(&format!("{lang}/footer"), context! {})?;
+    let footer = footer.trim();
     let text = format!(
         "{}\n\n-- \n{footer}: {unsubscribe_url}\n",
         paragraphs.join("\n\n")
     );
-    let html = render(
+    let html = shared(
         "layout.html",
         context! {
             lang,
@@ -180,6 +401,14 @@ pub fn render(
         text,
         html,
     })
+}
+
+/// A rendered e-mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
 }
 
 /// `List-Unsubscribe`, so mail clients offer their own unsubscribe button.
@@ -283,18 +512,34 @@ pub async fn deliver(
         Some(codes) => format!("{}/r/{}", config.public_url, codes.code),
         None => config.public_url.clone(),
     };
-    let vars = context! {
-        member => context! { name => member.name.clone().unwrap_or_default() },
-        program => context! { name => program.name.clone() },
-        data => minijinja::Value::from_serialize(&data),
-        referral_url,
-        public_url => config.public_url.clone(),
-    };
-    let rendered = match render(name, &locale, vars, &unsubscribe_url) {
+    let vars = variables(
+        member.name.as_deref().unwrap_or_default(),
+        &program.name,
+        &data,
+        &referral_url,
+        &config.public_url,
+    );
+    // The program's own template when it wrote one for this message and
+    // language, read per message so an edit counts from the next one.
+    let lang = language(&locale);
+    let own = store.mail_template(c.program, name, lang).await?;
+    let rendered = source(name, lang, own.as_ref())
+        .ok_or_else(|| format!("no e-mail template {name:?}"))
+        .and_then(|s| {
+            render(lang, s, &vars, &unsubscribe_url).map_err(|e| {
+                let whose = if own.is_some() {
+                    "the program's "
+                } else {
+                    "built-in "
+                };
+                format!("{whose}template {lang}/{name}: {e}")
+            })
+        });
+    let rendered = match rendered {
         Ok(r) => r,
-        Err(e) => {
+        Err(error) => {
             return Ok(Finish::Failed {
-                error: e,
+                error,
                 retry_at: None,
             })
         }
@@ -331,4 +576,78 @@ pub async fn deliver(
             Finish::Delivered
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The examples a program's template is checked against carry every
+    /// variable the built-in templates use: a built-in text stored as a
+    /// program's own passes the check.
+    #[test]
+    fn every_builtin_passes_the_check() {
+        for name in NAMES {
+            for lang in LOCALES {
+                let source = builtin(name, lang).unwrap();
+                let mail =
+                    check(name, lang, source).unwrap_or_else(|e| panic!("{lang}/{name}: {e}"));
+                assert!(!mail.subject.contains("Subject"), "{lang}/{name}");
+            }
+        }
+    }
+
+    fn own(body: &str) -> Source<'_> {
+        Source {
+            subject: "Hi {{ member.name }}",
+            body,
+        }
+    }
+
+    #[test]
+    fn check_names_the_part_and_the_line() {
+        let e = check("welcome", "en", own("Hello\n\n{{ member.name")).unwrap_err();
+        assert_eq!((e.part.as_str(), e.line), ("body", Some(3)), "{e}");
+        assert!(e.reason.starts_with("syntax error"), "{e}");
+        let e = check("welcome", "en", own("Hello\n{{ data.points }}")).unwrap_err();
+        assert_eq!((e.part.as_str(), e.line), ("body", Some(2)), "{e}");
+        assert!(e.reason.contains("variable"), "{e}");
+        let e = check(
+            "welcome",
+            "en",
+            Source {
+                subject: "{% if data.nope %}x{% endif %}Hi",
+                body: "Hello",
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.part, "subject", "{e}");
+        // The same variable is there for the message that has it.
+        assert!(check("reward_earned", "en", own("{{ data.points }} points")).is_ok());
+    }
+
+    #[test]
+    fn a_template_cannot_loop_for_long() {
+        let body =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let e = check("welcome", "en", own(body)).unwrap_err();
+        assert!(e.reason.contains("fuel"), "{e}");
+    }
+
+    #[test]
+    fn a_program_template_replaces_the_builtin_part_by_part() {
+        let t = MailTemplate {
+            name: "welcome".into(),
+            locale: "ru".into(),
+            subject: None,
+            body: "Привет".into(),
+            updated_at: sarafan_store::now(),
+        };
+        let s = source("welcome", "ru", Some(&t)).unwrap();
+        assert_eq!(s.subject, builtin("welcome", "ru").unwrap().subject);
+        assert_eq!(s.body, "Привет");
+        assert_eq!(source("welcome", "ru", None), builtin("welcome", "ru"));
+        assert_eq!(language("ru-RU"), "ru");
+        assert_eq!(language("de"), "en");
+    }
 }

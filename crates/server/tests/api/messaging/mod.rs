@@ -6,5 +6,6 @@ mod mail;
 mod outbox;
 mod share;
 mod support;
+mod templates;
 mod timezone;
 mod webhooks;
