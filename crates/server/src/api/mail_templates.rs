@@ -3,7 +3,7 @@
 //! built-in ones. A template is rendered against an example of its message
 //! before it is stored, so one that is stored also renders at delivery.
 
-use crate::delivery::mail::{self, LOCALES, NAMES};
+use crate::delivery::mail::{self, EDITABLE, LOCALES};
 use crate::extract::{ApiJson, Caller};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::AppState;
@@ -68,10 +68,10 @@ pub struct PutMailTemplate {
 
 /// The message and language named in the path, as the built-ins know them.
 fn known(name: &str, locale: &str) -> ApiResult<(&'static str, &'static str)> {
-    let name = NAMES.into_iter().find(|n| *n == name).ok_or_else(|| {
+    let name = EDITABLE.into_iter().find(|n| *n == name).ok_or_else(|| {
         ApiError::not_found(format!(
             "no automated e-mail {name:?}; the messages are {}",
-            NAMES.join(", ")
+            EDITABLE.join(", ")
         ))
     })?;
     let locale = LOCALES.into_iter().find(|l| *l == locale).ok_or_else(|| {
@@ -94,8 +94,8 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<MailTemplateView>>> {
     caller.require(Scope::Admin)?;
     let own = state.store.mail_templates(caller.program).await?;
-    let mut all = Vec::with_capacity(NAMES.len() * LOCALES.len());
-    for name in NAMES {
+    let mut all = Vec::with_capacity(EDITABLE.len() * LOCALES.len());
+    for name in EDITABLE {
         for locale in LOCALES {
             let t = own.iter().find(|t| t.name == name && t.locale == locale);
             all.push(MailTemplateView::of(name, locale, t)?);
@@ -107,7 +107,7 @@ pub async fn list(
 /// One message's template in one language.
 #[utoipa::path(get, path = "/api/v1/mail-templates/{name}/{locale}", tag = "messaging",
     params(("name" = String, Path, example = "welcome"), ("locale" = String, Path, example = "ru")),
-    responses((status = 200, body = MailTemplateView), (status = 404, description = "No such message or language", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = MailTemplateView), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such message or language", body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -132,6 +132,7 @@ pub async fn get(
     params(("name" = String, Path, example = "welcome"), ("locale" = String, Path, example = "ru")),
     responses(
         (status = 200, body = MailTemplateView),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message or language", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The template does not parse or render (`invalid-template`, with `field` and `line`), or a field is empty or too long", body = Problem, content_type = "application/problem+json"),
     ),
@@ -176,7 +177,7 @@ pub async fn put(
 /// Deletes the program's own template: the built-in one is sent again.
 #[utoipa::path(delete, path = "/api/v1/mail-templates/{name}/{locale}", tag = "messaging",
     params(("name" = String, Path, example = "welcome"), ("locale" = String, Path, example = "ru")),
-    responses((status = 204), (status = 404, description = "No such message or language, or the program has no template of its own for it", body = Problem, content_type = "application/problem+json")),
+    responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such message or language, or the program has no template of its own for it", body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn delete(
     State(state): State<AppState>,

@@ -81,6 +81,19 @@ pub const NAMES: [&str; 8] = [
     "share_link",
 ];
 
+/// The messages a program may rewrite. Not `sign_in`: its code and link
+/// are a member's credentials, and a template that used them (or an error
+/// quoting them) would show them to the store's staff.
+pub const EDITABLE: [&str; 7] = [
+    "welcome",
+    "friend_joined",
+    "reward_earned",
+    "points_expiring",
+    "share_reminder",
+    "weekly_share",
+    "share_link",
+];
+
 macro_rules! templates {
     ($($locale:literal),*) => {
         [$(
@@ -282,6 +295,122 @@ pub fn variable_names(name: &str) -> Vec<String> {
     out
 }
 
+/// Filters a program's template may use: none makes text much longer than
+/// its input or turns escaping off.
+const FILTERS: [&str; 14] = [
+    "upper",
+    "lower",
+    "title",
+    "capitalize",
+    "trim",
+    "default",
+    "d",
+    "length",
+    "first",
+    "last",
+    "round",
+    "int",
+    "string",
+    "abs",
+];
+/// Statements a program's template may use.
+const STATEMENTS: [&str; 6] = ["if", "elif", "else", "endif", "for", "endfor"];
+
+/// Keeps a program's template to what a message needs: variables,
+/// conditions, loops over the message's lists and the [`FILTERS`]. Fuel
+/// bounds how long a template runs, not how much memory it takes; string
+/// repetition (`*`), concatenation (`~`, `+`), `set`, functions such as
+/// `range` and filters such as `indent(…)` could make one PUT allocate
+/// gigabytes, so they are refused before anything is rendered.
+fn restricted(part: &str, source: &str) -> Result<(), TemplateError> {
+    let refuse = |at: usize, what: String| {
+        TemplateError {
+        part: part.to_owned(),
+        line: Some(source[..at].matches('\n').count() + 1),
+        reason: format!("{what} is not allowed in a program's template; use variables, if/for and the filters {}", FILTERS.join(", ")),
+    }
+    };
+    let mut rest = 0;
+    while let Some(open) = source[rest..].find(['{']).map(|i| rest + i) {
+        let close = match source[open..].get(..2) {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            Some("{#") => "#}",
+            _ => {
+                rest = open + 1;
+                continue;
+            }
+        };
+        let start = open + 2;
+        let end = source[start..]
+            .find(close)
+            .map_or(source.len(), |i| start + i);
+        rest = (end + 2).min(source.len());
+        if close == "#}" {
+            continue;
+        }
+        // Tags are checked with their string literals blanked out.
+        let mut code = String::with_capacity(end - start);
+        let mut quote = None;
+        let mut escaped = false;
+        for c in source[start..end].chars() {
+            match quote {
+                Some(q) => {
+                    if !escaped && c == q {
+                        quote = None;
+                    }
+                    escaped = !escaped && c == '\\';
+                    code.push(' ');
+                }
+                None if c == '"' || c == '\'' => {
+                    quote = Some(c);
+                    code.push(' ');
+                }
+                None => code.push(c),
+            }
+        }
+        if let Some(op) = code.chars().find(|c| matches!(c, '*' | '~' | '+' | '[')) {
+            return Err(refuse(open, format!("`{op}`")));
+        }
+        let mut words: Vec<(usize, &str)> = Vec::new();
+        let mut word_start = None;
+        for (i, c) in code
+            .char_indices()
+            .chain(std::iter::once((code.len(), ' ')))
+        {
+            match (c.is_alphanumeric() || c == '_', word_start) {
+                (true, None) => word_start = Some(i),
+                (false, Some(from)) => {
+                    words.push((from, &code[from..i]));
+                    word_start = None;
+                }
+                _ => {}
+            }
+        }
+        let trimmed = code.trim_start_matches('-').trim_start();
+        if close == "%}" {
+            let keyword = trimmed
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("");
+            if !STATEMENTS.contains(&keyword) {
+                return Err(refuse(open, format!("`{{% {keyword} %}}`")));
+            }
+        }
+        for (at, word) in &words {
+            let before = code[..*at].trim_end();
+            if before.ends_with('|') {
+                if !FILTERS.contains(word) {
+                    return Err(refuse(open, format!("the filter `{word}`")));
+                }
+            } else if code[at + word.len()..].trim_start().starts_with('(') {
+                return Err(refuse(open, format!("calling `{word}`")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A template that does not parse or render: which part, where, why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateError {
@@ -306,8 +435,10 @@ impl TemplateError {
             (ErrorKind::UndefinedError, _) => {
                 "uses a variable this message does not have (see its `variables`)".to_owned()
             }
-            (kind, Some(detail)) => format!("{kind}: {detail}"),
-            (kind, None) => kind.to_string(),
+            // A syntax error's detail quotes only the template; a render
+            // error's may quote the message's values, which stay private.
+            (kind @ ErrorKind::SyntaxError, Some(detail)) => format!("{kind}: {detail}"),
+            (kind, _) => kind.to_string(),
         };
         Self {
             part: part.to_owned(),
@@ -341,6 +472,8 @@ pub fn render(
 /// that message, with undefined variables as errors: a template that
 /// passes renders at delivery too.
 pub fn check(name: &str, lang: &str, source: Source<'_>) -> Result<Rendered, TemplateError> {
+    restricted("subject", source.subject)?;
+    restricted("body", source.body)?;
     render_in(
         env(true),
         lang,
@@ -522,19 +655,26 @@ pub async fn deliver(
     // The program's own template when it wrote one for this message and
     // language, read per message so an edit counts from the next one.
     let lang = language(&locale);
-    let own = store.mail_template(c.program, name, lang).await?;
-    let rendered = source(name, lang, own.as_ref())
-        .ok_or_else(|| format!("no e-mail template {name:?}"))
-        .and_then(|s| {
-            render(lang, s, &vars, &unsubscribe_url).map_err(|e| {
-                let whose = if own.is_some() {
-                    "the program's "
-                } else {
-                    "built-in "
-                };
-                format!("{whose}template {lang}/{name}: {e}")
-            })
-        });
+    let own = match EDITABLE.contains(&name) {
+        true => store.mail_template(c.program, name, lang).await?,
+        false => None,
+    };
+    let render_from = |own| {
+        source(name, lang, own)
+            .ok_or_else(|| format!("no e-mail template {name:?}"))
+            .and_then(|s| render(lang, s, &vars, &unsubscribe_url).map_err(|e| e.to_string()))
+    };
+    // A program's template that fails on a real message (a field this
+    // message lacks) does not cost the member the mail: the built-in is
+    // sent, and the failure is logged without the message's values.
+    let rendered = match (render_from(own.as_ref()), own.is_some()) {
+        (Ok(r), _) => Ok(r),
+        (Err(error), true) => {
+            tracing::warn!(program = %c.program, name, lang, %error, "the program's mail template failed; sent the built-in");
+            render_from(None)
+        }
+        (Err(error), false) => Err(format!("built-in template {lang}/{name}: {error}")),
+    };
     let rendered = match rendered {
         Ok(r) => r,
         Err(error) => {
@@ -628,10 +768,53 @@ mod tests {
 
     #[test]
     fn a_template_cannot_loop_for_long() {
-        let body =
-            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
-        let e = check("welcome", "en", own(body)).unwrap_err();
+        // Four loops over the link's characters: about 1.5 million turns.
+        let body = "{% for a in data.link %}{% for b in data.link %}{% for c in data.link %}\
+                    {% for d in data.link %}x{% endfor %}{% endfor %}{% endfor %}{% endfor %}";
+        let e = check("share_link", "en", own(body)).unwrap_err();
         assert!(e.reason.contains("fuel"), "{e}");
+    }
+
+    /// Fuel does not bound memory: what could allocate without limit is
+    /// refused before anything is rendered, naming the line.
+    #[test]
+    fn a_template_cannot_grow_memory() {
+        for (body, refused) in [
+            ("{{ \"x\" * 100000000 }}", "`*`"),
+            ("Hi\n{{ member.name ~ member.name }}", "`~`"),
+            ("{{ member.name + member.name }}", "`+`"),
+            ("{% set s = member.name %}", "`{% set %}`"),
+            (
+                "{% for i in range(100000) %}x{% endfor %}",
+                "calling `range`",
+            ),
+            (
+                "{{ member.name|indent(1000000000) }}",
+                "the filter `indent`",
+            ),
+            (
+                "{{ member.name|replace(\"\", member.name) }}",
+                "the filter `replace`",
+            ),
+            ("{{ data.member|safe }}", "the filter `safe`"),
+            ("{{ data.member.items() }}", "calling `items`"),
+            ("{% include member.name %}", "`{% include %}`"),
+        ] {
+            let e = check("welcome", "en", own(body)).unwrap_err();
+            assert!(e.reason.starts_with(refused), "{body}: {e}");
+            assert_eq!(e.part, "body");
+        }
+        assert_eq!(
+            check("welcome", "en", own("Hi\n\n{{ data.nope * 2 }}"))
+                .unwrap_err()
+                .line,
+            Some(3)
+        );
+        // What a message needs still passes: conditions, loops, filters with
+        // arguments, and the operators inside string literals.
+        let fine = "{%- if member.name %}{{ member.name|title }}{% else %}{{ \"a ~ b * c\" }}{% endif %}\n\n\
+                    {% for line in data.breakdown %}{{ line.points|default(0) }} {% endfor %}{# a * note #}";
+        assert!(check("share_reminder", "en", own(fine)).is_ok());
     }
 
     #[test]
