@@ -1,13 +1,15 @@
 //! CSV import and export: `sarafan import members|purchases`, `sarafan
-//! export members|statement`. Files stream row by row (the `csv` crate), in
-//! chunks to the store, so memory stays flat however long the file is.
+//! export members|statement|referrals`. Files stream row by row (the `csv`
+//! crate), in chunks to the store, and exports page through the database,
+//! so memory stays flat however long the file is.
 //!
 //! An import first checks the whole file — every bad row reported with its
 //! line number and reason, duplicates and conflicts with members already in
 //! the program included — and imports nothing unless every row is good;
 //! `--dry-run` stops after that check. Re-running an import adds nothing
-//! twice: members are found again by their identifiers, purchases by their
-//! order id.
+//! twice: members are found again by their identifiers (their opening
+//! balances by a key of the external id, booked in the member's chunk),
+//! purchases by their order id.
 
 use crate::config::DbArgs;
 use anyhow::{bail, Context, Result};

@@ -325,14 +325,15 @@ impl Store {
                     // Keys checked up front: a re-run finds its grants booked.
                     let mut wanted = Wanted::of(ctx, &grants);
                     wanted.check_keys = true;
-                    let results = book_in(&mut *tx, ctx, &grants, &wanted).await?.ok_or_else(
-                        || {
-                            StoreError::Corrupt(
+                    let results =
+                        book_in(&mut *tx, ctx, &grants, &wanted)
+                            .await?
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(
                                 "an opening balance was booked by another writer during the import"
                                     .into(),
                             )
-                        },
-                    )?;
+                            })?;
                     for (line, result) in lines.into_iter().zip(results) {
                         match result {
                             ItemResult::Accepted(_) => tally.balances_booked += 1,
