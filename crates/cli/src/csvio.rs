@@ -1,22 +1,25 @@
 //! CSV import and export: `sarafan import members|purchases`, `sarafan
-//! export members|statement`. Files stream row by row (the `csv` crate), in
-//! chunks to the store, so memory stays flat however long the file is.
+//! export members|statement|referrals`. Files stream row by row (the `csv`
+//! crate), in chunks to the store, and exports page through the database,
+//! so memory stays flat however long the file is.
 //!
 //! An import first checks the whole file — every bad row reported with its
 //! line number and reason, duplicates and conflicts with members already in
 //! the program included — and imports nothing unless every row is good;
 //! `--dry-run` stops after that check. Re-running an import adds nothing
-//! twice: members are found again by their identifiers, purchases by their
-//! order id.
+//! twice: members are found again by their identifiers (their opening
+//! balances by a key of the external id, booked in the member's chunk),
+//! purchases by their order id.
 
 use crate::config::DbArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::member::{Consent, ExternalId, MemberFields, NewMember};
+use sarafan_core::member::{Consent, MemberFields, NewMember};
 use sarafan_server::api::events::{parse as parse_event, EventRequest, EventType};
-use sarafan_store::ledger::{EventIn, ItemResult, MemberRef};
+use sarafan_store::ledger::{EventIn, ItemResult, LedgerContext};
+use sarafan_store::referrals::ReferralFilter;
 use sarafan_store::{ImportRow, MemberFilter, Store};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -68,6 +71,9 @@ pub enum ExportCommand {
     Members(ExportArgs),
     /// Every ledger posting of every member, with its reason.
     Statement(ExportArgs),
+    /// Every referral, oldest first: who invited whom, how, how far it got
+    /// and the points each side was granted.
+    Referrals(ExportArgs),
 }
 
 #[derive(Args)]
@@ -244,16 +250,11 @@ fn points_cell(raw: Option<&str>) -> Result<i64, String> {
     }
 }
 
-/// The customer and opening balance of a row with one.
-fn opening_row(
+/// A customer and their opening balance.
+fn member_row(
     record: &csv::StringRecord,
     idx: &[Option<usize>],
-) -> Result<Option<(String, i64)>, String> {
-    let points = points_cell(cell(record, idx, 8))?;
-    Ok((points > 0).then(|| (cell(record, idx, 0).unwrap_or_default().to_owned(), points)))
-}
-
-fn member_row(record: &csv::StringRecord, idx: &[Option<usize>]) -> Result<NewMember, String> {
+) -> Result<(NewMember, i64), String> {
     let c = |i| cell(record, idx, i);
     if c(0).is_none() {
         return Err(
@@ -262,7 +263,7 @@ fn member_row(record: &csv::StringRecord, idx: &[Option<usize>]) -> Result<NewMe
                 .into(),
         );
     }
-    points_cell(c(8))?;
+    let points = points_cell(c(8))?;
     let consent = Consent {
         email: flag("consent_email", c(5))?,
         sms: flag("consent_sms", c(6))?,
@@ -276,6 +277,7 @@ fn member_row(record: &csv::StringRecord, idx: &[Option<usize>]) -> Result<NewMe
         locale: c(4),
         consent,
     })
+    .map(|m| (m, points))
     .map_err(|e| e.to_string())
 }
 
@@ -387,10 +389,11 @@ async fn open(db: DbArgs, program: ProgramId) -> Result<Store> {
 /// import itself.
 async fn members_pass(
     store: &Store,
+    ctx: &LedgerContext,
     a: &ImportArgs,
     dry_run: bool,
 ) -> Result<(u64, sarafan_store::ImportTally)> {
-    let (tx, mut rx) = mpsc::channel::<Vec<(u64, NewMember)>>(4);
+    let (tx, mut rx) = mpsc::channel::<Vec<(u64, (NewMember, i64))>>(4);
     let reader = read_rows(
         &a.file,
         a.encoding,
@@ -405,14 +408,18 @@ async fn members_pass(
         while let Some(chunk) = rx.recv().await {
             let rows = chunk
                 .into_iter()
-                .map(|(line, member)| ImportRow { line, member })
+                .map(|(line, (member, points))| ImportRow {
+                    line,
+                    member,
+                    points,
+                })
                 .collect();
             if rows_tx.send(rows).await.is_err() {
                 break;
             }
         }
     });
-    let tally = store.import_members(a.program, rows_rx, dry_run).await?;
+    let tally = store.import_members(ctx, rows_rx, dry_run).await?;
     forward.await?;
     let (_, bad) = reader.await??;
     Ok((bad, tally))
@@ -420,7 +427,11 @@ async fn members_pass(
 
 async fn import_members(a: ImportArgs) -> Result<()> {
     let store = open(a.db.clone(), a.program).await?;
-    let (bad, check) = members_pass(&store, &a, true).await?;
+    let ctx = store
+        .ledger_context(a.program)
+        .await?
+        .context("--program: the program has no ledger context")?;
+    let (bad, check) = members_pass(&store, &ctx, &a, true).await?;
     for (line, reason) in &check.refused {
         eprintln!("line {line}: {reason}");
     }
@@ -435,75 +446,27 @@ async fn import_members(a: ImportArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let (_, done) = members_pass(&store, &a, false).await?;
+    let (_, done) = members_pass(&store, &ctx, &a, false).await?;
     for (line, reason) in &done.refused {
         eprintln!("line {line}: {reason} (changed since the check)");
+    }
+    for (line, reason) in &done.balances_refused {
+        eprintln!("line {line}: opening balance: {reason}");
     }
     println!(
         "imported {} member(s); {} were there already",
         done.created, done.existing
     );
-    opening_balances(&store, &a).await?;
+    println!(
+        "opening balances: {} booked; {} were booked before",
+        done.balances_booked, done.balances_replayed
+    );
     store.close().await;
-    Ok(())
-}
-
-/// Books each row's `points` as a grant keyed `opening:<external_id>`, so a
-/// re-run books nothing twice (and a changed balance is refused, not added).
-async fn opening_balances(store: &Store, a: &ImportArgs) -> Result<()> {
-    let ctx = store
-        .ledger_context(a.program)
-        .await?
-        .context("--program: no such program")?;
-    let asset = ctx.settings.earn_asset;
-    let (tx, mut rx) = mpsc::channel(4);
-    let reader = read_rows(
-        &a.file,
-        a.encoding,
-        &MEMBER_COLUMNS,
-        &["external_id"],
-        opening_row,
-        "balances",
-        tx,
-    )?;
-    let (mut booked, mut replayed, mut refused) = (0u64, 0u64, 0u64);
-    let at = sarafan_store::now();
-    while let Some(chunk) = rx.recv().await {
-        let mut lines = Vec::new();
-        let mut events = Vec::new();
-        for (line, row) in chunk {
-            let Some((ext, points)) = row else { continue };
-            let Ok(ext) = ExternalId::parse(&ext) else {
-                continue;
-            };
-            lines.push(line);
-            events.push(EventIn::grant(
-                format!("opening:{}", ext.as_str()),
-                MemberRef::External(ext),
-                at,
-                (asset, points),
-                "opening balance (imported)",
-                None,
-            ));
-        }
-        if events.is_empty() {
-            continue;
-        }
-        for (line, result) in lines.iter().zip(store.ingest(&ctx, &events).await?) {
-            match result {
-                ItemResult::Accepted(_) => booked += 1,
-                ItemResult::Replayed(_) => replayed += 1,
-                ItemResult::Rejected(e) => {
-                    refused += 1;
-                    eprintln!("line {line}: opening balance: {e}");
-                }
-            }
-        }
-    }
-    reader.await??;
-    println!("opening balances: {booked} booked; {replayed} were booked before");
-    if refused > 0 {
-        bail!("{refused} opening balance(s) refused (listed above)");
+    if !done.balances_refused.is_empty() {
+        bail!(
+            "{} opening balance(s) refused (listed above)",
+            done.balances_refused.len()
+        );
     }
     Ok(())
 }
@@ -609,9 +572,8 @@ async fn import_purchases(a: ImportArgs) -> Result<()> {
 }
 
 pub async fn export(cmd: ExportCommand) -> Result<()> {
-    let (a, statement) = match cmd {
-        ExportCommand::Members(a) => (a, false),
-        ExportCommand::Statement(a) => (a, true),
+    let a = match &cmd {
+        ExportCommand::Members(a) | ExportCommand::Statement(a) | ExportCommand::Referrals(a) => a,
     };
     let store = open(a.db.clone(), a.program).await?;
     let out: Box<dyn Write> = match &a.output {
@@ -621,6 +583,35 @@ pub async fn export(cmd: ExportCommand) -> Result<()> {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(out));
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{msg:12} {spinner} {human_pos} rows {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message("exporting");
+    match cmd {
+        ExportCommand::Members(_) => export_members(&store, a.program, &mut w, &bar, false).await?,
+        ExportCommand::Statement(_) => {
+            export_members(&store, a.program, &mut w, &bar, true).await?
+        }
+        ExportCommand::Referrals(_) => export_referrals(&store, a.program, &mut w, &bar).await?,
+    }
+    w.flush()?;
+    bar.finish_and_clear();
+    store.close().await;
+    Ok(())
+}
+
+type CsvOut<'a> = csv::Writer<std::io::BufWriter<Box<dyn Write + 'a>>>;
+
+/// Members (or, with `statement`, their ledger postings) a page at a time.
+async fn export_members(
+    store: &Store,
+    program: ProgramId,
+    w: &mut CsvOut<'_>,
+    bar: &ProgressBar,
+    statement: bool,
+) -> Result<()> {
     if statement {
         w.write_record([
             "member_id",
@@ -653,7 +644,7 @@ pub async fn export(cmd: ExportCommand) -> Result<()> {
     loop {
         let page = store
             .members(
-                a.program,
+                program,
                 &MemberFilter {
                     after,
                     limit: 500,
@@ -665,7 +656,7 @@ pub async fn export(cmd: ExportCommand) -> Result<()> {
             if statement {
                 let mut from = None;
                 loop {
-                    let lines = store.statement(a.program, m.id, from, 500).await?;
+                    let lines = store.statement(program, m.id, from, 500).await?;
                     for l in &lines {
                         w.write_record([
                             m.id.to_string(),
@@ -679,6 +670,7 @@ pub async fn export(cmd: ExportCommand) -> Result<()> {
                             l.reason.clone(),
                             rfc3339(l.created_at),
                         ])?;
+                        bar.inc(1);
                     }
                     // A transfer may hold several postings of one member: page by transfer.
                     match lines.last() {
@@ -700,6 +692,7 @@ pub async fn export(cmd: ExportCommand) -> Result<()> {
                     m.consent.messengers.to_string(),
                     rfc3339(m.created_at),
                 ])?;
+                bar.inc(1);
             }
         }
         match page.next {
@@ -707,8 +700,85 @@ pub async fn export(cmd: ExportCommand) -> Result<()> {
             None => break,
         }
     }
-    w.flush()?;
-    store.close().await;
+    Ok(())
+}
+
+/// Referrals a page at a time, each with both members' store ids and the
+/// points granted to each side (voided or clawed-back grants not counted).
+async fn export_referrals(
+    store: &Store,
+    program: ProgramId,
+    w: &mut CsvOut<'_>,
+    bar: &ProgressBar,
+) -> Result<()> {
+    w.write_record([
+        "referral_id",
+        "inviter_member_id",
+        "inviter_external_id",
+        "friend_member_id",
+        "friend_external_id",
+        "code",
+        "channel",
+        "status",
+        "touched_at",
+        "signed_up_at",
+        "qualified_at",
+        "rewarded_at",
+        "rejected_at",
+        "reject_reason",
+        "inviter_points",
+        "friend_points",
+    ])?;
+    let mut after = None;
+    loop {
+        let (page, next) = store
+            .referrals(
+                program,
+                &ReferralFilter {
+                    after,
+                    limit: 500,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let ids: Vec<MemberId> = page.iter().flat_map(|r| [r.referrer, r.friend]).collect();
+        let external = store.external_ids(program, &ids).await?;
+        let ext = |m: MemberId| external.get(&m).cloned().unwrap_or_default();
+        let time = |t: Option<time::OffsetDateTime>| t.map(rfc3339).unwrap_or_default();
+        for r in &page {
+            let points = |level: u8| {
+                r.rewards
+                    .iter()
+                    .filter(|x| x.level == level && x.kind == "points" && x.status == "granted")
+                    .map(|x| x.amount)
+                    .sum::<i64>()
+                    .to_string()
+            };
+            w.write_record([
+                r.id.to_string(),
+                r.referrer.to_string(),
+                ext(r.referrer),
+                r.friend.to_string(),
+                ext(r.friend),
+                r.code.clone().unwrap_or_default(),
+                r.channel.clone(),
+                r.status.as_str().to_owned(),
+                rfc3339(r.touched_at),
+                rfc3339(r.signed_up_at),
+                time(r.qualified_at),
+                time(r.rewarded_at),
+                time(r.rejected_at),
+                r.reject_reason.clone().unwrap_or_default(),
+                points(1),
+                points(0),
+            ])?;
+            bar.inc(1);
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
     Ok(())
 }
 

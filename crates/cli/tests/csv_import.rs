@@ -9,6 +9,21 @@ struct Db {
     _dir: tempfile::TempDir,
 }
 
+impl Db {
+    /// The same database opened in the test, for what the CLI cannot do.
+    async fn store(&self) -> sarafan_store::Store {
+        let flag = |name: &str| {
+            self.args
+                .iter()
+                .position(|a| a == name)
+                .map(|i| self.args[i + 1].clone())
+        };
+        let mut opts = sarafan_store::ConnectOptions::new(flag("--database-url").unwrap());
+        opts.pg_schema = flag("--pg-schema");
+        sarafan_store::Store::open(&opts).await.unwrap()
+    }
+}
+
 fn sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
@@ -305,6 +320,185 @@ fn purchases_book_once(db: Db) {
     ));
 }
 
+/// Referrals made the way the server makes them (attribution, then the
+/// friend's booked purchase moving the referral on) come out one row each,
+/// with both members' store ids and each side's points.
+fn referrals_export(db: Db) {
+    use sarafan_core::ids::{MemberId, ProgramId};
+    use sarafan_store::referrals::{FriendActivity, Touch};
+    let p = program(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let members = write(dir.path(), "m.csv", b"external_id\nINV\nF1\nF2\n");
+    assert!(run(&db, &["import", "members", "--program", &p, &members])
+        .status
+        .success());
+    let purchases = write(
+        dir.path(),
+        "p.csv",
+        b"order_id,external_id,amount,currency\nO1,F1,60000,RUB\n",
+    );
+    let id_of = |ext: &str| {
+        export_members(&db, &p)
+            .iter()
+            .find(|l| l.split(',').nth(1) == Some(ext))
+            .map(|l| MemberId(l.split(',').next().unwrap().parse().unwrap()))
+            .unwrap()
+    };
+    let (inviter, f1, f2) = (id_of("INV"), id_of("F1"), id_of("F2"));
+    let program_id = ProgramId(p.parse().unwrap());
+    let code = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = db.store().await;
+        let rules = serde_json::from_value(serde_json::json!({
+            "version": 0, "effective_from": "2026-01-01T00:00:00Z",
+            "qualifying": {"action": "purchase_at_least", "min_amount": 50000},
+            "hold_days": 14,
+            "tiers": [{"referrer": [{"kind": "points", "amount": 300}], "friend": {"kind": "points", "amount": 150}}]
+        }))
+        .unwrap();
+        store.add_referral_rules(program_id, &rules).await.unwrap();
+        let now = sarafan_store::now();
+        // The inviter's code, as their link carries it.
+        let code = store
+            .referral_code_for(program_id, inviter)
+            .await
+            .unwrap()
+            .unwrap()
+            .code
+            .to_string();
+        for (friend, code, channel) in [(f1, Some(code.clone()), "link"), (f2, None, "email")] {
+            let touch = Touch {
+                friend,
+                referrer: inviter,
+                code,
+                channel: channel.into(),
+                touched_at: now,
+                payment: None,
+                device: None,
+                ip: None,
+            };
+            store.attribute(program_id, &touch, now).await.unwrap();
+        }
+        store.close().await;
+        code
+    });
+    // F1's purchase is booked by the CLI; the server's step after booking
+    // moves F1's referral on.
+    assert!(
+        run(&db, &["import", "purchases", "--program", &p, &purchases])
+            .status
+            .success()
+    );
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = db.store().await;
+        let ctx = store.ledger_context(program_id).await.unwrap().unwrap();
+        store
+            .referral_activity(&ctx, &[FriendActivity::Acted(f1)])
+            .await
+            .unwrap();
+        store.close().await;
+    });
+
+    let out_file = dir.path().join("referrals.csv");
+    let o = run(
+        &db,
+        &[
+            "export",
+            "referrals",
+            "--program",
+            &p,
+            "--output",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+    let mut reader = csv::Reader::from_path(&out_file).unwrap();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows: Vec<std::collections::HashMap<String, String>> = reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(str::to_owned))
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let row = |friend: &str| {
+        rows.iter()
+            .find(|r| r["friend_external_id"] == friend)
+            .unwrap()
+    };
+    let (r1, r2) = (row("F1"), row("F2"));
+    for r in [r1, r2] {
+        assert_eq!(r["inviter_external_id"], "INV");
+        assert_eq!(r["inviter_member_id"], inviter.to_string());
+        assert!(!r["signed_up_at"].is_empty());
+    }
+    assert_eq!(r1["friend_member_id"], f1.to_string());
+    assert_eq!(
+        (
+            r1["code"].as_str(),
+            r1["channel"].as_str(),
+            r1["status"].as_str()
+        ),
+        (code.as_str(), "link", "rewarded")
+    );
+    assert!(
+        !r1["qualified_at"].is_empty() && !r1["rewarded_at"].is_empty(),
+        "{r1:?}"
+    );
+    assert_eq!(
+        (r1["inviter_points"].as_str(), r1["friend_points"].as_str()),
+        ("300", "150")
+    );
+    assert_eq!(
+        (
+            r2["code"].as_str(),
+            r2["channel"].as_str(),
+            r2["status"].as_str()
+        ),
+        ("", "email", "signed_up")
+    );
+    assert!(
+        r2["qualified_at"].is_empty() && r2["rejected_at"].is_empty(),
+        "{r2:?}"
+    );
+    assert_eq!(
+        (r2["inviter_points"].as_str(), r2["friend_points"].as_str()),
+        ("0", "0")
+    );
+
+    // An unknown program is named by its flag, and nothing is written.
+    let missing = uuid::Uuid::now_v7().to_string();
+    let o = run(
+        &db,
+        &[
+            "export",
+            "referrals",
+            "--program",
+            &missing,
+            "--output",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("--program: no program") && err.contains("sarafan program list"),
+        "{err}"
+    );
+    let o = run(&db, &["export", "referrals", "--program", "shop-1"]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("--program"), "{err}");
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {$(
         mod $name {
@@ -320,5 +514,6 @@ on_both!(
     bad_rows_are_reported_and_nothing_imported,
     import_is_idempotent_and_reads_bom_and_1251,
     repeats_across_chunks_are_found,
-    purchases_book_once
+    purchases_book_once,
+    referrals_export
 );

@@ -5,10 +5,16 @@
 //! contradicts a member is refused and named; nothing is ever overwritten.
 //! Imported customers are not welcomed: they are the store's customers
 //! already, so no `member.created` message is queued for them.
+//!
+//! A customer's balance at the store is booked in the same transaction as
+//! their chunk, through the ledger's batch path, as a grant keyed
+//! `opening:<external_id>`: an interrupted import never leaves a member
+//! without their balance, and a re-run books nothing twice.
 
+use crate::ledger::{book_in, EventIn, ItemResult, LedgerContext, MemberRef, Wanted};
 use crate::members::{differences, MemberRow, COLUMNS};
-use crate::{now, with_db, Member, Result, Store};
-use sarafan_core::ids::{MemberId, ProgramId};
+use crate::{now, with_db, Member, Result, Store, StoreError};
+use sarafan_core::ids::MemberId;
 use sarafan_core::member::{Email, ExternalId, NewMember, Phone};
 use sarafan_core::program::Locale;
 use std::collections::HashMap;
@@ -20,6 +26,8 @@ use tokio::sync::mpsc::Receiver;
 pub struct ImportRow {
     pub line: u64,
     pub member: NewMember,
+    /// The customer's balance at the store (0: none), booked once.
+    pub points: i64,
 }
 
 /// What an import did (or, in a dry run, would do).
@@ -30,6 +38,12 @@ pub struct ImportTally {
     pub existing: u64,
     /// Rows refused: their line and why.
     pub refused: Vec<(u64, String)>,
+    /// Opening balances booked now, and found booked by an earlier run.
+    pub balances_booked: u64,
+    pub balances_replayed: u64,
+    /// Opening balances the ledger refused (their member is imported):
+    /// their line and why.
+    pub balances_refused: Vec<(u64, String)>,
 }
 
 /// Members found so far by identifier, for the rows of one chunk.
@@ -64,13 +78,6 @@ impl Known {
         found.dedup();
         found.into_iter().map(|i| &self.members[i]).collect()
     }
-}
-
-fn in_list(column: &str, from: usize, n: usize) -> Option<String> {
-    (n > 0).then(|| {
-        let ps: Vec<String> = (from..from + n).map(|i| format!("${i}")).collect();
-        format!("{column} IN ({})", ps.join(", "))
-    })
 }
 
 /// What a read-only check remembers of the rows before the current chunk:
@@ -162,10 +169,11 @@ impl Store {
     /// included) and nothing is written.
     pub async fn import_members(
         &self,
-        program: ProgramId,
+        ctx: &LedgerContext,
         mut chunks: Receiver<Vec<ImportRow>>,
         dry_run: bool,
     ) -> Result<ImportTally> {
+        let program = ctx.program;
         let mut tally = ImportTally::default();
         let mut seen = SeenInFile::default();
         with_db!(self, write, |pool| {
@@ -183,35 +191,44 @@ impl Store {
                     .iter()
                     .filter_map(|r| r.member.phone.as_ref().map(Phone::as_str))
                     .collect();
-                let conditions: Vec<String> = [
-                    in_list("external_id", 2, ext.len()),
-                    in_list("email", 2 + ext.len(), emails.len()),
-                    in_list("phone", 2 + ext.len() + emails.len(), phones.len()),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
                 let mut known = Known::default();
-                if !conditions.is_empty() {
-                    // One SELECT per identifier, each on its own unique index:
-                    // SQLite plans `a IN .. OR b IN ..` as a scan of the table.
-                    let sql = conditions
-                        .iter()
-                        .map(|c| {
-                            format!("SELECT {COLUMNS} FROM members WHERE program_id = $1 AND {c}")
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" UNION ");
-                    let mut q = sqlx::query_as::<_, MemberRow>(&sql).bind(program.0);
-                    for v in ext.iter().chain(&emails).chain(&phones) {
-                        q = q.bind(*v);
+                // One SELECT per identifier, each on its own unique index
+                // (SQLite plans `a IN .. OR b IN ..` as a scan of the
+                // table). The builder's placeholders are SQLite's anonymous
+                // `?`: sqlx looks each named `$n` up by a linear scan, which
+                // made binding thousands of them quadratic.
+                let mut q = sqlx::QueryBuilder::new("");
+                let mut any = false;
+                for (column, values) in [
+                    ("external_id", &ext),
+                    ("email", &emails),
+                    ("phone", &phones),
+                ] {
+                    if values.is_empty() {
+                        continue;
                     }
-                    for row in q.fetch_all(&mut *tx).await? {
+                    if any {
+                        q.push(" UNION ");
+                    }
+                    any = true;
+                    q.push(format!("SELECT {COLUMNS} FROM members WHERE program_id = "))
+                        .push_bind(program.0)
+                        .push(format!(" AND {column} IN ("));
+                    let mut list = q.separated(", ");
+                    for v in values.iter() {
+                        list.push_bind(*v);
+                    }
+                    q.push(")");
+                }
+                if any {
+                    for row in q.build_query_as::<MemberRow>().fetch_all(&mut *tx).await? {
                         known.add(Member::try_from(row)?);
                     }
                 }
                 let at = now();
                 let mut fresh: Vec<(MemberId, &NewMember)> = Vec::new();
+                // Rows imported now or found imported: their balances are booked.
+                let mut kept: Vec<&ImportRow> = Vec::new();
                 for r in &rows {
                     if dry_run {
                         if let Some(why) = seen.conflict(r) {
@@ -227,6 +244,7 @@ impl Store {
                         [] => {
                             let id = MemberId::generate();
                             fresh.push((id, &r.member));
+                            kept.push(r);
                             if dry_run {
                                 seen.add(r);
                                 continue;
@@ -250,6 +268,7 @@ impl Store {
                             let diff = differences(&r.member, one);
                             if diff.is_empty() {
                                 tally.existing += 1;
+                                kept.push(r);
                                 if dry_run {
                                     seen.add(r);
                                 }
@@ -278,33 +297,52 @@ impl Store {
                     continue;
                 }
                 for part in fresh.chunks(1000) {
-                    let values: Vec<String> = (0..part.len())
-                        .map(|i| {
-                            let b = 3 + i * 9;
-                            format!(
-                                "($1, ${}, ${}, ${}, ${}, ${}, ${}, 'active', ${}, ${}, ${}, $2, $2, NULL)",
-                                b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                    let mut q =
+                        sqlx::QueryBuilder::new(format!("INSERT INTO members ({COLUMNS}) "));
+                    q.push_values(part, |mut b, (id, m)| {
+                        b.push_bind(program.0)
+                            .push_bind(id.0)
+                            .push_bind(m.external_id.as_ref().map(ExternalId::as_str))
+                            .push_bind(m.email.as_ref().map(Email::as_str))
+                            .push_bind(m.phone.as_ref().map(Phone::as_str))
+                            .push_bind(m.name.as_deref())
+                            .push_bind(m.locale.as_ref().map(Locale::as_str))
+                            .push("'active'")
+                            .push_bind(m.consent.email)
+                            .push_bind(m.consent.sms)
+                            .push_bind(m.consent.messengers)
+                            .push_bind(at)
+                            .push_bind(at)
+                            .push("NULL");
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let (lines, grants): (Vec<u64>, Vec<EventIn>) = kept
+                    .iter()
+                    .filter_map(|r| opening_grant(ctx, r, at))
+                    .unzip();
+                if !grants.is_empty() {
+                    // Keys checked up front: a re-run finds its grants booked.
+                    let mut wanted = Wanted::of(ctx, &grants);
+                    wanted.check_keys = true;
+                    let results =
+                        book_in(&mut *tx, ctx, &grants, &wanted)
+                            .await?
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(
+                                "an opening balance was booked by another writer during the import"
+                                    .into(),
                             )
-                        })
-                        .collect();
-                    let sql = format!(
-                        "INSERT INTO members ({COLUMNS}) VALUES {}",
-                        values.join(", ")
-                    );
-                    let mut q = sqlx::query(&sql).bind(program.0).bind(at);
-                    for (id, m) in part {
-                        q = q
-                            .bind(id.0)
-                            .bind(m.external_id.as_ref().map(ExternalId::as_str))
-                            .bind(m.email.as_ref().map(Email::as_str))
-                            .bind(m.phone.as_ref().map(Phone::as_str))
-                            .bind(m.name.as_deref())
-                            .bind(m.locale.as_ref().map(Locale::as_str))
-                            .bind(m.consent.email)
-                            .bind(m.consent.sms)
-                            .bind(m.consent.messengers);
+                            })?;
+                    for (line, result) in lines.into_iter().zip(results) {
+                        match result {
+                            ItemResult::Accepted(_) => tally.balances_booked += 1,
+                            ItemResult::Replayed(_) => tally.balances_replayed += 1,
+                            ItemResult::Rejected(e) => {
+                                tally.balances_refused.push((line, e.to_string()))
+                            }
+                        }
                     }
-                    q.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 tx = pool.begin().await?;
@@ -313,4 +351,27 @@ impl Store {
         });
         Ok(tally)
     }
+}
+
+/// The grant of a row's opening balance, if it has one.
+fn opening_grant(
+    ctx: &LedgerContext,
+    r: &ImportRow,
+    at: time::OffsetDateTime,
+) -> Option<(u64, EventIn)> {
+    let ext = r.member.external_id.as_ref().filter(|_| r.points > 0)?;
+    Some((
+        r.line,
+        EventIn::grant(
+            format!("opening:{}", ext.as_str()),
+            // By external id, as the key: the request (and so the
+            // fingerprint a re-run is compared by) names the customer the
+            // store's way.
+            MemberRef::External(ext.clone()),
+            at,
+            (ctx.settings.earn_asset, r.points),
+            "opening balance (imported)",
+            None,
+        ),
+    ))
 }

@@ -7,6 +7,7 @@ use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::member::{Consent, Email, ExternalId, MemberStatus, NewMember, Phone};
 use sarafan_core::outbox::Topic;
 use sarafan_core::program::Locale;
+use std::collections::HashMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -296,6 +297,34 @@ impl Store {
                 .await?
         });
         row.map(Member::try_from).transpose()
+    }
+
+    /// The store's ids of these members (those that have one), in one
+    /// query: exports name members as the store knows them.
+    pub async fn external_ids(
+        &self,
+        program: ProgramId,
+        members: &[MemberId],
+    ) -> Result<HashMap<MemberId, String>> {
+        if members.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(Uuid, String)> = with_db!(self, read, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT member_id, external_id FROM members WHERE external_id IS NOT NULL AND program_id = ",
+            );
+            q.push_bind(program.0).push(" AND member_id IN (");
+            let mut list = q.separated(", ");
+            for m in members {
+                list.push_bind(m.0);
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, ext)| (MemberId(id), ext))
+            .collect())
     }
 
     pub async fn members(&self, program: ProgramId, f: &MemberFilter) -> Result<MemberPage> {

@@ -11,8 +11,10 @@ mod reads;
 mod rules;
 mod writes;
 
+pub(crate) use ingest::Wanted;
 pub use ingest::{
     EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef,
 };
+pub(crate) use reads::book_in;
 pub use reads::{LedgerTotals, MemberBalance, StatementLine};
 pub use rules::RuleVersion;

@@ -94,62 +94,14 @@ impl Store {
         for check_keys in [false, true] {
             wanted.check_keys = check_keys;
             let booked = with_db!(self, write, |pool| {
-                let t0 = std::time::Instant::now();
                 let mut tx = pool.begin().await?;
-                let mut loaded = LedgerIo::load_batch(&mut *tx, ctx.program, &wanted).await?;
-                let mailable = std::mem::take(&mut loaded.mailable);
-                let t1 = std::time::Instant::now();
-                let (mut results, rows) = plan(ctx, events, loaded);
-                let t2 = std::time::Instant::now();
-                if !LedgerIo::write_batch(&mut *tx, &rows).await? {
-                    tx.rollback().await?;
-                    None
-                } else {
-                    // Unchecked, a replay may look like a bad event (a refund
-                    // booked already exceeds what is left of its order): the
-                    // refused items' keys alone are looked up now. The
-                    // accepted items were new (their inserts did not
-                    // conflict), so the refusals of new keys stand.
-                    let refused: Vec<String> = results
-                        .iter()
-                        .zip(events)
-                        .filter(|(r, _)| matches!(r, ItemResult::Rejected(_)))
-                        .map(|(_, e)| e.key.clone())
-                        .collect();
-                    if !check_keys && !refused.is_empty() {
-                        let lookup = Wanted {
-                            keys: refused,
-                            check_keys: true,
-                            ..Wanted::default()
-                        };
-                        let seen = LedgerIo::load_batch(&mut *tx, ctx.program, &lookup).await?;
-                        for (r, e) in results.iter_mut().zip(events) {
-                            if let (ItemResult::Rejected(_), Some(saved)) =
-                                (&r, seen.existing.get(&e.key))
-                            {
-                                *r = replay_of(e, saved);
-                            }
-                        }
-                    }
-                    // In the same transaction: a rolled-back batch tells
-                    // nobody, and a replay (not accepted) tells nobody again.
-                    let messages = outgoing(ctx, events, &results, &mailable);
-                    if !messages.is_empty() {
-                        tx.enqueue(ctx.program, &messages).await?;
-                    }
-                    let t3 = std::time::Instant::now();
+                let booked = book_in(&mut *tx, ctx, events, &wanted).await?;
+                if booked.is_some() {
                     tx.commit().await?;
-                    tracing::debug!(
-                        events = events.len(),
-                        check_keys,
-                        load_ms = (t1 - t0).as_secs_f64() * 1e3,
-                        plan_ms = (t2 - t1).as_secs_f64() * 1e3,
-                        write_ms = (t3 - t2).as_secs_f64() * 1e3,
-                        commit_ms = t3.elapsed().as_secs_f64() * 1e3,
-                        "ledger batch"
-                    );
-                    Some(results)
+                } else {
+                    tx.rollback().await?;
                 }
+                booked
             });
             if let Some(results) = booked {
                 return Ok(results);
@@ -335,4 +287,63 @@ impl Store {
             .map(|(a, b, s)| format!("balance {a} is {b} but its postings sum to {s}"))
             .collect())
     }
+}
+
+/// Books `events` in the caller's open transaction, with the messages they
+/// cause. `None`: planned without looking keys up (`wanted.check_keys`
+/// off), an event's key turned out booked already; the caller rolls back
+/// and books again with keys checked.
+pub(crate) async fn book_in<C: LedgerIo + Enqueue>(
+    conn: &mut C,
+    ctx: &LedgerContext,
+    events: &[EventIn],
+    wanted: &Wanted,
+) -> Result<Option<Vec<ItemResult>>> {
+    let t0 = std::time::Instant::now();
+    let mut loaded = conn.load_batch(ctx.program, wanted).await?;
+    let mailable = std::mem::take(&mut loaded.mailable);
+    let t1 = std::time::Instant::now();
+    let (mut results, rows) = plan(ctx, events, loaded);
+    let t2 = std::time::Instant::now();
+    if !conn.write_batch(&rows).await? {
+        return Ok(None);
+    }
+    // Unchecked, a replay may look like a bad event (a refund booked
+    // already exceeds what is left of its order): the refused items' keys
+    // alone are looked up now. The accepted items were new (their inserts
+    // did not conflict), so the refusals of new keys stand.
+    let refused: Vec<String> = results
+        .iter()
+        .zip(events)
+        .filter(|(r, _)| matches!(r, ItemResult::Rejected(_)))
+        .map(|(_, e)| e.key.clone())
+        .collect();
+    if !wanted.check_keys && !refused.is_empty() {
+        let lookup = Wanted {
+            keys: refused,
+            check_keys: true,
+            ..Wanted::default()
+        };
+        let seen = conn.load_batch(ctx.program, &lookup).await?;
+        for (r, e) in results.iter_mut().zip(events) {
+            if let (ItemResult::Rejected(_), Some(saved)) = (&r, seen.existing.get(&e.key)) {
+                *r = replay_of(e, saved);
+            }
+        }
+    }
+    // In the same transaction: a rolled-back batch tells nobody, and a
+    // replay (not accepted) tells nobody again.
+    let messages = outgoing(ctx, events, &results, &mailable);
+    if !messages.is_empty() {
+        conn.enqueue(ctx.program, &messages).await?;
+    }
+    tracing::debug!(
+        events = events.len(),
+        check_keys = wanted.check_keys,
+        load_ms = (t1 - t0).as_secs_f64() * 1e3,
+        plan_ms = (t2 - t1).as_secs_f64() * 1e3,
+        write_ms = t2.elapsed().as_secs_f64() * 1e3,
+        "ledger batch"
+    );
+    Ok(Some(results))
 }
