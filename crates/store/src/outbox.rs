@@ -198,7 +198,7 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
 }
 
 macro_rules! impl_enqueue {
-    ($conn:ty) => {
+    ($conn:ty, $db:ty) => {
         impl Enqueue for $conn {
             async fn enqueue(&mut self, program: ProgramId, events: &[Outgoing]) -> Result<usize> {
                 if events.is_empty() {
@@ -225,16 +225,18 @@ macro_rules! impl_enqueue {
                 members.dedup();
                 let mut mailable = Vec::new();
                 for chunk in members.chunks(INSERT_CHUNK) {
-                    let sql = format!(
-                        "SELECT member_id FROM members WHERE program_id = $1 AND status = 'active' \
-                         AND consent_email AND email IS NOT NULL AND member_id IN ({})",
-                        placeholders(2, chunk.len())
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT member_id FROM members WHERE program_id = ",
                     );
-                    let mut q = sqlx::query_scalar::<_, Uuid>(&sql).bind(program.0);
+                    q.push_bind(program.0).push(
+                        " AND status = 'active' AND consent_email AND email IS NOT NULL AND member_id IN (",
+                    );
+                    let mut list = q.separated(", ");
                     for m in chunk {
-                        q = q.bind(*m);
+                        list.push_bind(*m);
                     }
-                    mailable.extend(q.fetch_all(&mut *self).await?);
+                    q.push(")");
+                    mailable.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *self).await?);
                 }
                 // A purchase's mail is a reminder to share: at most one per
                 // member per SHARE_REMINDER_EVERY, not one per coffee.
@@ -242,42 +244,45 @@ macro_rules! impl_enqueue {
                 if events.iter().any(|e| e.topic == Topic::PurchaseProcessed) {
                     let since = unix_ms(at - SHARE_REMINDER_EVERY);
                     for chunk in mailable.chunks(INSERT_CHUNK) {
-                        let sql = format!(
-                            "SELECT DISTINCT member_id FROM outbox WHERE program_id = $1 \
-                             AND channel = 'email' AND topic = 'purchase.processed' \
-                             AND due_ms >= $2 AND member_id IN ({})",
-                            placeholders(3, chunk.len())
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT DISTINCT member_id FROM outbox WHERE program_id = ",
                         );
-                        let mut q = sqlx::query_scalar::<_, Uuid>(&sql).bind(program.0).bind(since);
+                        q.push_bind(program.0)
+                            .push(" AND channel = 'email' AND topic = 'purchase.processed' AND due_ms >= ")
+                            .push_bind(since)
+                            .push(" AND member_id IN (");
+                        let mut list = q.separated(", ");
                         for m in chunk {
-                            q = q.bind(*m);
+                            list.push_bind(*m);
                         }
-                        reminded.extend(q.fetch_all(&mut *self).await?);
+                        q.push(")");
+                        reminded.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *self).await?);
                     }
                 }
                 let rows = fan_out(program, events, &endpoints, &mailable, &reminded, at)?;
                 let due = at.unix_timestamp_nanos() as i64 / 1_000_000;
+                // Built with `push_bind`: `?` placeholders on SQLite, where
+                // sqlx looks each `$n` up by a scan over all of them.
                 for chunk in rows.chunks(INSERT_CHUNK) {
-                    let values = (0..chunk.len())
-                        .map(|i| format!("({}, 'pending', $2, $1, 0, 0)", placeholders(3 + i * 7, 7)))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let sql = format!(
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO outbox (message_id, channel, topic, endpoint_id, member_id, payload, \
-                         program_id, status, due_ms, created_at, attempts, tries) VALUES {values}"
+                         program_id, status, due_ms, created_at, attempts, tries) ",
                     );
-                    let mut q = sqlx::query(&sql).bind(at).bind(due);
-                    for r in chunk {
-                        q = q
-                            .bind(r.id)
-                            .bind(r.channel)
-                            .bind(r.topic)
-                            .bind(r.endpoint)
-                            .bind(r.member)
-                            .bind(&r.payload)
-                            .bind(program.0);
-                    }
-                    q.execute(&mut *self).await?;
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.id)
+                            .push_bind(r.channel)
+                            .push_bind(r.topic)
+                            .push_bind(r.endpoint)
+                            .push_bind(r.member)
+                            .push_bind(&r.payload)
+                            .push_bind(program.0)
+                            .push("'pending'")
+                            .push_bind(due)
+                            .push_bind(at)
+                            .push("0")
+                            .push("0");
+                    });
+                    q.build().execute(&mut *self).await?;
                 }
                 Ok(rows.len())
             }
@@ -310,8 +315,8 @@ macro_rules! impl_enqueue {
     };
 }
 
-impl_enqueue!(sqlx::SqliteConnection);
-impl_enqueue!(sqlx::PgConnection);
+impl_enqueue!(sqlx::SqliteConnection, sqlx::Sqlite);
+impl_enqueue!(sqlx::PgConnection, sqlx::Postgres);
 
 /// Unix milliseconds, the outbox's scheduling clock.
 pub fn unix_ms(t: OffsetDateTime) -> i64 {
