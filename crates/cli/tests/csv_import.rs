@@ -207,6 +207,13 @@ fn import_is_idempotent_and_reads_bom_and_1251(db: Db) {
         postings[0].contains(",C1,") && postings[0].contains(",opening:C1,points,500,"),
         "{out}"
     );
+    // A balance carried over is not news: C1 takes e-mail, yet nothing was
+    // queued to mail or to webhooks.
+    let counts = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let program = sarafan_core::ids::ProgramId(p.parse().unwrap());
+        db.store().await.bench_ledger_counts(program).await.unwrap()
+    });
+    assert!(counts.contains(&("outbox", 0)), "{counts:?}");
 
     // Bytes that are neither UTF-8 nor Cyrillic letters: a clear error naming the fix.
     let file = write(

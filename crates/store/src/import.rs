@@ -11,7 +11,7 @@
 //! `opening:<external_id>`: an interrupted import never leaves a member
 //! without their balance, and a re-run books nothing twice.
 
-use crate::ledger::{book_in, EventIn, ItemResult, LedgerContext, MemberRef, Wanted};
+use crate::ledger::{book_in, Announce, EventIn, ItemResult, LedgerContext, MemberRef, Wanted};
 use crate::members::{differences, MemberRow, COLUMNS};
 use crate::{now, with_db, Member, Result, Store, StoreError};
 use sarafan_core::ids::MemberId;
@@ -325,15 +325,14 @@ impl Store {
                     // Keys checked up front: a re-run finds its grants booked.
                     let mut wanted = Wanted::of(ctx, &grants);
                     wanted.check_keys = true;
-                    let results =
-                        book_in(&mut *tx, ctx, &grants, &wanted)
-                            .await?
-                            .ok_or_else(|| {
-                                StoreError::Corrupt(
+                    let results = book_in(&mut *tx, ctx, &grants, &wanted, Announce::No)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(
                                 "an opening balance was booked by another writer during the import"
                                     .into(),
                             )
-                            })?;
+                        })?;
                     for (line, result) in lines.into_iter().zip(results) {
                         match result {
                             ItemResult::Accepted(_) => tally.balances_booked += 1,

@@ -15,6 +15,6 @@ pub(crate) use ingest::Wanted;
 pub use ingest::{
     EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef,
 };
-pub(crate) use reads::book_in;
+pub(crate) use reads::{book_in, Announce};
 pub use reads::{LedgerTotals, MemberBalance, StatementLine};
 pub use rules::RuleVersion;

@@ -95,7 +95,7 @@ impl Store {
             wanted.check_keys = check_keys;
             let booked = with_db!(self, write, |pool| {
                 let mut tx = pool.begin().await?;
-                let booked = book_in(&mut *tx, ctx, events, &wanted).await?;
+                let booked = book_in(&mut *tx, ctx, events, &wanted, Announce::Yes).await?;
                 if booked.is_some() {
                     tx.commit().await?;
                 } else {
@@ -289,6 +289,14 @@ impl Store {
     }
 }
 
+/// Whether booked events are told to webhooks and members (the outbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announce {
+    Yes,
+    /// Balances carried over from the store's old system: not news to anyone.
+    No,
+}
+
 /// Books `events` in the caller's open transaction, with the messages they
 /// cause. `None`: planned without looking keys up (`wanted.check_keys`
 /// off), an event's key turned out booked already; the caller rolls back
@@ -298,6 +306,7 @@ pub(crate) async fn book_in<C: LedgerIo + Enqueue>(
     ctx: &LedgerContext,
     events: &[EventIn],
     wanted: &Wanted,
+    announce: Announce,
 ) -> Result<Option<Vec<ItemResult>>> {
     let t0 = std::time::Instant::now();
     let mut loaded = conn.load_batch(ctx.program, wanted).await?;
@@ -333,7 +342,10 @@ pub(crate) async fn book_in<C: LedgerIo + Enqueue>(
     }
     // In the same transaction: a rolled-back batch tells nobody, and a
     // replay (not accepted) tells nobody again.
-    let messages = outgoing(ctx, events, &results, &mailable);
+    let messages = match announce {
+        Announce::Yes => outgoing(ctx, events, &results, &mailable),
+        Announce::No => Vec::new(),
+    };
     if !messages.is_empty() {
         conn.enqueue(ctx.program, &messages).await?;
     }
