@@ -37,7 +37,7 @@ use utoipa::{Modify, OpenApi};
         mail_templates::list, mail_templates::get, mail_templates::put, mail_templates::delete,
         voice::list, voice::put, voice::delete,
     ),
-    components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::PointsExpiringData, webhooks::WebhookMember)),
+    components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::PointsExpiringData, webhooks::ReferralQualifiedData, webhooks::WebhookMember)),
     modifiers(&BearerAuth),
     tags(
         (name = "program", description = "The program (tenant) the key belongs to"),

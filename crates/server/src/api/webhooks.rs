@@ -318,7 +318,8 @@ pub struct WebhookPayload {
     pub program_id: Uuid,
     /// Depends on `type`: `member.created` carries [`MemberCreatedData`],
     /// `purchase.processed` [`PurchaseProcessedData`], `reward.earned`
-    /// [`RewardEarnedData`], `points.expiring` [`PointsExpiringData`].
+    /// [`RewardEarnedData`], `points.expiring` [`PointsExpiringData`],
+    /// `referral.qualified` [`ReferralQualifiedData`].
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
@@ -384,6 +385,29 @@ pub struct PointsExpiringData {
     pub expires_on: String,
     /// Days from the notice to that day.
     pub days: i64,
+}
+
+/// `data` of `referral.qualified`, to the inviter: a referred friend's
+/// action (their first purchase, by default) qualified the referral and its
+/// rewards were made. Sent once per referral; also the "your friend joined"
+/// e-mail.
+#[derive(Serialize, ToSchema)]
+pub struct ReferralQualifiedData {
+    pub referral_id: Uuid,
+    /// The inviter.
+    pub member_id: Uuid,
+    pub friend_id: Uuid,
+    pub friend_name: Option<String>,
+    /// Where the friend came from (`telegram`, `code`, …).
+    pub channel: String,
+    pub qualified_at: String,
+    /// The qualifying order, when a purchase qualified.
+    pub order_id: Option<String>,
+    /// `points` or `cashback` of the inviter's reward; null when it is of
+    /// another kind (a coupon) or withheld.
+    pub asset: Option<String>,
+    /// Points (or cashback minor units) the inviter's reward brought.
+    pub points: i64,
 }
 
 /// A member as webhooks describe them.

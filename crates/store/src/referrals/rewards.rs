@@ -8,14 +8,17 @@ use super::{
     micros, Referral, ReferralRow, RewardRecord, RewardRow, REFERRAL_COLUMNS, REWARD_COLUMNS,
 };
 use crate::ledger::{EventIn, ItemResult, LedgerContext, MemberRef};
+use crate::outbox::{Enqueue, Outgoing};
 use crate::{now, with_db, Result, Store};
 use rand::Rng;
 use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::outbox::Topic;
 use sarafan_core::referral::graph;
 use sarafan_core::referral::rules::{active_version, Action, ActionKind, LimitHit, Qualifying};
 use sarafan_core::referral::{Payout, ReferralRules, ReferralState, Reward};
 use sqlx::types::Json;
 use std::collections::{HashMap, HashSet};
+use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -248,6 +251,38 @@ impl Store {
         Ok(())
     }
 
+    /// `referral.qualified` for the inviter: who joined, on what, and the
+    /// points or cashback the inviter's own reward brought (0 for a reward of
+    /// another kind, or one withheld).
+    fn qualified_message(
+        referral: &Referral,
+        friend_name: Option<String>,
+        action: &Action,
+        order_key: Option<&str>,
+        rewards: &[NewReward],
+    ) -> Outgoing {
+        let mine = rewards
+            .iter()
+            .filter(|r| r.member == referral.referrer && r.status == "granted")
+            .find_map(|r| r.reward.as_ref()?.ledger());
+        let at = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        Outgoing::new(
+            Topic::ReferralQualified,
+            Some(referral.referrer),
+            serde_json::json!({
+                "referral_id": referral.id,
+                "member_id": referral.referrer,
+                "friend_id": referral.friend,
+                "friend_name": friend_name,
+                "channel": referral.channel,
+                "qualified_at": at(action.at),
+                "order_id": order_key,
+                "asset": mine.map(|(asset, _)| asset),
+                "points": mine.map_or(0, |(_, points)| points),
+            }),
+        )
+    }
+
     /// Makes the rewards of one qualified referral.
     async fn reward(
         &self,
@@ -359,7 +394,7 @@ impl Store {
         };
         self.write_rewards(
             ctx.program,
-            referral.id,
+            referral,
             status,
             action,
             order_key.as_deref(),
@@ -401,7 +436,7 @@ impl Store {
     async fn write_rewards(
         &self,
         program: ProgramId,
-        referral: Uuid,
+        referral: &Referral,
         status: ReferralState,
         action: &Action,
         order_key: Option<&str>,
@@ -421,7 +456,7 @@ impl Store {
                  WHERE program_id = $1 AND referral_id = $2 AND status = 'signed_up'",
             )
             .bind(program.0)
-            .bind(referral)
+            .bind(referral.id)
             .bind(status.as_str())
             .bind(micros(action.at))
             .bind((status == ReferralState::Rewarded).then_some(at))
@@ -459,7 +494,7 @@ impl Store {
                     )
                     .bind(program.0)
                     .bind(Uuid::now_v7())
-                    .bind(referral)
+                    .bind(referral.id)
                     .bind(r.member.0)
                     .bind(i32::from(r.level))
                     .bind(kind)
@@ -477,6 +512,22 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+            }
+            if moved == 1 && status == ReferralState::Rewarded {
+                // In the same transaction: the inviter hears once, exactly
+                // when the referral moved (a webhook and the "your friend
+                // joined" mail).
+                let friend_name: Option<String> = sqlx::query_scalar(
+                    "SELECT name FROM members WHERE program_id = $1 AND member_id = $2",
+                )
+                .bind(program.0)
+                .bind(referral.friend.0)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
+                let message =
+                    Self::qualified_message(referral, friend_name, action, order_key, rewards);
+                (&mut *tx).enqueue(program, &[message]).await?;
             }
             tx.commit().await?;
         });

@@ -1,7 +1,8 @@
 //! E-mail: an SMTP sink receives the automated messages, in the member's
 //! language; consent, unsubscribe links and quiet hours are honoured.
 
-use super::support::{worker, SmtpSink};
+use super::support::{worker, Behaviour, Receiver, SmtpSink};
+use super::webhooks::subscribe;
 use crate::helpers::{json, Db, TestApp};
 use crate::on_both_databases;
 use mailparse::{MailHeaderMap, ParsedMail};
@@ -15,7 +16,8 @@ use std::time::Duration;
 on_both_databases!(
     welcome_and_reward_mails_per_locale,
     consent_and_unsubscribe_are_honoured,
-    quiet_hours_delay_mail
+    quiet_hours_delay_mail,
+    friend_joined_mail_when_the_referral_qualifies
 );
 
 pub(super) fn smtp(sink: &SmtpSink) -> Mailer {
@@ -279,4 +281,81 @@ async fn quiet_hours_delay_mail(db: Db) {
         due > time::OffsetDateTime::now_utc() + Duration::from_secs(3600),
         "due {due}"
     );
+}
+
+/// A friend's first purchase qualifies the referral: the inviter gets the
+/// "your friend joined" mail with the friend's name and the points, once,
+/// and a webhook subscribed to `referral.qualified` gets the event.
+async fn friend_joined_mail_when_the_referral_qualifies(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let sink = SmtpSink::start().await;
+    let receiver = Receiver::start(Behaviour::Ok).await;
+    subscribe(&app, &receiver, json!(["referral.qualified"])).await;
+    let resp = app
+        .post(
+            "/api/v1/referral-rules",
+            json!({"effective_from": "2020-01-01T00:00:00Z", "qualifying": {"action": "first_purchase"},
+                   "tiers": [{"referrer": [{"kind": "points", "amount": 300}]}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let anna = app
+        .member(json!({"email": "anna@example.com", "name": "Анна", "locale": "ru", "consent": {"email": true}}))
+        .await;
+    let code = json(app.get(&format!("/api/v1/members/{anna}/referral")).await).await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let boris = app
+        .post(
+            "/api/v1/members",
+            json!({"email": "boris@example.com", "name": "Борис", "referral": {"code": code}}),
+        )
+        .await;
+    assert_eq!(boris.status(), 201);
+    let boris = json(boris).await["id"].as_str().unwrap().to_owned();
+    let _worker = worker(&app.store, smtp(&sink), 5, Duration::from_secs(5));
+    for order in ["order-1", "order-1", "order-2"] {
+        let resp = app
+            .post(
+                "/api/v1/events",
+                json!({"type": "purchase", "id": order, "member_id": boris, "amount": 150000, "currency": "RUB"}),
+            )
+            .await;
+        assert!(resp.status().is_success());
+    }
+    // Anna's welcome, her reward and the news; Boris took no e-mail.
+    let mails: Vec<Mail> = sink.wait_for(3).await.iter().map(|r| parse(r)).collect();
+    assert!(mails.iter().all(|m| m.to.contains("anna@example.com")));
+    let news = mails
+        .iter()
+        .find(|m| m.subject.starts_with("Ваш друг"))
+        .expect("the friend-joined mail");
+    assert!(news.to.contains("anna@example.com"), "{}", news.to);
+    assert_eq!(news.subject, "Ваш друг присоединился к Test Coffee");
+    assert!(
+        news.text
+            .contains("Борис присоединился к программе «Test Coffee» по вашей ссылке. Вам начислено баллов: 300."),
+        "{}",
+        news.text
+    );
+    let hooks = receiver.wait_for(1).await;
+    assert!(hooks[0].verified && hooks[0].acked);
+    let body: serde_json::Value = serde_json::from_slice(&hooks[0].body).unwrap();
+    assert_eq!(body["type"], "referral.qualified", "{body}");
+    let data = &body["data"];
+    assert_eq!(
+        (
+            data["member_id"].as_str(),
+            data["friend_id"].as_str(),
+            data["points"].as_i64()
+        ),
+        (Some(&*anna), Some(&*boris), Some(300)),
+        "{data}"
+    );
+    assert_eq!(data["order_id"], "order-1");
+    // The replay and the second order told nobody again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.messages().len(), 3);
+    assert_eq!(receiver.received().len(), 1);
 }
