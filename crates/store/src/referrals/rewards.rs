@@ -527,7 +527,7 @@ impl Store {
                 .flatten();
                 let message =
                     Self::qualified_message(referral, friend_name, action, order_key, rewards);
-                (&mut *tx).enqueue(program, &[message]).await?;
+                tx.enqueue(program, &[message]).await?;
             }
             tx.commit().await?;
         });
