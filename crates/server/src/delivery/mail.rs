@@ -238,7 +238,12 @@ fn sample_data(name: &str) -> serde_json::Value {
             "phone": "+79991234567", "name": "Anna", "locale": "en",
             "consent": {"email": true, "sms": false, "messengers": false},
         }}),
-        "friend_joined" => json!({"friend_name": "Boris", "points": 300}),
+        "friend_joined" => json!({
+            "referral_id": "0193c3a4-7b2e-7c1a-9f00-000000000001", "member_id": member,
+            "friend_id": "0193c3a4-7b2e-7c1a-9f00-000000000002", "friend_name": "Boris",
+            "channel": "telegram", "qualified_at": at, "order_id": "A-1001",
+            "asset": "points", "points": 300,
+        }),
         "reward_earned" => json!({
             "key": "referral:0193c3a4-7b2e-7c1a-9f00-000000000001:1", "member_id": member,
             "occurred_at": at, "asset": "points", "points": 300, "reason": "friend's first order",
