@@ -141,28 +141,13 @@ where
 /// `$lock` the statement that serialises a program's ledger writers (SQLite
 /// needs none: it has one writer), `$rows` the module of its hot inserts.
 macro_rules! ledger_io {
-    ($module:ident, $db:ty, $conn:ty, $lock:expr, $rows:ident) => {
+    ($module:ident, $db:ty, $conn:ty, $lock:expr, $rows:ident $(, $array:path)?) => {
         mod $module {
             use super::*;
             use sqlx::types::Json;
             use sqlx::{QueryBuilder, Row};
 
             type Db = $db;
-
-            /// `SELECT … WHERE program_id = $1 AND <column> IN (items) <tail>`.
-            fn select_in<'a, T>(select: &str, program: Uuid, column: &str, items: &'a [T], tail: &str) -> QueryBuilder<'a, Db>
-            where
-                T: 'a + sqlx::Encode<'a, Db> + sqlx::Type<Db> + Sync,
-            {
-                let mut q = QueryBuilder::new(select);
-                q.push(" WHERE program_id = ").push_bind(program).push(format!(" AND {column} IN ("));
-                let mut list = q.separated(", ");
-                for item in items {
-                    list.push_bind(item);
-                }
-                q.push(")").push(tail);
-                q
-            }
 
             /// The rows of `select` in the program whose `column` is one of
             /// `items`, fetched in chunks of [`CHUNK`].
@@ -175,11 +160,11 @@ macro_rules! ledger_io {
                 tail: &str,
             ) -> crate::Result<Vec<<Db as sqlx::Database>::Row>>
             where
-                T: for<'a> sqlx::Encode<'a, Db> + sqlx::Type<Db> + Sync,
+                T: for<'a> sqlx::Encode<'a, Db> + sqlx::Type<Db> + Sync $(+ $array)?,
             {
                 let mut out = Vec::new();
                 for chunk in items.chunks(CHUNK) {
-                    out.extend(select_in(select, program, column, chunk, tail).build().fetch_all(&mut *conn).await?);
+                    out.extend($rows::select_in(select, program, column, chunk, tail).build().fetch_all(&mut *conn).await?);
                 }
                 Ok(out)
             }
@@ -296,7 +281,7 @@ macro_rules! ledger_io {
                         let from = first.midnight().assume_utc();
                         let to = last.next_day().unwrap_or(*last).midnight().assume_utc();
                         for ids in members.chunks(CHUNK) {
-                            let mut q = select_in("SELECT member_id, occurred_at, points FROM events", p, "member_id", ids, " AND kind = 'purchase' AND occurred_at >= ");
+                            let mut q = $rows::select_in("SELECT member_id, occurred_at, points FROM events", p, "member_id", ids, " AND kind = 'purchase' AND occurred_at >= ");
                             q.push_bind(from).push(" AND occurred_at < ").push_bind(to);
                             for r in q.build().fetch_all(&mut *self).await? {
                                 let at: OffsetDateTime = r.try_get("occurred_at")?;
@@ -364,7 +349,8 @@ ledger_io!(
     sqlx::Postgres,
     sqlx::PgConnection,
     Some("SELECT pg_advisory_xact_lock($1)"),
-    postgres_rows
+    postgres_rows,
+    sqlx::postgres::PgHasArrayType
 );
 
 /// The hot inserts on SQLite: multi-row `INSERT … VALUES` of [`CHUNK`] rows
@@ -373,6 +359,30 @@ mod sqlite_rows {
     use super::{Rows, CHUNK};
     use crate::json_text::JsonText;
     use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+    use uuid::Uuid;
+
+    /// `SELECT … WHERE program_id = ? AND <column> IN (?, ?, …) <tail>`.
+    pub(super) fn select_in<'a, T>(
+        select: &str,
+        program: Uuid,
+        column: &str,
+        items: &'a [T],
+        tail: &str,
+    ) -> QueryBuilder<'a, Sqlite>
+    where
+        T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Sync,
+    {
+        let mut q = QueryBuilder::new(select);
+        q.push(" WHERE program_id = ")
+            .push_bind(program)
+            .push(format!(" AND {column} IN ("));
+        let mut list = q.separated(", ");
+        for item in items {
+            list.push_bind(item);
+        }
+        q.push(")").push(tail);
+        q
+    }
 
     /// `false`: some event key was booked already (nothing else inserted).
     pub(super) async fn events(conn: &mut SqliteConnection, rows: &Rows) -> crate::Result<bool> {
@@ -481,9 +491,33 @@ mod sqlite_rows {
 /// a dozen per row, which multi-row `VALUES` costs.
 mod postgres_rows {
     use super::Rows;
-    use sqlx::PgConnection;
+    use sqlx::postgres::PgHasArrayType;
+    use sqlx::{PgConnection, Postgres, QueryBuilder};
     use time::OffsetDateTime;
     use uuid::Uuid;
+
+    /// `SELECT … WHERE program_id = $1 AND <column> = ANY($2) <tail>`: the
+    /// list is one array parameter, so the statement is the same text for
+    /// any number of items (parsed once, not a thousand placeholders).
+    pub(super) fn select_in<'a, T>(
+        select: &str,
+        program: Uuid,
+        column: &str,
+        items: &'a [T],
+        tail: &str,
+    ) -> QueryBuilder<'a, Postgres>
+    where
+        T: 'a + sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres> + PgHasArrayType + Sync,
+    {
+        let mut q = QueryBuilder::new(select);
+        q.push(" WHERE program_id = ")
+            .push_bind(program)
+            .push(format!(" AND {column} = ANY("))
+            .push_bind(items)
+            .push(")")
+            .push(tail);
+        q
+    }
 
     /// `false`: some event key was booked already (nothing else inserted).
     pub(super) async fn events(conn: &mut PgConnection, rows: &Rows) -> crate::Result<bool> {
