@@ -374,7 +374,15 @@ fn restricted(part: &str, source: &str) -> Result<(), TemplateError> {
                 None => code.push(c),
             }
         }
-        if let Some(op) = code.chars().find(|c| matches!(c, '*' | '~' | '+' | '[')) {
+        // A tag that ends inside a string: its real end is further on, and
+        // minijinja would read what this scan took for text as code.
+        if quote.is_some() {
+            return Err(refuse(open, "`}}` or `%}` inside a string".to_owned()));
+        }
+        if let Some(op) = code
+            .chars()
+            .find(|c| matches!(c, '*' | '~' | '+' | '[' | '{' | '}'))
+        {
             return Err(refuse(open, format!("`{op}`")));
         }
         let mut words: Vec<(usize, &str)> = Vec::new();
@@ -402,14 +410,23 @@ fn restricted(part: &str, source: &str) -> Result<(), TemplateError> {
                 return Err(refuse(open, format!("`{{% {keyword} %}}`")));
             }
         }
+        let filter_at = |at: usize| code[..at].trim_end().ends_with('|');
         for (at, word) in &words {
-            let before = code[..*at].trim_end();
-            if before.ends_with('|') {
-                if !FILTERS.contains(word) {
-                    return Err(refuse(open, format!("the filter `{word}`")));
-                }
-            } else if code[at + word.len()..].trim_start().starts_with('(') {
-                return Err(refuse(open, format!("calling `{word}`")));
+            if filter_at(*at) && !FILTERS.contains(word) {
+                return Err(refuse(open, format!("the filter `{word}`")));
+            }
+        }
+        // Parentheses only hold a filter's arguments: `(range)(9)` or
+        // `x.items()` would be a call, `(a or b)` grouping is not needed.
+        for (at, _) in code.match_indices('(') {
+            let before = code[..at].trim_end();
+            let word = words
+                .iter()
+                .find(|(w, word)| w + word.len() == before.len());
+            match word {
+                Some((w, _)) if filter_at(*w) => {}
+                Some((_, word)) => return Err(refuse(open, format!("calling `{word}`"))),
+                None => return Err(refuse(open, "`(`".to_owned())),
             }
         }
     }
@@ -672,6 +689,15 @@ pub async fn deliver(
     // A program's template that fails on a real message (a field this
     // message lacks) does not cost the member the mail: the built-in is
     // sent, and the failure is logged without the message's values.
+    // A template stored before a restriction existed is held to it too.
+    let own = own.filter(|t| {
+        let fine = restricted("subject", t.subject.as_deref().unwrap_or_default())
+            .and_then(|_| restricted("body", &t.body));
+        if let Err(error) = &fine {
+            tracing::warn!(program = %c.program, name, lang, %error, "the program's mail template is not allowed; sent the built-in");
+        }
+        fine.is_ok()
+    });
     let rendered = match (render_from(own.as_ref()), own.is_some()) {
         (Ok(r), _) => Ok(r),
         (Err(error), true) => {
@@ -804,6 +830,11 @@ mod tests {
             ("{{ data.member|safe }}", "the filter `safe`"),
             ("{{ data.member.items() }}", "calling `items`"),
             ("{% include member.name %}", "`{% include %}`"),
+            // A `}}` inside a string does not end the tag for minijinja.
+            ("{{ \"}}\" * 50000000 }}", "`}}` or `%}` inside a string"),
+            ("{{ {\"a\": {\"b\": \"x\"}}.a.b * 100000000 }}", "`{`"),
+            ("{{ (range)(100000) }}", "`(`"),
+            ("{{ (member.name) }}", "`(`"),
         ] {
             let e = check("welcome", "en", own(body)).unwrap_err();
             assert!(e.reason.starts_with(refused), "{body}: {e}");
