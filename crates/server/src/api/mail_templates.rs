@@ -68,12 +68,16 @@ pub struct PutMailTemplate {
 
 /// The message and language named in the path, as the built-ins know them.
 fn known(name: &str, locale: &str) -> ApiResult<(&'static str, &'static str)> {
-    let name = EDITABLE.into_iter().find(|n| *n == name).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no automated e-mail {name:?}; the messages are {}",
-            EDITABLE.join(", ")
-        ))
-    })?;
+    let name = EDITABLE
+        .iter()
+        .copied()
+        .find(|n| *n == name)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no automated e-mail {name:?}; the messages are {}",
+                EDITABLE.join(", ")
+            ))
+        })?;
     let locale = LOCALES.into_iter().find(|l| *l == locale).ok_or_else(|| {
         ApiError::not_found(format!(
             "no e-mail templates in language {locale:?}; the languages are {}",
@@ -95,7 +99,7 @@ pub async fn list(
     caller.require(Scope::Admin)?;
     let own = state.store.mail_templates(caller.program).await?;
     let mut all = Vec::with_capacity(EDITABLE.len() * LOCALES.len());
-    for name in EDITABLE {
+    for &name in EDITABLE {
         for locale in LOCALES {
             let t = own.iter().find(|t| t.name == name && t.locale == locale);
             all.push(MailTemplateView::of(name, locale, t)?);

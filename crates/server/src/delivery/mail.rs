@@ -84,15 +84,11 @@ pub const NAMES: [&str; 8] = [
 /// The messages a program may rewrite. Not `sign_in`: its code and link
 /// are a member's credentials, and a template that used them (or an error
 /// quoting them) would show them to the store's staff.
-pub const EDITABLE: [&str; 7] = [
-    "welcome",
-    "friend_joined",
-    "reward_earned",
-    "points_expiring",
-    "share_reminder",
-    "weekly_share",
-    "share_link",
-];
+pub const EDITABLE: &[&str] = NAMES.split_at(1).1;
+const _: () = assert!(
+    matches!(NAMES[0].as_bytes(), b"sign_in"),
+    "NAMES starts with sign_in"
+);
 
 macro_rules! templates {
     ($($locale:literal),*) => {

@@ -251,38 +251,6 @@ impl Store {
         Ok(())
     }
 
-    /// `referral.qualified` for the inviter: who joined, on what, and the
-    /// points or cashback the inviter's own reward brought (0 for a reward of
-    /// another kind, or one withheld).
-    fn qualified_message(
-        referral: &Referral,
-        friend_name: Option<String>,
-        action: &Action,
-        order_key: Option<&str>,
-        rewards: &[NewReward],
-    ) -> Outgoing {
-        let mine = rewards
-            .iter()
-            .filter(|r| r.member == referral.referrer && r.status == "granted")
-            .find_map(|r| r.reward.as_ref()?.ledger());
-        let at = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
-        Outgoing::new(
-            Topic::ReferralQualified,
-            Some(referral.referrer),
-            serde_json::json!({
-                "referral_id": referral.id,
-                "member_id": referral.referrer,
-                "friend_id": referral.friend,
-                "friend_name": friend_name,
-                "channel": referral.channel,
-                "qualified_at": at(action.at),
-                "order_id": order_key,
-                "asset": mine.map(|(asset, _)| asset),
-                "points": mine.map_or(0, |(_, points)| points),
-            }),
-        )
-    }
-
     /// Makes the rewards of one qualified referral.
     async fn reward(
         &self,
@@ -512,22 +480,22 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
-            }
-            if moved == 1 && status == ReferralState::Rewarded {
-                // In the same transaction: the inviter hears once, exactly
-                // when the referral moved (a webhook and the "your friend
-                // joined" mail).
-                let friend_name: Option<String> = sqlx::query_scalar(
-                    "SELECT name FROM members WHERE program_id = $1 AND member_id = $2",
-                )
-                .bind(program.0)
-                .bind(referral.friend.0)
-                .fetch_optional(&mut *tx)
-                .await?
-                .flatten();
-                let message =
-                    Self::qualified_message(referral, friend_name, action, order_key, rewards);
-                tx.enqueue(program, &[message]).await?;
+                if status == ReferralState::Rewarded {
+                    // In the same transaction: the inviter hears once,
+                    // exactly when the referral moved (a webhook and the
+                    // "your friend joined" mail).
+                    let friend_name: Option<String> = sqlx::query_scalar(
+                        "SELECT name FROM members WHERE program_id = $1 AND member_id = $2",
+                    )
+                    .bind(program.0)
+                    .bind(referral.friend.0)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .flatten();
+                    let message =
+                        qualified_message(referral, friend_name, action, order_key, rewards);
+                    tx.enqueue(program, &[message]).await?;
+                }
             }
             tx.commit().await?;
         });
@@ -776,4 +744,35 @@ impl Store {
         }
         Ok(self.referral(ctx.program, id).await?.map(Ok))
     }
+}
+
+/// `referral.qualified` for the inviter: who joined, on what, and the
+/// points or cashback the inviter's own reward brought (0 for a reward of
+/// another kind, or one withheld).
+fn qualified_message(
+    referral: &Referral,
+    friend_name: Option<String>,
+    action: &Action,
+    order_key: Option<&str>,
+    rewards: &[NewReward],
+) -> Outgoing {
+    let mine = rewards
+        .iter()
+        .filter(|r| r.member == referral.referrer && r.status == "granted")
+        .find_map(|r| r.reward.as_ref()?.ledger());
+    Outgoing::new(
+        Topic::ReferralQualified,
+        Some(referral.referrer),
+        serde_json::json!({
+            "referral_id": referral.id,
+            "member_id": referral.referrer,
+            "friend_id": referral.friend,
+            "friend_name": friend_name,
+            "channel": referral.channel,
+            "qualified_at": action.at.format(&Rfc3339).unwrap_or_default(),
+            "order_id": order_key,
+            "asset": mine.map(|(asset, _)| asset),
+            "points": mine.map_or(0, |(_, points)| points),
+        }),
+    )
 }
