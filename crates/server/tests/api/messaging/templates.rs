@@ -31,6 +31,11 @@ async fn delete(app: &TestApp, key: &str, path: &str) -> Response {
     app.request(Method::DELETE, path, key).send().await.unwrap()
 }
 
+/// A PUT by the program's own key that must be refused: the problem.
+async fn refused(app: &TestApp, path: &str, body: Value, status: u16, kind: &str) -> Value {
+    problem(put(app, &app.key, path, body).await, status, kind).await
+}
+
 async fn get(app: &TestApp, key: &str, path: &str) -> Value {
     let resp = app.request(Method::GET, path, key).send().await.unwrap();
     assert_eq!(resp.status(), 200, "GET {path}");
@@ -175,14 +180,10 @@ async fn bad_templates_are_refused(db: Db) {
     let before = get(&app, &app.key, WELCOME_RU).await;
 
     // An unclosed tag: the field and the line are named.
-    let p = problem(
-        put(
-            &app,
-            &app.key,
-            WELCOME_RU,
-            json!({"body": "Привет!\n\n{% if member.name %}{{ member.name }}, рады вам."}),
-        )
-        .await,
+    let p = refused(
+        &app,
+        WELCOME_RU,
+        json!({"body": "Привет!\n\n{% if member.name %}{{ member.name }}, рады вам."}),
         422,
         "invalid-template",
     )
@@ -197,14 +198,10 @@ async fn bad_templates_are_refused(db: Db) {
         "{p}"
     );
     // A variable the message does not have.
-    let p = problem(
-        put(
-            &app,
-            &app.key,
-            WELCOME_RU,
-            json!({"body": "Привет!\n{{ data.points }} баллов"}),
-        )
-        .await,
+    let p = refused(
+        &app,
+        WELCOME_RU,
+        json!({"body": "Привет!\n{{ data.points }} баллов"}),
         422,
         "invalid-template",
     )
@@ -214,62 +211,48 @@ async fn bad_templates_are_refused(db: Db) {
         (Some("body"), Some(2)),
         "{p}"
     );
-    let p = problem(
-        put(
-            &app,
-            &app.key,
-            WELCOME_RU,
-            json!({"subject": "{{ member.nickname }}", "body": "Привет!"}),
-        )
-        .await,
+    let p = refused(
+        &app,
+        WELCOME_RU,
+        json!({"subject": "{{ member.nickname }}", "body": "Привет!"}),
         422,
         "invalid-template",
     )
     .await;
     assert_eq!(p["field"], "subject", "{p}");
     // A part that renders to nothing, or is missing.
-    let p = problem(
-        put(
-            &app,
-            &app.key,
-            WELCOME_RU,
-            json!({"body": "{% if false %}x{% endif %}"}),
-        )
-        .await,
+    let p = refused(
+        &app,
+        WELCOME_RU,
+        json!({"body": "{% if false %}x{% endif %}"}),
         422,
         "invalid-template",
     )
     .await;
     assert_eq!(p["field"], "body", "{p}");
-    let p = problem(
-        put(&app, &app.key, WELCOME_RU, json!({"subject": "Hi"})).await,
+    let p = refused(
+        &app,
+        WELCOME_RU,
+        json!({"subject": "Hi"}),
         422,
         "invalid-field",
     )
     .await;
     assert!(p["detail"].as_str().unwrap().contains("body"), "{p}");
-    let p = problem(
-        put(
-            &app,
-            &app.key,
-            WELCOME_RU,
-            json!({"subject": "one\ntwo", "body": "Привет!"}),
-        )
-        .await,
+    let p = refused(
+        &app,
+        WELCOME_RU,
+        json!({"subject": "one\ntwo", "body": "Привет!"}),
         422,
         "invalid-field",
     )
     .await;
     assert_eq!(p["field"], "subject");
     // What could exhaust the server's memory is refused before rendering.
-    let p = problem(
-        put(
-            &app,
-            &app.key,
-            WELCOME_RU,
-            json!({"body": "Привет!\n{% set s = \"x\" * 100000000 %}{{ s ~ s }}"}),
-        )
-        .await,
+    let p = refused(
+        &app,
+        WELCOME_RU,
+        json!({"body": "Привет!\n{% set s = \"x\" * 100000000 %}{{ s ~ s }}"}),
         422,
         "invalid-template",
     )
@@ -281,35 +264,22 @@ async fn bad_templates_are_refused(db: Db) {
     );
     // Unknown message or language; the sign-in mail (a member's code) is
     // not the store's to rewrite.
-    let p = problem(
-        put(
-            &app,
-            &app.key,
-            "/api/v1/mail-templates/sign_in/en",
-            json!({"body": "{{ data.code }}"}),
-        )
-        .await,
+    let p = refused(
+        &app,
+        "/api/v1/mail-templates/sign_in/en",
+        json!({"body": "{{ data.code }}"}),
         404,
         "not-found",
     )
     .await;
     assert!(!p["detail"].as_str().unwrap().contains("sign_in,"), "{p}");
     let path = "/api/v1/mail-templates/goodbye/ru";
-    let p = problem(
-        put(&app, &app.key, path, json!({"body": "x"})).await,
-        404,
-        "not-found",
-    )
-    .await;
+    let p = refused(&app, path, json!({"body": "x"}), 404, "not-found").await;
     assert!(p["detail"].as_str().unwrap().contains("welcome"), "{p}");
-    let p = problem(
-        put(
-            &app,
-            &app.key,
-            "/api/v1/mail-templates/welcome/de",
-            json!({"body": "x"}),
-        )
-        .await,
+    let p = refused(
+        &app,
+        "/api/v1/mail-templates/welcome/de",
+        json!({"body": "x"}),
         404,
         "not-found",
     )
