@@ -9,7 +9,7 @@ use crate::outbox::{Enqueue, Outgoing};
 use crate::{now, with_db, Result, Store};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::outbox::{MessagingSettings, Topic};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -25,8 +25,7 @@ const ANNOUNCED: &str = "EXISTS (SELECT 1 FROM expiry_notice_lots k \
     WHERE k.program_id = l.program_id AND k.lot_id = l.lot_id)";
 
 /// One notice: what of one asset a member loses on one local day, and the
-/// lots among it no notice has told about yet (ascending, so concurrent runs
-/// claim them in the same order).
+/// lots among it no notice has told about yet.
 #[derive(Debug)]
 struct Notice {
     member: Uuid,
@@ -111,22 +110,29 @@ impl Store {
         let today = settings.local(at).date();
         with_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
+            // Every new lot of the round in one sorted claim, so concurrent
+            // runs take them in the same order; a notice goes out when it
+            // claimed any of its lots.
+            let mut lots: Vec<Uuid> = notices
+                .iter()
+                .flat_map(|n| n.new_lots.iter().copied())
+                .collect();
+            lots.sort_unstable();
+            let mut claimed: HashSet<Uuid> = HashSet::new();
+            let claimed_at = now();
+            for chunk in lots.chunks(1000) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO expiry_notice_lots (program_id, lot_id, notified_at) ",
+                );
+                q.push_values(chunk, |mut b, lot| {
+                    b.push_bind(program.0).push_bind(*lot).push_bind(claimed_at);
+                });
+                q.push(" ON CONFLICT DO NOTHING RETURNING lot_id");
+                claimed.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *tx).await?);
+            }
             let mut events = Vec::new();
             for n in notices {
-                let mut claimed = 0;
-                for lot in &n.new_lots {
-                    claimed += sqlx::query(
-                        "INSERT INTO expiry_notice_lots (program_id, lot_id, notified_at) \
-                         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(program.0)
-                    .bind(lot)
-                    .bind(now())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                }
-                if claimed > 0 {
+                if n.new_lots.iter().any(|lot| claimed.contains(lot)) {
                     events.push(Outgoing::new(
                         Topic::PointsExpiring,
                         Some(MemberId(n.member)),
@@ -165,15 +171,12 @@ fn group(settings: &MessagingSettings, lots: &[Lot]) -> Vec<Notice> {
     }
     days.into_iter()
         .filter(|(_, (_, new_lots))| !new_lots.is_empty())
-        .map(|((member, asset, day), (points, mut new_lots))| {
-            new_lots.sort_unstable();
-            Notice {
-                member,
-                asset: asset.to_owned(),
-                day,
-                points,
-                new_lots,
-            }
+        .map(|((member, asset, day), (points, new_lots))| Notice {
+            member,
+            asset: asset.to_owned(),
+            day,
+            points,
+            new_lots,
         })
         .collect()
 }
