@@ -59,6 +59,13 @@ pub struct IngestArgs {
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
+    // RUST_LOG=sarafan_store=debug shows each batch's load/plan/write times.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     match cmd {
         BenchCommand::Ingest(args) => ingest(args).await,
     }

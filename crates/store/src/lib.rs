@@ -27,6 +27,7 @@ mod programs;
 pub mod referrals;
 mod share;
 pub mod signin;
+mod sqlite_raw;
 pub mod testing;
 mod versions;
 mod voice;

@@ -9,6 +9,7 @@ mod ingest;
 mod jobs;
 mod reads;
 mod rules;
+mod sqlite_io;
 mod writes;
 
 pub(crate) use ingest::Wanted;

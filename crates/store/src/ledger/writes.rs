@@ -108,7 +108,7 @@ impl Rows {
 }
 
 /// Adds a batch's balance deltas to the stored balances.
-const BALANCES_ADD: &str = " ON CONFLICT (program_id, account) DO UPDATE SET \
+pub(crate) const BALANCES_ADD: &str = " ON CONFLICT (program_id, account) DO UPDATE SET \
      posted = balances.posted + excluded.posted, debt = balances.debt + excluded.debt";
 
 /// Rows per multi-row statement: far below both engines' parameter limits
@@ -137,351 +137,294 @@ where
     Asset::parse("asset", &raw).map_err(|e| corrupt("asset", e))
 }
 
-/// Instantiates the SQL below for one backend: `$db` is the sqlx database,
-/// `$lock` the statement that serialises a program's ledger writers (SQLite
-/// needs none: it has one writer), `$rows` the module of its hot inserts.
-macro_rules! ledger_io {
-    ($module:ident, $db:ty, $conn:ty, $lock:expr, $rows:ident $(, $array:path)?) => {
-        mod $module {
-            use super::*;
-            use sqlx::types::Json;
-            use sqlx::{QueryBuilder, Row};
+/// The batch I/O on PostgreSQL (SQLite's is in `sqlite_io`): set-based
+/// loads by array parameter, and one insert per table.
+mod postgres {
+    use super::*;
+    use sqlx::types::Json;
+    use sqlx::{QueryBuilder, Row};
 
-            type Db = $db;
+    type Db = sqlx::Postgres;
 
-            /// The rows of `select` in the program whose `column` is one of
-            /// `items`, fetched in chunks of [`CHUNK`].
-            async fn rows_in<T>(
-                conn: &mut $conn,
-                select: &str,
-                program: Uuid,
-                column: &str,
-                items: &[T],
-                tail: &str,
-            ) -> crate::Result<Vec<<Db as sqlx::Database>::Row>>
-            where
-                T: for<'a> sqlx::Encode<'a, Db> + sqlx::Type<Db> + Sync $(+ $array)?,
-            {
-                let mut out = Vec::new();
-                for chunk in items.chunks(CHUNK) {
-                    out.extend($rows::select_in(select, program, column, chunk, tail).build().fetch_all(&mut *conn).await?);
-                }
-                Ok(out)
-            }
-
-            fn status_of(r: &<Db as sqlx::Database>::Row) -> crate::Result<MemberStatus> {
-                let raw: String = r.try_get("status")?;
-                MemberStatus::parse("status", &raw).map_err(|e| corrupt("member", e))
-            }
-
-            impl LedgerIo for $conn {
-                async fn load_batch(&mut self, program: ProgramId, w: &Wanted) -> crate::Result<Loaded> {
-                    let p = program.0;
-                    if let Some(lock) = $lock {
-                        sqlx::query(lock).bind(i64::from_be_bytes(p.as_bytes()[..8].try_into().unwrap_or_default())).execute(&mut *self).await?;
-                    }
-                    let mut l = Loaded::default();
-                    let select = "SELECT event_key, fingerprint, request, result FROM events";
-                    let keys: &[String] = if w.check_keys { &w.keys } else { &[] };
-                    for r in rows_in(self, select, p, "event_key", keys, "").await? {
-                        let outcome: Json<EventOutcome> = r.try_get("result")?;
-                        let request: Json<serde_json::Value> = r.try_get("request")?;
-                        l.existing.insert(r.try_get("event_key")?, (r.try_get("fingerprint")?, request.0, outcome.0));
-                    }
-                    // Whether the member takes automated e-mail comes along
-                    // for free, so the outbox is skipped when nobody listens.
-                    let select = "SELECT member_id, status, CASE WHEN consent_email AND email IS NOT NULL THEN 1 ELSE 0 END AS mailable FROM members";
-                    for r in rows_in(self, select, p, "member_id", &w.member_ids, "").await? {
-                        let id = MemberId(r.try_get("member_id")?);
-                        l.by_id.insert(id, status_of(&r)?);
-                        if r.try_get::<i32, _>("mailable")? == 1 {
-                            l.mailable.insert(id);
-                        }
-                    }
-                    let select = "SELECT member_id, external_id, status, CASE WHEN consent_email AND email IS NOT NULL THEN 1 ELSE 0 END AS mailable FROM members";
-                    for r in rows_in(self, select, p, "external_id", &w.externals, "").await? {
-                        let (id, status) = (MemberId(r.try_get("member_id")?), status_of(&r)?);
-                        l.by_id.insert(id, status);
-                        l.by_external.insert(r.try_get("external_id")?, (id, status));
-                        if r.try_get::<i32, _>("mailable")? == 1 {
-                            l.mailable.insert(id);
-                        }
-                    }
-                    // Orders refunds and releases refer to: purchases, and grants
-                    // (whose reason a release posts again, read from the saved outcome).
-                    let select = "SELECT event_key, member_id, asset, amount, points, refunded, reversed, \
-                                  CASE WHEN kind = 'grant' THEN result END AS grant FROM events";
-                    for r in rows_in(self, select, p, "event_key", &w.order_keys, " AND kind IN ('purchase', 'grant')").await? {
-                        let grant: Option<Json<EventOutcome>> = r.try_get("grant")?;
-                        let order = Order {
-                            member: MemberId(r.try_get("member_id")?),
-                            asset: asset_of(&r)?,
-                            amount: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
-                            points: r.try_get("points")?,
-                            refunded: r.try_get("refunded")?,
-                            reversed: r.try_get("reversed")?,
-                            pending: 0,
-                            in_batch: None,
-                            grant: grant.map(|g| g.0.breakdown.into_iter().next().map(|l| l.reason).unwrap_or_default()),
-                        };
-                        l.orders.insert(r.try_get("event_key")?, order);
-                    }
-                    let select = "SELECT event_key, remaining FROM holds";
-                    for r in rows_in(self, select, p, "event_key", &w.order_keys, " AND state = 'pending'").await? {
-                        let key: String = r.try_get("event_key")?;
-                        if let Some(order) = l.orders.get_mut(&key) {
-                            order.pending = r.try_get("remaining")?;
-                        }
-                    }
-                    let select = "SELECT event_key, member_id, asset, points, reversed, order_key FROM events";
-                    let tail = " AND kind = 'redemption' ORDER BY event_key";
-                    for r in rows_in(self, select, p, "order_key", &w.order_keys, tail).await? {
-                        let redemption = Redemption {
-                            key: r.try_get("event_key")?,
-                            member: MemberId(r.try_get("member_id")?),
-                            asset: asset_of(&r)?,
-                            points: r.try_get("points")?,
-                            reversed: r.try_get("reversed")?,
-                            in_batch: None,
-                        };
-                        l.redemptions.entry(r.try_get("order_key")?).or_default().push(redemption);
-                    }
-                    let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
-                    let select = "SELECT member_id, asset, debt FROM balances";
-                    for r in rows_in(self, select, p, "member_id", &members, " AND debt <> 0").await? {
-                        let wallet = l.wallets.entry((MemberId(r.try_get("member_id")?), asset_of(&r)?)).or_default();
-                        wallet.debt = r.try_get("debt")?;
-                    }
-                    // Lots are needed only where points may be spent or taken back.
-                    let mut spenders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
-                    spenders.extend(w.spenders.iter().filter_map(|r| match r {
-                        MemberRef::Id(id) => Some(id.0),
-                        MemberRef::External(x) => l.by_external.get(x.as_str()).map(|(id, _)| id.0),
-                    }));
-                    spenders.sort_unstable();
-                    spenders.dedup();
-                    let select = "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots";
-                    for r in rows_in(self, select, p, "member_id", &spenders, " AND remaining > 0 ORDER BY lot_id").await? {
-                        let wallet = l.wallets.entry((MemberId(r.try_get("member_id")?), asset_of(&r)?)).or_default();
-                        let lot = Lot {
-                            id: wallet.lots.len() as u64,
-                            remaining: r.try_get("remaining")?,
-                            earned_at: r.try_get("earned_at")?,
-                            expires_at: r.try_get("expires_at")?,
-                        };
-                        wallet.lots.push(WalletLot { id: r.try_get("lot_id")?, lot, new_row: None });
-                    }
-                    if w.order_counts {
-                        let select = "SELECT member_id, CAST(COUNT(*) AS BIGINT) AS n FROM events";
-                        for r in rows_in(self, select, p, "member_id", &members, " AND kind = 'purchase' GROUP BY member_id").await? {
-                            l.orders_count.insert(MemberId(r.try_get("member_id")?), r.try_get("n")?);
-                        }
-                    }
-                    if let (true, Some(first), Some(last)) = (w.daily_totals, w.days.first(), w.days.last()) {
-                        let from = first.midnight().assume_utc();
-                        let to = last.next_day().unwrap_or(*last).midnight().assume_utc();
-                        for ids in members.chunks(CHUNK) {
-                            let mut q = $rows::select_in("SELECT member_id, occurred_at, points FROM events", p, "member_id", ids, " AND kind = 'purchase' AND occurred_at >= ");
-                            q.push_bind(from).push(" AND occurred_at < ").push_bind(to);
-                            for r in q.build().fetch_all(&mut *self).await? {
-                                let at: OffsetDateTime = r.try_get("occurred_at")?;
-                                *l.earned_on.entry((MemberId(r.try_get("member_id")?), at.date())).or_default() += r.try_get::<i64, _>("points")?;
-                            }
-                        }
-                    }
-                    Ok(l)
-                }
-
-                async fn write_batch(&mut self, rows: &Rows) -> crate::Result<bool> {
-                    let p = rows.program.0;
-                    let now = rows.now;
-                    for chunk in rows.enrolled.chunks(CHUNK) {
-                        let mut q = QueryBuilder::<Db>::new("INSERT INTO members (program_id, member_id, external_id, status, created_at, updated_at) ");
-                        q.push_values(chunk, |mut b, (id, ext)| {
-                            b.push_bind(p).push_bind(id.0).push_bind(ext).push_bind("active").push_bind(now).push_bind(now);
-                        });
-                        q.build().execute(&mut *self).await?;
-                    }
-                    if !$rows::events(&mut *self, rows).await? {
-                        return Ok(false);
-                    }
-                    $rows::transfers(&mut *self, rows).await?;
-                    $rows::lots(&mut *self, rows).await?;
-                    for chunk in rows.holds.chunks(CHUNK) {
-                        let mut q = QueryBuilder::<Db>::new(
-                            "INSERT INTO holds (program_id, event_key, member_id, asset, points, remaining, release_at, state, created_at) ",
-                        );
-                        q.push_values(chunk, |mut b, h| {
-                            b.push_bind(p).push_bind(&h.event_key).push_bind(h.member.0).push_bind(h.asset.as_str()).push_bind(h.points)
-                                .push_bind(h.remaining).push_bind(h.release_at).push_bind(h.state).push_bind(now);
-                        });
-                        q.build().execute(&mut *self).await?;
-                    }
-                    for (key, (remaining, state)) in &rows.hold_updates {
-                        sqlx::query("UPDATE holds SET remaining = $3, state = $4 WHERE program_id = $1 AND event_key = $2")
-                            .bind(p).bind(key).bind(remaining).bind(*state).execute(&mut *self).await?;
-                    }
-                    for (lot, remaining) in &rows.lot_updates {
-                        sqlx::query("UPDATE lots SET remaining = $3 WHERE program_id = $1 AND lot_id = $2")
-                            .bind(p).bind(lot).bind(remaining).execute(&mut *self).await?;
-                    }
-                    for (key, (refunded, reversed)) in &rows.order_updates {
-                        sqlx::query("UPDATE events SET refunded = $3, reversed = $4 WHERE program_id = $1 AND event_key = $2")
-                            .bind(p).bind(key).bind(refunded).bind(reversed).execute(&mut *self).await?;
-                    }
-                    $rows::balances(&mut *self, rows).await?;
-                    Ok(true)
-                }
-            }
-        }
-    };
-}
-
-ledger_io!(
-    sqlite,
-    sqlx::Sqlite,
-    sqlx::SqliteConnection,
-    None::<&str>,
-    sqlite_rows
-);
-ledger_io!(
-    postgres,
-    sqlx::Postgres,
-    sqlx::PgConnection,
-    Some("SELECT pg_advisory_xact_lock($1)"),
-    postgres_rows,
-    sqlx::postgres::PgHasArrayType
-);
-
-/// The hot inserts on SQLite: multi-row `INSERT … VALUES` of [`CHUNK`] rows
-/// (SQLite has no array parameters).
-mod sqlite_rows {
-    use super::{Rows, CHUNK};
-    use crate::json_text::JsonText;
-    use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-    use uuid::Uuid;
-
-    /// `SELECT … WHERE program_id = ? AND <column> IN (?, ?, …) <tail>`.
-    pub(super) fn select_in<'a, T>(
+    /// The rows of `select` in the program whose `column` is one of
+    /// `items`, fetched in chunks of [`CHUNK`].
+    async fn rows_in<T>(
+        conn: &mut sqlx::PgConnection,
         select: &str,
         program: Uuid,
         column: &str,
-        items: &'a [T],
+        items: &[T],
         tail: &str,
-    ) -> QueryBuilder<'a, Sqlite>
+    ) -> crate::Result<Vec<<Db as sqlx::Database>::Row>>
     where
-        T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Sync,
+        T: for<'a> sqlx::Encode<'a, Db> + sqlx::Type<Db> + Sync + sqlx::postgres::PgHasArrayType,
     {
-        let mut q = QueryBuilder::new(select);
-        q.push(" WHERE program_id = ")
-            .push_bind(program)
-            .push(format!(" AND {column} IN ("));
-        let mut list = q.separated(", ");
-        for item in items {
-            list.push_bind(item);
+        let mut out = Vec::new();
+        for chunk in items.chunks(CHUNK) {
+            out.extend(
+                super::postgres_rows::select_in(select, program, column, chunk, tail)
+                    .build()
+                    .fetch_all(&mut *conn)
+                    .await?,
+            );
         }
-        q.push(")").push(tail);
-        q
+        Ok(out)
     }
 
-    /// `false`: some event key was booked already (nothing else inserted).
-    pub(super) async fn events(conn: &mut SqliteConnection, rows: &Rows) -> crate::Result<bool> {
-        let (p, now) = (rows.program.0, rows.now);
-        for chunk in rows.events.chunks(CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (program_id, event_key, kind, member_id, fingerprint, occurred_at, recorded_at, \
-                 asset, amount, points, refunded, reversed, order_key, request, result) ",
-            );
-            q.push_values(chunk, |mut b, e| {
-                b.push_bind(p)
-                    .push_bind(&e.key)
-                    .push_bind(&e.kind)
-                    .push_bind(e.member.0)
-                    .push_bind(&e.fingerprint[..])
-                    .push_bind(e.at)
-                    .push_bind(now)
-                    .push_bind(e.asset.as_str())
-                    .push_bind(e.amount)
-                    .push_bind(e.points)
-                    .push_bind(e.refunded)
-                    .push_bind(e.reversed)
-                    .push_bind(&e.order_key)
-                    .push_bind(JsonText(&e.request))
-                    .push_bind(JsonText(&e.result));
-            });
-            // The unique index is the dedupe: no lookup (and no planner
-            // guess) on the common path where every key is new.
-            q.push(" ON CONFLICT (program_id, event_key) DO NOTHING");
-            if q.build().execute(&mut *conn).await?.rows_affected() < chunk.len() as u64 {
+    fn status_of(r: &<Db as sqlx::Database>::Row) -> crate::Result<MemberStatus> {
+        let raw: String = r.try_get("status")?;
+        MemberStatus::parse("status", &raw).map_err(|e| corrupt("member", e))
+    }
+
+    impl LedgerIo for sqlx::PgConnection {
+        async fn load_batch(&mut self, program: ProgramId, w: &Wanted) -> crate::Result<Loaded> {
+            let p = program.0;
+            // Serialises a program's ledger writers.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(i64::from_be_bytes(
+                    p.as_bytes()[..8].try_into().unwrap_or_default(),
+                ))
+                .execute(&mut *self)
+                .await?;
+            let mut l = Loaded::default();
+            let select = "SELECT event_key, fingerprint, request, result FROM events";
+            let keys: &[String] = if w.check_keys { &w.keys } else { &[] };
+            for r in rows_in(self, select, p, "event_key", keys, "").await? {
+                let outcome: Json<EventOutcome> = r.try_get("result")?;
+                let request: Json<serde_json::Value> = r.try_get("request")?;
+                l.existing.insert(
+                    r.try_get("event_key")?,
+                    (r.try_get("fingerprint")?, request.0, outcome.0),
+                );
+            }
+            // Whether the member takes automated e-mail comes along
+            // for free, so the outbox is skipped when nobody listens.
+            let select = "SELECT member_id, status, CASE WHEN consent_email AND email IS NOT NULL THEN 1 ELSE 0 END AS mailable FROM members";
+            for r in rows_in(self, select, p, "member_id", &w.member_ids, "").await? {
+                let id = MemberId(r.try_get("member_id")?);
+                l.by_id.insert(id, status_of(&r)?);
+                if r.try_get::<i32, _>("mailable")? == 1 {
+                    l.mailable.insert(id);
+                }
+            }
+            let select = "SELECT member_id, external_id, status, CASE WHEN consent_email AND email IS NOT NULL THEN 1 ELSE 0 END AS mailable FROM members";
+            for r in rows_in(self, select, p, "external_id", &w.externals, "").await? {
+                let (id, status) = (MemberId(r.try_get("member_id")?), status_of(&r)?);
+                l.by_id.insert(id, status);
+                l.by_external
+                    .insert(r.try_get("external_id")?, (id, status));
+                if r.try_get::<i32, _>("mailable")? == 1 {
+                    l.mailable.insert(id);
+                }
+            }
+            // Orders refunds and releases refer to: purchases, and grants
+            // (whose reason a release posts again, read from the saved outcome).
+            let select = "SELECT event_key, member_id, asset, amount, points, refunded, reversed, \
+                                  CASE WHEN kind = 'grant' THEN result END AS grant FROM events";
+            for r in rows_in(
+                self,
+                select,
+                p,
+                "event_key",
+                &w.order_keys,
+                " AND kind IN ('purchase', 'grant')",
+            )
+            .await?
+            {
+                let grant: Option<Json<EventOutcome>> = r.try_get("grant")?;
+                let order = Order {
+                    member: MemberId(r.try_get("member_id")?),
+                    asset: asset_of(&r)?,
+                    amount: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
+                    points: r.try_get("points")?,
+                    refunded: r.try_get("refunded")?,
+                    reversed: r.try_get("reversed")?,
+                    pending: 0,
+                    in_batch: None,
+                    grant: grant.map(|g| {
+                        g.0.breakdown
+                            .into_iter()
+                            .next()
+                            .map(|l| l.reason)
+                            .unwrap_or_default()
+                    }),
+                };
+                l.orders.insert(r.try_get("event_key")?, order);
+            }
+            let select = "SELECT event_key, remaining FROM holds";
+            for r in rows_in(
+                self,
+                select,
+                p,
+                "event_key",
+                &w.order_keys,
+                " AND state = 'pending'",
+            )
+            .await?
+            {
+                let key: String = r.try_get("event_key")?;
+                if let Some(order) = l.orders.get_mut(&key) {
+                    order.pending = r.try_get("remaining")?;
+                }
+            }
+            let select =
+                "SELECT event_key, member_id, asset, points, reversed, order_key FROM events";
+            let tail = " AND kind = 'redemption' ORDER BY event_key";
+            for r in rows_in(self, select, p, "order_key", &w.order_keys, tail).await? {
+                let redemption = Redemption {
+                    key: r.try_get("event_key")?,
+                    member: MemberId(r.try_get("member_id")?),
+                    asset: asset_of(&r)?,
+                    points: r.try_get("points")?,
+                    reversed: r.try_get("reversed")?,
+                    in_batch: None,
+                };
+                l.redemptions
+                    .entry(r.try_get("order_key")?)
+                    .or_default()
+                    .push(redemption);
+            }
+            let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
+            let select = "SELECT member_id, asset, debt FROM balances";
+            for r in rows_in(self, select, p, "member_id", &members, " AND debt <> 0").await? {
+                let wallet = l
+                    .wallets
+                    .entry((MemberId(r.try_get("member_id")?), asset_of(&r)?))
+                    .or_default();
+                wallet.debt = r.try_get("debt")?;
+            }
+            // Lots are needed only where points may be spent or taken back.
+            let mut spenders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
+            spenders.extend(w.spenders.iter().filter_map(|r| match r {
+                MemberRef::Id(id) => Some(id.0),
+                MemberRef::External(x) => l.by_external.get(x.as_str()).map(|(id, _)| id.0),
+            }));
+            spenders.sort_unstable();
+            spenders.dedup();
+            let select =
+                "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots";
+            for r in rows_in(
+                self,
+                select,
+                p,
+                "member_id",
+                &spenders,
+                " AND remaining > 0 ORDER BY lot_id",
+            )
+            .await?
+            {
+                let wallet = l
+                    .wallets
+                    .entry((MemberId(r.try_get("member_id")?), asset_of(&r)?))
+                    .or_default();
+                let lot = Lot {
+                    id: wallet.lots.len() as u64,
+                    remaining: r.try_get("remaining")?,
+                    earned_at: r.try_get("earned_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                };
+                wallet.lots.push(WalletLot {
+                    id: r.try_get("lot_id")?,
+                    lot,
+                    new_row: None,
+                });
+            }
+            if w.order_counts {
+                let select = "SELECT member_id, CAST(COUNT(*) AS BIGINT) AS n FROM events";
+                for r in rows_in(
+                    self,
+                    select,
+                    p,
+                    "member_id",
+                    &members,
+                    " AND kind = 'purchase' GROUP BY member_id",
+                )
+                .await?
+                {
+                    l.orders_count
+                        .insert(MemberId(r.try_get("member_id")?), r.try_get("n")?);
+                }
+            }
+            if let (true, Some(first), Some(last)) = (w.daily_totals, w.days.first(), w.days.last())
+            {
+                let from = first.midnight().assume_utc();
+                let to = last.next_day().unwrap_or(*last).midnight().assume_utc();
+                for ids in members.chunks(CHUNK) {
+                    let mut q = super::postgres_rows::select_in(
+                        "SELECT member_id, occurred_at, points FROM events",
+                        p,
+                        "member_id",
+                        ids,
+                        " AND kind = 'purchase' AND occurred_at >= ",
+                    );
+                    q.push_bind(from).push(" AND occurred_at < ").push_bind(to);
+                    for r in q.build().fetch_all(&mut *self).await? {
+                        let at: OffsetDateTime = r.try_get("occurred_at")?;
+                        *l.earned_on
+                            .entry((MemberId(r.try_get("member_id")?), at.date()))
+                            .or_default() += r.try_get::<i64, _>("points")?;
+                    }
+                }
+            }
+            Ok(l)
+        }
+
+        async fn write_batch(&mut self, rows: &Rows) -> crate::Result<bool> {
+            let p = rows.program.0;
+            let now = rows.now;
+            for chunk in rows.enrolled.chunks(CHUNK) {
+                let mut q = QueryBuilder::<Db>::new("INSERT INTO members (program_id, member_id, external_id, status, created_at, updated_at) ");
+                q.push_values(chunk, |mut b, (id, ext)| {
+                    b.push_bind(p)
+                        .push_bind(id.0)
+                        .push_bind(ext)
+                        .push_bind("active")
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.build().execute(&mut *self).await?;
+            }
+            if !super::postgres_rows::events(&mut *self, rows).await? {
                 return Ok(false);
             }
+            super::postgres_rows::transfers(&mut *self, rows).await?;
+            super::postgres_rows::lots(&mut *self, rows).await?;
+            for chunk in rows.holds.chunks(CHUNK) {
+                let mut q = QueryBuilder::<Db>::new(
+                            "INSERT INTO holds (program_id, event_key, member_id, asset, points, remaining, release_at, state, created_at) ",
+                        );
+                q.push_values(chunk, |mut b, h| {
+                    b.push_bind(p)
+                        .push_bind(&h.event_key)
+                        .push_bind(h.member.0)
+                        .push_bind(h.asset.as_str())
+                        .push_bind(h.points)
+                        .push_bind(h.remaining)
+                        .push_bind(h.release_at)
+                        .push_bind(h.state)
+                        .push_bind(now);
+                });
+                q.build().execute(&mut *self).await?;
+            }
+            for (key, (remaining, state)) in &rows.hold_updates {
+                sqlx::query("UPDATE holds SET remaining = $3, state = $4 WHERE program_id = $1 AND event_key = $2")
+                            .bind(p).bind(key).bind(remaining).bind(*state).execute(&mut *self).await?;
+            }
+            for (lot, remaining) in &rows.lot_updates {
+                sqlx::query("UPDATE lots SET remaining = $3 WHERE program_id = $1 AND lot_id = $2")
+                    .bind(p)
+                    .bind(lot)
+                    .bind(remaining)
+                    .execute(&mut *self)
+                    .await?;
+            }
+            for (key, (refunded, reversed)) in &rows.order_updates {
+                sqlx::query("UPDATE events SET refunded = $3, reversed = $4 WHERE program_id = $1 AND event_key = $2")
+                            .bind(p).bind(key).bind(refunded).bind(reversed).execute(&mut *self).await?;
+            }
+            super::postgres_rows::balances(&mut *self, rows).await?;
+            Ok(true)
         }
-        Ok(true)
-    }
-
-    pub(super) async fn transfers(conn: &mut SqliteConnection, rows: &Rows) -> crate::Result<()> {
-        for chunk in rows.transfers.chunks(CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, member_id, asset, amount, \
-                 program_account, reason, created_at) ",
-            );
-            q.push_values(chunk, |mut b, t| {
-                b.push_bind(rows.program.0)
-                    .push_bind(t.id)
-                    .push_bind(t.kind.as_str())
-                    .push_bind("posted")
-                    .push_bind(&t.event_key)
-                    .push_bind(t.member.0)
-                    .push_bind(t.asset.as_str())
-                    .push_bind(t.amount)
-                    .push_bind(t.program_account.as_str())
-                    .push_bind(&t.reason)
-                    .push_bind(t.at);
-            });
-            q.build().execute(&mut *conn).await?;
-        }
-        Ok(())
-    }
-
-    pub(super) async fn lots(conn: &mut SqliteConnection, rows: &Rows) -> crate::Result<()> {
-        for chunk in rows.lots.chunks(CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) ",
-            );
-            q.push_values(chunk, |mut b, l| {
-                b.push_bind(rows.program.0)
-                    .push_bind(l.id)
-                    .push_bind(l.member.0)
-                    .push_bind(l.asset.as_str())
-                    .push_bind(l.amount)
-                    .push_bind(l.remaining)
-                    .push_bind(l.earned_at)
-                    .push_bind(l.expires_at)
-                    .push_bind(&l.event_key);
-            });
-            q.build().execute(&mut *conn).await?;
-        }
-        Ok(())
-    }
-
-    pub(super) async fn balances(conn: &mut SqliteConnection, rows: &Rows) -> crate::Result<()> {
-        let balances: Vec<_> = rows.balances.iter().collect();
-        for chunk in balances.chunks(CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO balances (program_id, account, member_id, asset, posted, debt) ",
-            );
-            q.push_values(chunk, |mut b, (account, d)| {
-                b.push_bind(rows.program.0)
-                    .push_bind(*account)
-                    .push_bind(d.member.map(|m| m.0))
-                    .push_bind(d.asset.as_str())
-                    .push_bind(d.posted)
-                    .push_bind(d.debt);
-            });
-            q.push(super::BALANCES_ADD);
-            q.build().execute(&mut *conn).await?;
-        }
-        Ok(())
     }
 }
 

@@ -1,0 +1,408 @@
+//! The ledger's batch I/O on SQLite: one prepared statement per kind of row,
+//! run once per key or row on the calling thread (see [`crate::sqlite_raw`]).
+//! SQLite is in-process, so a point lookup costs microseconds and needs no
+//! `IN` list; a prepared single-row insert is its fastest way in. Lookups
+//! through a partial index name it (`INDEXED BY`): without statistics the
+//! planner prefers scanning the program's primary-key range instead.
+
+use super::ingest::{EventOutcome, Loaded, MemberRef, Order, Redemption, WalletLot, Wanted};
+use super::writes::{LedgerIo, Rows, BALANCES_ADD};
+use crate::sqlite_raw::{parse_time, time_text, with_handle};
+use crate::{Result, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+use sarafan_core::ids::{MemberId, ProgramId};
+use sarafan_core::ledger::account::Asset;
+use sarafan_core::ledger::lots::Lot;
+use sarafan_core::member::MemberStatus;
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+impl LedgerIo for SqliteConnection {
+    async fn load_batch(&mut self, program: ProgramId, wanted: &Wanted) -> Result<Loaded> {
+        with_handle(self, |c| load(c, program.0, wanted)).await
+    }
+
+    async fn write_batch(&mut self, rows: &Rows) -> Result<bool> {
+        with_handle(self, |c| write(c, rows)).await
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn asset(raw: &str) -> Result<Asset> {
+    Asset::parse("asset", raw).map_err(|e| corrupt("asset", e))
+}
+
+fn status(raw: &str) -> Result<MemberStatus> {
+    MemberStatus::parse("status", raw).map_err(|e| corrupt("member", e))
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T> {
+    serde_json::from_str(raw).map_err(|e| corrupt(what, e))
+}
+
+/// Whether the member takes automated e-mail, beside their status.
+const MEMBER: &str = "status, consent_email AND email IS NOT NULL";
+
+fn load(c: &Connection, p: Uuid, w: &Wanted) -> Result<Loaded> {
+    let mut l = Loaded::default();
+    if w.check_keys {
+        let mut q = c.prepare_cached(
+            "SELECT fingerprint, request, result FROM events WHERE program_id = ?1 AND event_key = ?2",
+        )?;
+        for key in &w.keys {
+            let row = q
+                .query_row(params![p, key], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()?;
+            if let Some((fingerprint, request, result)) = row {
+                let saved = (
+                    fingerprint,
+                    json("request", &request)?,
+                    json("result", &result)?,
+                );
+                l.existing.insert(key.clone(), saved);
+            }
+        }
+    }
+    let mut by_id = c.prepare_cached(&format!(
+        "SELECT {MEMBER} FROM members WHERE program_id = ?1 AND member_id = ?2"
+    ))?;
+    for &id in &w.member_ids {
+        let row = by_id
+            .query_row(params![p, id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+            })
+            .optional()?;
+        if let Some((raw, mailable)) = row {
+            l.by_id.insert(MemberId(id), status(&raw)?);
+            if mailable {
+                l.mailable.insert(MemberId(id));
+            }
+        }
+    }
+    let mut by_external = c.prepare_cached(&format!(
+        "SELECT member_id, {MEMBER} FROM members WHERE program_id = ?1 AND external_id = ?2"
+    ))?;
+    for external in &w.externals {
+        let row = by_external
+            .query_row(params![p, external], |r| {
+                Ok((
+                    r.get::<_, Uuid>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })
+            .optional()?;
+        if let Some((id, raw, mailable)) = row {
+            let (id, status) = (MemberId(id), status(&raw)?);
+            l.by_id.insert(id, status);
+            l.by_external.insert(external.clone(), (id, status));
+            if mailable {
+                l.mailable.insert(id);
+            }
+        }
+    }
+    load_orders(c, p, w, &mut l)?;
+    load_wallets(c, p, w, &mut l)?;
+    load_history(c, p, w, &mut l)?;
+    Ok(l)
+}
+
+/// Orders refunds and releases refer to (purchases, and grants, whose
+/// reason a release posts again), their pending holds and redemptions.
+fn load_orders(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()> {
+    let mut order = c.prepare_cached(
+        "SELECT member_id, asset, amount, points, refunded, reversed, CASE WHEN kind = 'grant' THEN result END \
+         FROM events WHERE program_id = ?1 AND event_key = ?2 AND kind IN ('purchase', 'grant')",
+    )?;
+    let mut hold = c.prepare_cached(
+        "SELECT remaining FROM holds WHERE program_id = ?1 AND event_key = ?2 AND state = 'pending'",
+    )?;
+    let mut redemptions = c.prepare_cached(
+        "SELECT event_key, member_id, asset, points, reversed FROM events INDEXED BY events_by_order \
+         WHERE program_id = ?1 AND order_key = ?2 AND kind = 'redemption' ORDER BY event_key",
+    )?;
+    for key in &w.order_keys {
+        type OrderRow = (Uuid, String, Option<i64>, i64, i64, i64, Option<String>);
+        let row: Option<OrderRow> = order
+            .query_row(params![p, key], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .optional()?;
+        if let Some((member, raw_asset, amount, points, refunded, reversed, grant)) = row {
+            let grant = match grant {
+                Some(raw) => {
+                    let outcome: EventOutcome = json("result", &raw)?;
+                    Some(
+                        outcome
+                            .breakdown
+                            .into_iter()
+                            .next()
+                            .map(|l| l.reason)
+                            .unwrap_or_default(),
+                    )
+                }
+                None => None,
+            };
+            let pending = hold
+                .query_row(params![p, key], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let order = Order {
+                member: MemberId(member),
+                asset: asset(&raw_asset)?,
+                amount: amount.unwrap_or(0),
+                points,
+                refunded,
+                reversed,
+                pending,
+                in_batch: None,
+                grant,
+            };
+            l.orders.insert(key.clone(), order);
+        }
+        let mut rows = redemptions.query(params![p, key])?;
+        while let Some(r) = rows.next()? {
+            let raw_asset: String = r.get(2)?;
+            let redemption = Redemption {
+                key: r.get(0)?,
+                member: MemberId(r.get(1)?),
+                asset: asset(&raw_asset)?,
+                points: r.get(3)?,
+                reversed: r.get(4)?,
+                in_batch: None,
+            };
+            l.redemptions
+                .entry(key.clone())
+                .or_default()
+                .push(redemption);
+        }
+    }
+    Ok(())
+}
+
+/// Debts of every loaded member, and the open lots of those who may spend
+/// or lose points.
+fn load_wallets(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()> {
+    let mut debts = c.prepare_cached(
+        "SELECT asset, debt FROM balances INDEXED BY balances_in_debt WHERE program_id = ?1 AND member_id = ?2 AND debt <> 0",
+    )?;
+    for id in l.by_id.keys() {
+        let mut rows = debts.query(params![p, id.0])?;
+        while let Some(r) = rows.next()? {
+            let raw: String = r.get(0)?;
+            l.wallets.entry((*id, asset(&raw)?)).or_default().debt = r.get(1)?;
+        }
+    }
+    let mut spenders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
+    spenders.extend(w.spenders.iter().filter_map(|r| match r {
+        MemberRef::Id(id) => Some(id.0),
+        MemberRef::External(x) => l.by_external.get(x.as_str()).map(|(id, _)| id.0),
+    }));
+    spenders.sort_unstable();
+    spenders.dedup();
+    let mut lots = c.prepare_cached(
+        "SELECT lot_id, asset, remaining, earned_at, expires_at FROM lots INDEXED BY lots_open \
+         WHERE program_id = ?1 AND member_id = ?2 AND remaining > 0 ORDER BY lot_id",
+    )?;
+    for member in spenders {
+        let mut rows = lots.query(params![p, member])?;
+        while let Some(r) = rows.next()? {
+            let (raw_asset, earned_at, expires_at): (String, String, Option<String>) =
+                (r.get(1)?, r.get(3)?, r.get(4)?);
+            let wallet = l
+                .wallets
+                .entry((MemberId(member), asset(&raw_asset)?))
+                .or_default();
+            let lot = Lot {
+                id: wallet.lots.len() as u64,
+                remaining: r.get(2)?,
+                earned_at: parse_time(&earned_at)?,
+                expires_at: expires_at.as_deref().map(parse_time).transpose()?,
+            };
+            wallet.lots.push(WalletLot {
+                id: r.get(0)?,
+                lot,
+                new_row: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Past purchases the rules may count: per member, and per member and day.
+fn load_history(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()> {
+    let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
+    if w.order_counts {
+        let mut count = c.prepare_cached(
+            "SELECT COUNT(*) FROM events WHERE program_id = ?1 AND member_id = ?2 AND kind = 'purchase'",
+        )?;
+        for &m in &members {
+            let n: i64 = count.query_row(params![p, m], |r| r.get(0))?;
+            if n > 0 {
+                l.orders_count.insert(MemberId(m), n);
+            }
+        }
+    }
+    if let (true, Some(first), Some(last)) = (w.daily_totals, w.days.first(), w.days.last()) {
+        let from = time_text(first.midnight().assume_utc())?;
+        let to = time_text(last.next_day().unwrap_or(*last).midnight().assume_utc())?;
+        let mut earned = c.prepare_cached(
+            "SELECT occurred_at, points FROM events WHERE program_id = ?1 AND member_id = ?2 \
+             AND kind = 'purchase' AND occurred_at >= ?3 AND occurred_at < ?4",
+        )?;
+        for &m in &members {
+            let mut rows = earned.query(params![p, m, from, to])?;
+            while let Some(r) = rows.next()? {
+                let at = parse_time(&r.get::<_, String>(0)?)?;
+                *l.earned_on.entry((MemberId(m), at.date())).or_default() += r.get::<_, i64>(1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write(c: &Connection, rows: &Rows) -> Result<bool> {
+    let p = rows.program.0;
+    let now = time_text(rows.now)?;
+    if !rows.enrolled.is_empty() {
+        let mut q = c.prepare_cached(
+            "INSERT INTO members (program_id, member_id, external_id, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
+        )?;
+        for (id, external) in &rows.enrolled {
+            q.execute(params![p, id.0, external, now])?;
+        }
+    }
+    let mut q = c.prepare_cached(
+        "INSERT INTO events (program_id, event_key, kind, member_id, fingerprint, occurred_at, recorded_at, \
+         asset, amount, points, refunded, reversed, order_key, request, result) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+         ON CONFLICT (program_id, event_key) DO NOTHING",
+    )?;
+    for e in &rows.events {
+        // The unique index is the dedupe: no lookup on the common path
+        // where every key is new.
+        let inserted = q.execute(params![
+            p,
+            e.key,
+            e.kind,
+            e.member.0,
+            &e.fingerprint[..],
+            time_text(e.at)?,
+            now,
+            e.asset.as_str(),
+            e.amount,
+            e.points,
+            e.refunded,
+            e.reversed,
+            e.order_key,
+            e.request.get(),
+            e.result.get(),
+        ])?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+    }
+    let mut q = c.prepare_cached(
+        "INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, member_id, asset, amount, \
+         program_account, reason, created_at) VALUES (?1, ?2, ?3, 'posted', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for t in &rows.transfers {
+        q.execute(params![
+            p,
+            t.id,
+            t.kind.as_str(),
+            t.event_key,
+            t.member.0,
+            t.asset.as_str(),
+            t.amount,
+            t.program_account.as_str(),
+            t.reason,
+            time_text(t.at)?,
+        ])?;
+    }
+    let mut q = c.prepare_cached(
+        "INSERT INTO lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for l in &rows.lots {
+        q.execute(params![
+            p,
+            l.id,
+            l.member.0,
+            l.asset.as_str(),
+            l.amount,
+            l.remaining,
+            time_text(l.earned_at)?,
+            l.expires_at.map(time_text).transpose()?,
+            l.event_key,
+        ])?;
+    }
+    if !rows.holds.is_empty() {
+        let mut q = c.prepare_cached(
+            "INSERT INTO holds (program_id, event_key, member_id, asset, points, remaining, release_at, state, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for h in &rows.holds {
+            q.execute(params![
+                p,
+                h.event_key,
+                h.member.0,
+                h.asset.as_str(),
+                h.points,
+                h.remaining,
+                time_text(h.release_at)?,
+                h.state,
+                now,
+            ])?;
+        }
+    }
+    for (key, (remaining, state)) in &rows.hold_updates {
+        c.prepare_cached(
+            "UPDATE holds SET remaining = ?3, state = ?4 WHERE program_id = ?1 AND event_key = ?2",
+        )?
+        .execute(params![p, key, remaining, state])?;
+    }
+    for (lot, remaining) in &rows.lot_updates {
+        c.prepare_cached("UPDATE lots SET remaining = ?3 WHERE program_id = ?1 AND lot_id = ?2")?
+            .execute(params![p, lot, remaining])?;
+    }
+    for (key, (refunded, reversed)) in &rows.order_updates {
+        c.prepare_cached(
+            "UPDATE events SET refunded = ?3, reversed = ?4 WHERE program_id = ?1 AND event_key = ?2",
+        )?
+        .execute(params![p, key, refunded, reversed])?;
+    }
+    let mut q = c.prepare_cached(&format!(
+        "INSERT INTO balances (program_id, account, member_id, asset, posted, debt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6){BALANCES_ADD}"
+    ))?;
+    for (account, d) in &rows.balances {
+        q.execute(params![
+            p,
+            account,
+            d.member.map(|m| m.0),
+            d.asset.as_str(),
+            d.posted,
+            d.debt
+        ])?;
+    }
+    Ok(true)
+}

@@ -1,0 +1,55 @@
+//! Direct SQLite access, on a connection sqlx opened, for the hot paths.
+//!
+//! sqlx's SQLite driver runs each statement on a worker thread and carries
+//! every bound argument and every result row across a channel between it and
+//! the caller: fine for the occasional query, but the ledger's batch path
+//! binds and reads hundreds of thousands of values a second. Here the same
+//! connection — and so the same open transaction — is locked out of sqlx's
+//! worker and driven through rusqlite's prepared statements on the calling
+//! thread (`block_in_place` on a multi-threaded runtime, so other tasks move
+//! off it meanwhile).
+
+use crate::{Result, StoreError};
+use sqlx::SqliteConnection;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Runs `f` on `conn`'s SQLite handle, inside whatever transaction `conn` has
+/// open.
+pub(crate) async fn with_handle<R>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<R>,
+) -> Result<R> {
+    let mut locked = conn.lock_handle().await?;
+    blocking(move || {
+        // SAFETY: `locked` keeps sqlx's worker off the handle until it is
+        // dropped, after `c`; a connection made `from_handle` does not own
+        // the handle (dropping it finalises only its own statements).
+        let c = unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr()) }?;
+        let out = f(&c);
+        drop(c);
+        out
+    })
+}
+
+/// Runs `f`, telling a multi-threaded tokio runtime that it blocks.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A time as sqlx stores it in SQLite (RFC 3339 text), so rows written here
+/// and there compare and read back alike.
+pub(crate) fn time_text(t: OffsetDateTime) -> Result<String> {
+    t.format(&Rfc3339)
+        .map_err(|e| StoreError::Corrupt(format!("time {t} cannot be stored: {e}")))
+}
+
+/// Reads a time stored by [`time_text`] (or by sqlx).
+pub(crate) fn parse_time(raw: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(raw, &Rfc3339)
+        .map_err(|e| StoreError::Corrupt(format!("stored time {raw:?}: {e}")))
+}
