@@ -11,25 +11,46 @@
 
 use crate::{Result, StoreError};
 use sqlx::SqliteConnection;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Runs `f` on `conn`'s SQLite handle, inside whatever transaction `conn` has
-/// open.
+/// Runs `f` with `conn`'s SQLite handle, inside whatever transaction `conn`
+/// has open.
 pub(crate) async fn with_handle<R>(
     conn: &mut SqliteConnection,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<R>,
+    f: impl FnOnce(&Handle<'_>) -> Result<R>,
 ) -> Result<R> {
     let mut locked = conn.lock_handle().await?;
-    blocking(move || {
-        // SAFETY: `locked` keeps sqlx's worker off the handle until it is
-        // dropped, after `c`; a connection made `from_handle` does not own
-        // the handle (dropping it finalises only its own statements).
-        let c = unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr()) }?;
-        let out = f(&c);
-        drop(c);
-        out
-    })
+    let handle = Handle {
+        db: locked.as_raw_handle(),
+        _locked: PhantomData,
+    };
+    let out = blocking(|| f(&handle));
+    drop(locked);
+    out
+}
+
+/// A connection's SQLite handle, locked out of sqlx's worker for `'a`.
+pub(crate) struct Handle<'a> {
+    db: NonNull<rusqlite::ffi::sqlite3>,
+    _locked: PhantomData<&'a mut SqliteConnection>,
+}
+
+// SAFETY: SQLite is built thread-safe (serialised), so the handle may be
+// used from another thread; the borrow keeps every such use within the lock.
+unsafe impl Send for Handle<'_> {}
+unsafe impl Sync for Handle<'_> {}
+
+impl Handle<'_> {
+    /// A rusqlite connection on the handle. It does not own the handle:
+    /// dropping it finalises only its own prepared statements.
+    pub(crate) fn connection(&self) -> Result<rusqlite::Connection> {
+        // SAFETY: the handle is open and locked while `self` lives; callers
+        // drop the connection within `with_handle`'s closure.
+        Ok(unsafe { rusqlite::Connection::from_handle(self.db.as_ptr()) }?)
+    }
 }
 
 /// Runs `f`, telling a multi-threaded tokio runtime that it blocks.

@@ -273,7 +273,7 @@ pub(crate) struct Order {
     pub reversed: i64,
     /// Points still pending in the order's hold (0: none, or settled).
     pub pending: i64,
-    /// Index into `Rows::events` when the purchase is in this batch.
+    /// Position among the batch's event rows when the purchase is in this batch.
     pub in_batch: Option<usize>,
     /// For a grant (not a purchase): its reason. A grant's `amount` is its
     /// points, and `refunded` equals them once it is voided.
@@ -289,7 +289,7 @@ pub(crate) struct Redemption {
     pub points: i64,
     /// Points already given back.
     pub reversed: i64,
-    /// Index into `Rows::events` when the redemption is in this batch.
+    /// Position among the batch's event rows when the redemption is in this batch.
     pub in_batch: Option<usize>,
 }
 
@@ -298,7 +298,7 @@ pub(crate) struct Redemption {
 pub(crate) struct WalletLot {
     pub id: Uuid,
     pub lot: Lot,
-    /// Row in `Rows::lots` of a lot this batch creates (written whole);
+    /// Position among the batch's lot rows of a lot this batch creates (written whole);
     /// `None` for a loaded lot (written as an update).
     pub new_row: Option<usize>,
 }
@@ -404,38 +404,81 @@ impl Wanted {
 pub(crate) fn plan(
     ctx: &LedgerContext,
     events: &[EventIn],
-    mut loaded: Loaded,
+    loaded: Loaded,
 ) -> (Vec<ItemResult>, Rows) {
-    let mut rows = Rows::new(ctx.program, now());
-    let mut results: Vec<ItemResult> = Vec::with_capacity(events.len());
-    // Keys booked earlier in this batch: their result and event.
-    let mut booked: HashMap<&str, (usize, &EventIn)> = HashMap::new();
-    for e in events {
-        let result = if let Some(&(result, first)) = booked.get(e.key.as_str()) {
-            match &results[result] {
-                ItemResult::Accepted(outcome) if first.fingerprint == e.fingerprint => {
-                    ItemResult::Replayed(outcome.clone())
-                }
-                _ => ItemResult::Rejected(ItemError::KeyReused {
-                    key: e.key.clone(),
-                    fields: differing_fields(&first.request, &e.request),
-                }),
-            }
-        } else {
-            match loaded.existing.get(&e.key) {
-                Some(saved) => replay_of(e, saved),
-                None => match book(ctx, e, &mut loaded, &mut rows) {
-                    Ok(outcome) => {
-                        booked.insert(&e.key, (results.len(), e));
-                        ItemResult::Accepted(outcome)
-                    }
-                    Err(err) => ItemResult::Rejected(err),
-                },
-            }
-        };
-        results.push(result);
+    let mut planner = Planner::new(ctx, loaded, events.len());
+    let rows = planner.plan(events);
+    (planner.finish(), rows)
+}
+
+/// Books a batch chunk by chunk, so that one chunk's rows can be written
+/// while the next is planned. State carries over between chunks; a row of
+/// an earlier chunk (handed over already) that a later event changes — a
+/// refunded order, a spent lot — is written as an update instead.
+pub(crate) struct Planner<'a> {
+    ctx: &'a LedgerContext,
+    loaded: Loaded,
+    now: OffsetDateTime,
+    results: Vec<ItemResult>,
+    /// Keys booked earlier in this batch: their result and event.
+    booked: HashMap<&'a str, (usize, &'a EventIn)>,
+    /// Event and lot rows of earlier chunks.
+    events_before: usize,
+    lots_before: usize,
+}
+
+impl<'a> Planner<'a> {
+    pub(crate) fn new(ctx: &'a LedgerContext, loaded: Loaded, events: usize) -> Self {
+        Self {
+            ctx,
+            loaded,
+            now: now(),
+            results: Vec::with_capacity(events),
+            booked: HashMap::new(),
+            events_before: 0,
+            lots_before: 0,
+        }
     }
-    (results, rows)
+
+    /// Books the next chunk of the batch; returns the rows it writes.
+    pub(crate) fn plan(&mut self, events: &'a [EventIn]) -> Rows {
+        let mut rows = Rows::new(self.ctx.program, self.now);
+        rows.events_before = self.events_before;
+        rows.lots_before = self.lots_before;
+        for e in events {
+            let result = if let Some(&(result, first)) = self.booked.get(e.key.as_str()) {
+                match &self.results[result] {
+                    ItemResult::Accepted(outcome) if first.fingerprint == e.fingerprint => {
+                        ItemResult::Replayed(outcome.clone())
+                    }
+                    _ => ItemResult::Rejected(ItemError::KeyReused {
+                        key: e.key.clone(),
+                        fields: differing_fields(&first.request, &e.request),
+                    }),
+                }
+            } else {
+                match self.loaded.existing.get(&e.key) {
+                    Some(saved) => replay_of(e, saved),
+                    None => match book(self.ctx, e, &mut self.loaded, &mut rows) {
+                        Ok(outcome) => {
+                            self.booked.insert(&e.key, (self.results.len(), e));
+                            ItemResult::Accepted(outcome)
+                        }
+                        Err(err) => ItemResult::Rejected(err),
+                    },
+                }
+            };
+            self.results.push(result);
+        }
+        self.events_before += rows.events.len();
+        self.lots_before += rows.lots.len();
+        rows
+    }
+
+    /// The result of every event planned, in order.
+    pub(crate) fn finish(self) -> Vec<ItemResult> {
+        self.results
+    }
 }
 
 /// The messages a committed batch causes: `purchase.processed` for each
@@ -754,7 +797,7 @@ fn credit(
                 earned_at: e.at,
                 expires_at,
             },
-            new_row: Some(rows.lots.len() - 1),
+            new_row: Some(rows.lots_before + rows.lots.len() - 1),
         });
     }
     Ok(())
@@ -855,7 +898,7 @@ fn purchase(
             refunded: 0,
             reversed: 0,
             pending,
-            in_batch: Some(rows.events.len()),
+            in_batch: Some(rows.next_event()),
             grant: None,
         },
     );
@@ -1065,7 +1108,7 @@ fn grant(
             refunded: 0,
             reversed: 0,
             pending,
-            in_batch: Some(rows.events.len()),
+            in_batch: Some(rows.next_event()),
             grant: Some(reason),
         },
     );
@@ -1238,7 +1281,7 @@ fn redeem(
             asset,
             points: plan.points,
             reversed: 0,
-            in_batch: Some(rows.events.len()),
+            in_batch: Some(rows.next_event()),
         });
     Ok(out)
 }
@@ -1296,9 +1339,22 @@ impl Rows {
         }
     }
 
+    /// Where the next event row will be, counted over the whole batch.
+    fn next_event(&self) -> usize {
+        self.events_before + self.events.len()
+    }
+
+    /// The event row at batch position `at`, if it is in this chunk.
+    fn event_row(&mut self, at: Option<usize>) -> Option<&mut EventRow> {
+        self.events.get_mut(at?.checked_sub(self.events_before)?)
+    }
+
     fn touch_lot(&mut self, l: &WalletLot) {
-        match l.new_row {
-            Some(row) => self.lots[row].remaining = l.lot.remaining,
+        match l
+            .new_row
+            .and_then(|row| self.lots.get_mut(row.checked_sub(self.lots_before)?))
+        {
+            Some(row) => row.remaining = l.lot.remaining,
             None => {
                 self.lot_updates.insert(l.id, l.lot.remaining);
             }
@@ -1306,8 +1362,8 @@ impl Rows {
     }
 
     fn touch_redemption(&mut self, r: &Redemption) {
-        match r.in_batch {
-            Some(row) => self.events[row].reversed = r.reversed,
+        match self.event_row(r.in_batch) {
+            Some(row) => row.reversed = r.reversed,
             None => {
                 let refunded = self.order_updates.get(&r.key).map_or(0, |u| u.0);
                 self.order_updates
@@ -1332,10 +1388,10 @@ impl Rows {
     }
 
     fn touch_order(&mut self, key: &str, o: &Order) {
-        match o.in_batch {
+        match self.event_row(o.in_batch) {
             Some(row) => {
-                self.events[row].refunded = o.refunded;
-                self.events[row].reversed = o.reversed;
+                row.refunded = o.refunded;
+                row.reversed = o.reversed;
             }
             None => {
                 self.order_updates

@@ -1,6 +1,6 @@
 //! What members and stores read from the ledger, and the consistency check.
 
-use super::ingest::{outgoing, plan, replay_of, EventIn, ItemResult, LedgerContext, Wanted};
+use super::ingest::{outgoing, replay_of, EventIn, ItemResult, LedgerContext, Wanted};
 use super::writes::LedgerIo;
 use crate::outbox::Enqueue;
 use crate::{now, with_db, Result, Store, StoreError};
@@ -312,11 +312,10 @@ pub(crate) async fn book_in<C: LedgerIo + Enqueue>(
     let mut loaded = conn.load_batch(ctx.program, wanted).await?;
     let mailable = std::mem::take(&mut loaded.mailable);
     let t1 = std::time::Instant::now();
-    let (mut results, rows) = plan(ctx, events, loaded);
-    let t2 = std::time::Instant::now();
-    if !conn.write_batch(&rows).await? {
+    let Some(mut results) = conn.book(ctx, events, loaded).await? else {
         return Ok(None);
-    }
+    };
+    let t2 = std::time::Instant::now();
     // Unchecked, a replay may look like a bad event (a refund booked
     // already exceeds what is left of its order): the refused items' keys
     // alone are looked up now. The accepted items were new (their inserts
@@ -353,8 +352,8 @@ pub(crate) async fn book_in<C: LedgerIo + Enqueue>(
         events = events.len(),
         check_keys = wanted.check_keys,
         load_ms = (t1 - t0).as_secs_f64() * 1e3,
-        plan_ms = (t2 - t1).as_secs_f64() * 1e3,
-        write_ms = t2.elapsed().as_secs_f64() * 1e3,
+        book_ms = (t2 - t1).as_secs_f64() * 1e3,
+        rest_ms = t2.elapsed().as_secs_f64() * 1e3,
         "ledger batch"
     );
     Ok(Some(results))

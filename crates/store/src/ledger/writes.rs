@@ -1,7 +1,10 @@
 //! The rows a batch writes, and the set-based SQL that loads a batch's
 //! state and writes its rows, compiled for each backend.
 
-use super::ingest::{EventOutcome, Loaded, MemberRef, Order, Redemption, WalletLot, Wanted};
+use super::ingest::{
+    plan, EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, MemberRef, Order, Redemption,
+    WalletLot, Wanted,
+};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{Asset, ProgramAccount};
 use sarafan_core::ledger::lots::Lot;
@@ -87,6 +90,10 @@ pub(crate) struct Rows {
     /// Purchases from earlier batches refunded by this one: `(refunded, reversed)`.
     pub order_updates: HashMap<String, (i64, i64)>,
     pub balances: HashMap<String, BalanceDelta>,
+    /// Event and lot rows of the batch's earlier chunks (see
+    /// `ingest::Planner`): a batch position below these is written already.
+    pub events_before: usize,
+    pub lots_before: usize,
 }
 
 impl Rows {
@@ -103,6 +110,8 @@ impl Rows {
             hold_updates: HashMap::new(),
             order_updates: HashMap::new(),
             balances: HashMap::new(),
+            events_before: 0,
+            lots_before: 0,
         }
     }
 }
@@ -117,6 +126,17 @@ const CHUNK: usize = 1000;
 
 pub(crate) trait LedgerIo {
     async fn load_batch(&mut self, program: ProgramId, wanted: &Wanted) -> crate::Result<Loaded>;
+    /// Books `events` against `loaded` and writes their rows: the results,
+    /// or `None` where [`LedgerIo::write_batch`] found a key booked already.
+    async fn book(
+        &mut self,
+        ctx: &LedgerContext,
+        events: &[EventIn],
+        loaded: Loaded,
+    ) -> crate::Result<Option<Vec<ItemResult>>> {
+        let (results, rows) = plan(ctx, events, loaded);
+        Ok(self.write_batch(&rows).await?.then_some(results))
+    }
     /// Writes a planned batch. `Ok(false)`: an event's key was booked
     /// already (the batch was planned without looking keys up), nothing
     /// useful was written and the caller rolls back and plans again.
