@@ -3,6 +3,7 @@
 //! server.
 
 use crate::json_text::JsonText;
+use crate::sqlite_raw::with_handle;
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
 use std::collections::HashMap;
@@ -133,18 +134,27 @@ impl Store {
     }
 
     /// The baseline: the rows the pipeline wrote for `program`, inserted
-    /// again with plain multi-row INSERTs (at most 1000 rows a statement, as
-    /// the pipeline's writes) into copies of its tables with the same
-    /// columns, keys and indexes, one transaction per `batch` events as the
-    /// pipeline committed them. Same pools, hence the same durability
-    /// settings. Only the inserts and commits are timed; the rows are read
-    /// back before the clock starts. Returns the rows inserted and the time.
+    /// again into copies of its tables with the same columns, keys and
+    /// indexes, one transaction per `batch` events as the pipeline committed
+    /// them, the way each backend's pipeline inserts: on PostgreSQL plain
+    /// multi-row INSERTs (at most 1000 rows a statement), on SQLite one
+    /// prepared single-row INSERT per row. Same connections, hence the same
+    /// durability settings. Only the inserts and commits are timed; the rows
+    /// are read back before the clock starts. Returns the rows inserted and
+    /// the time.
     pub async fn bench_raw_insert(
         &self,
         program: ProgramId,
         batch: usize,
     ) -> Result<(usize, Duration)> {
         self.bench_copy_tables().await?;
+        if let crate::Db::Sqlite { write, .. } = &self.db {
+            let mut conn = write.acquire().await?;
+            return with_handle(&mut conn, |h| {
+                raw_sqlite(&h.connection()?, program, batch.max(1))
+            })
+            .await;
+        }
         let batches = self.bench_read_batches(program, batch.max(1)).await?;
         let mut timed = Duration::ZERO;
         let mut rows = 0;
@@ -332,4 +342,66 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// [`Store::bench_raw_insert`] on SQLite: every column of every row read back
+/// as it is stored, and inserted again with `INSERT … VALUES (?, …)`.
+fn raw_sqlite(
+    c: &rusqlite::Connection,
+    program: ProgramId,
+    batch: usize,
+) -> Result<(usize, Duration)> {
+    use rusqlite::types::Value;
+    // Each batch's rows, table by table, in the order the pipeline wrote them.
+    let mut batches: Vec<Vec<(usize, Vec<Value>)>> = Vec::new();
+    let mut batch_of: HashMap<String, usize> = HashMap::new();
+    let mut inserts = Vec::new();
+    for (t, table) in TABLES.iter().enumerate() {
+        let key = ["event_key", "transfer_id", "lot_id"][t];
+        let mut q = c.prepare(&format!(
+            "SELECT * FROM {table} WHERE program_id = ?1 ORDER BY {key}"
+        ))?;
+        let columns = q.column_count();
+        let event_key = q.column_index("event_key")?;
+        inserts.push(format!(
+            "INSERT INTO bench_{table} VALUES ({})",
+            vec!["?"; columns].join(", ")
+        ));
+        let mut rows = q.query([program.0])?;
+        while let Some(r) = rows.next()? {
+            let values = (0..columns)
+                .map(|i| r.get(i))
+                .collect::<rusqlite::Result<Vec<Value>>>()?;
+            let Value::Text(key) = &values[event_key] else {
+                continue;
+            };
+            let b = if t == 0 {
+                let b = batch_of.len() / batch;
+                batch_of.insert(key.clone(), b);
+                b
+            } else {
+                match batch_of.get(key) {
+                    Some(&b) => b,
+                    None => continue,
+                }
+            };
+            if b == batches.len() {
+                batches.push(Vec::new());
+            }
+            batches[b].push((t, values));
+        }
+    }
+    let (mut rows, mut timed) = (0, Duration::ZERO);
+    for b in &batches {
+        let start = Instant::now();
+        let tx = c.unchecked_transaction()?;
+        for (t, values) in b {
+            tx.prepare_cached(&inserts[*t])?
+                .execute(rusqlite::params_from_iter(values))?;
+        }
+        tx.commit()?;
+        timed += start.elapsed();
+        rows += b.len();
+    }
+    Ok((rows, timed))
 }

@@ -58,11 +58,12 @@ impl Store {
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "268435456")
                 .pragma("temp_store", "memory")
-                // Checkpoint the WAL every 256 MiB instead of every 4 MiB:
-                // a batch of a thousand events rewrites megabytes of index
-                // pages, and a page rewritten by many batches between two
-                // checkpoints is copied into the database once.
-                .pragma("wal_autocheckpoint", "65536");
+                // Checkpoint the WAL every 16384 pages (256 MiB of 16 KiB
+                // pages) instead of every 1000: a batch of a thousand events
+                // rewrites megabytes of index pages, and a page rewritten by
+                // many batches between two checkpoints is copied into the
+                // database once.
+                .pragma("wal_autocheckpoint", "16384");
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_with(base.clone())

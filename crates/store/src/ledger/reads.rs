@@ -97,7 +97,9 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 let booked = book_in(&mut *tx, ctx, events, &wanted, Announce::Yes).await?;
                 if booked.is_some() {
+                    let t = std::time::Instant::now();
                     tx.commit().await?;
+                    tracing::debug!(commit_ms = t.elapsed().as_secs_f64() * 1e3, "ledger commit");
                 } else {
                     tx.rollback().await?;
                 }
