@@ -6,8 +6,10 @@
 //! the [`with_db!`] macro, so there is no twin implementation to drift. What
 //! really differs lives apart: the migrations (`migrations/sqlite`,
 //! `migrations/postgres`: types, `STRICT`/`WITHOUT ROWID`) and connection
-//! set-up in [`connect`]. Every tenant query filters by `program_id`, which
-//! leads every primary key.
+//! set-up in [`connect`] — and the ledger's batch I/O, the hot path, which
+//! each backend does its fastest way (`ledger::writes` on PostgreSQL,
+//! `ledger::sqlite_io` through rusqlite on SQLite). Every tenant query
+//! filters by `program_id`, which leads every primary key.
 
 mod bench;
 mod clicks;

@@ -38,8 +38,10 @@ pub(crate) struct Handle<'a> {
     _locked: PhantomData<&'a mut SqliteConnection>,
 }
 
-// SAFETY: SQLite is built thread-safe (serialised), so the handle may be
-// used from another thread; the borrow keeps every such use within the lock.
+// SAFETY: sqlx opens connections in SQLite's multi-thread mode: a handle may
+// be used from any thread, one thread at a time. The lock keeps sqlx's worker
+// off it, and the ledger uses it from one thread at a time (the writer thread
+// while the planner thread plans, never both).
 unsafe impl Send for Handle<'_> {}
 unsafe impl Sync for Handle<'_> {}
 
