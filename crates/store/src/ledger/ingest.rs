@@ -334,6 +334,21 @@ pub(crate) struct Loaded {
     pub mailable: HashSet<MemberId>,
 }
 
+impl Loaded {
+    /// Members whose lots the batch needs: who may spend points or lose
+    /// them (the owners of the orders it refunds or releases too).
+    pub(crate) fn spenders(&self, w: &Wanted) -> Vec<Uuid> {
+        let mut spenders: Vec<Uuid> = self.orders.values().map(|o| o.member.0).collect();
+        spenders.extend(w.spenders.iter().filter_map(|r| match r {
+            MemberRef::Id(id) => Some(id.0),
+            MemberRef::External(x) => self.by_external.get(x.as_str()).map(|(id, _)| id.0),
+        }));
+        spenders.sort_unstable();
+        spenders.dedup();
+        spenders
+    }
+}
+
 /// What the loader must fetch for `events`.
 #[derive(Default)]
 pub(crate) struct Wanted {

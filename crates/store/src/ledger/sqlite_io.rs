@@ -6,8 +6,8 @@
 //! planner prefers scanning the program's primary-key range instead.
 
 use super::ingest::{
-    EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, MemberRef, Order, Planner,
-    Redemption, WalletLot, Wanted,
+    EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, Order, Planner, Redemption,
+    WalletLot, Wanted,
 };
 use super::writes::{LedgerIo, Rows, BALANCES_ADD};
 use crate::sqlite_raw::{parse_time, time_text, with_handle};
@@ -254,13 +254,7 @@ fn load_wallets(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
             l.wallets.entry((*id, asset(&raw)?)).or_default().debt = r.get(1)?;
         }
     }
-    let mut spenders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
-    spenders.extend(w.spenders.iter().filter_map(|r| match r {
-        MemberRef::Id(id) => Some(id.0),
-        MemberRef::External(x) => l.by_external.get(x.as_str()).map(|(id, _)| id.0),
-    }));
-    spenders.sort_unstable();
-    spenders.dedup();
+    let spenders = l.spenders(w);
     let mut lots = c.prepare_cached(
         "SELECT lot_id, asset, remaining, earned_at, expires_at FROM lots INDEXED BY lots_open \
          WHERE program_id = ?1 AND member_id = ?2 AND remaining > 0 ORDER BY lot_id",

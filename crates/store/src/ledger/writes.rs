@@ -2,8 +2,8 @@
 //! state and writes its rows, compiled for each backend.
 
 use super::ingest::{
-    plan, EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, MemberRef, Order, Redemption,
-    WalletLot, Wanted,
+    plan, EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, Order, Redemption, WalletLot,
+    Wanted,
 };
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{Asset, ProgramAccount};
@@ -314,13 +314,7 @@ mod postgres {
                 wallet.debt = r.try_get("debt")?;
             }
             // Lots are needed only where points may be spent or taken back.
-            let mut spenders: Vec<Uuid> = l.orders.values().map(|o| o.member.0).collect();
-            spenders.extend(w.spenders.iter().filter_map(|r| match r {
-                MemberRef::Id(id) => Some(id.0),
-                MemberRef::External(x) => l.by_external.get(x.as_str()).map(|(id, _)| id.0),
-            }));
-            spenders.sort_unstable();
-            spenders.dedup();
+            let spenders = l.spenders(w);
             let select =
                 "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots";
             for r in rows_in(
