@@ -150,8 +150,8 @@ impl Store {
         self.bench_copy_tables().await?;
         if let crate::Db::Sqlite { write, .. } = &self.db {
             let mut conn = write.acquire().await?;
-            return with_handle(&mut conn, |h| {
-                raw_sqlite(&h.connection()?, program, batch.max(1))
+            return with_handle(&mut conn, |mut h| {
+                raw_sqlite(&*h.connection()?, program, batch.max(1))
             })
             .await;
         }

@@ -57,15 +57,25 @@ impl Store {
                 // indexes in memory instead of re-reading them per batch.
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "268435456")
-                .pragma("temp_store", "memory")
-                // Checkpoint the WAL every 16384 pages (256 MiB of 16 KiB
-                // pages) instead of every 1000: a batch of a thousand events
-                // rewrites megabytes of index pages, and a page rewritten by
-                // many batches between two checkpoints is copied into the
-                // database once.
-                .pragma("wal_autocheckpoint", "16384");
+                .pragma("temp_store", "memory");
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
+                // Checkpoint the WAL every 256 MiB instead of every 1000
+                // pages: a batch of a thousand events rewrites megabytes of
+                // index pages, and a page rewritten by many batches between
+                // two checkpoints is copied into the database once. Counted
+                // in pages, whose size depends on when the file was made.
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        let pages = (256 << 20) / page.max(512);
+                        conn.execute(format!("PRAGMA wal_autocheckpoint = {pages}").as_str())
+                            .await?;
+                        Ok(())
+                    })
+                })
                 .connect_with(base.clone())
                 .await?;
             let read = SqlitePoolOptions::new()
@@ -142,6 +152,38 @@ impl Store {
                 write.close().await;
             }
             Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_every_256_mib_whatever_the_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file made before 16 KiB pages keeps its 4 KiB ones.
+        let old = rusqlite::Connection::open(dir.path().join("old.db")).unwrap();
+        old.execute_batch("PRAGMA page_size = 4096; CREATE TABLE t (x)")
+            .unwrap();
+        drop(old);
+        for (file, page, pages) in [("new.db", 16384, 16384), ("old.db", 4096, 65536)] {
+            let url = format!("sqlite://{}", dir.path().join(file).display());
+            let store = Store::connect(&ConnectOptions::new(url)).await.unwrap();
+            let Db::Sqlite { write, .. } = &store.db else {
+                unreachable!("a sqlite: URL opens SQLite")
+            };
+            let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+                .fetch_one(write)
+                .await
+                .unwrap();
+            let every: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+                .fetch_one(write)
+                .await
+                .unwrap();
+            assert_eq!((size, every), (page, pages), "{file}");
+            store.close().await;
         }
     }
 }

@@ -17,41 +17,62 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Runs `f` with `conn`'s SQLite handle, inside whatever transaction `conn`
-/// has open.
+/// has open. Nothing made from the handle can leave `f`: neither the
+/// handle (its lifetime is `f`'s own) nor a connection (it borrows the
+/// handle).
 pub(crate) async fn with_handle<R>(
     conn: &mut SqliteConnection,
-    f: impl FnOnce(&Handle<'_>) -> Result<R>,
+    f: impl FnOnce(Handle<'_>) -> Result<R>,
 ) -> Result<R> {
     let mut locked = conn.lock_handle().await?;
     let handle = Handle {
         db: locked.as_raw_handle(),
         _locked: PhantomData,
     };
-    let out = blocking(|| f(&handle));
+    let out = blocking(|| f(handle));
     drop(locked);
     out
 }
 
-/// A connection's SQLite handle, locked out of sqlx's worker for `'a`.
+/// A connection's SQLite handle, locked out of sqlx's worker for `'a`. It
+/// may move to another thread (`Send`) but not be shared (`!Sync`), and it
+/// makes one connection at a time ([`Handle::connection`] borrows it
+/// mutably): the handle is never used by two threads at once.
 pub(crate) struct Handle<'a> {
     db: NonNull<rusqlite::ffi::sqlite3>,
     _locked: PhantomData<&'a mut SqliteConnection>,
 }
 
 // SAFETY: sqlx opens connections in SQLite's multi-thread mode: a handle may
-// be used from any thread, one thread at a time. The lock keeps sqlx's worker
-// off it, and the ledger uses it from one thread at a time (the writer thread
-// while the planner thread plans, never both).
+// be used from any thread, one thread at a time, which `Handle` ensures (see
+// above); the lock keeps sqlx's worker off it meanwhile.
 unsafe impl Send for Handle<'_> {}
-unsafe impl Sync for Handle<'_> {}
 
 impl Handle<'_> {
-    /// A rusqlite connection on the handle. It does not own the handle:
-    /// dropping it finalises only its own prepared statements.
-    pub(crate) fn connection(&self) -> Result<rusqlite::Connection> {
-        // SAFETY: the handle is open and locked while `self` lives; callers
-        // drop the connection within `with_handle`'s closure.
-        Ok(unsafe { rusqlite::Connection::from_handle(self.db.as_ptr()) }?)
+    /// A rusqlite connection on the handle, for as long as it is borrowed.
+    pub(crate) fn connection(&mut self) -> Result<Conn<'_>> {
+        // SAFETY: the handle is open and locked while `self` lives, and the
+        // connection cannot outlive the borrow of `self`. It does not own the
+        // handle: dropping it finalises only its own prepared statements.
+        let c = unsafe { rusqlite::Connection::from_handle(self.db.as_ptr()) }?;
+        Ok(Conn {
+            c,
+            _handle: PhantomData,
+        })
+    }
+}
+
+/// A rusqlite connection borrowed from a [`Handle`].
+pub(crate) struct Conn<'h> {
+    c: rusqlite::Connection,
+    _handle: PhantomData<&'h mut ()>,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = rusqlite::Connection;
+
+    fn deref(&self) -> &rusqlite::Connection {
+        &self.c
     }
 }
 

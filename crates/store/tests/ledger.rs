@@ -915,6 +915,13 @@ async fn same_batch_or_one_by_one_on_sqlite() {
     same_batch_or_one_by_one(Backend::Sqlite).await;
 }
 
+/// As the server runs: the batch blocks in place and the writer thread runs
+/// beside tokio's workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_batch_or_one_by_one_on_sqlite_multi_threaded() {
+    same_batch_or_one_by_one(Backend::Sqlite).await;
+}
+
 #[tokio::test]
 async fn same_batch_or_one_by_one_on_postgres() {
     same_batch_or_one_by_one(Backend::Postgres).await;

@@ -26,7 +26,7 @@ const CHUNK: usize = 500;
 
 impl LedgerIo for SqliteConnection {
     async fn load_batch(&mut self, program: ProgramId, wanted: &Wanted) -> Result<Loaded> {
-        with_handle(self, |h| load(&h.connection()?, program.0, wanted)).await
+        with_handle(self, |mut h| load(&*h.connection()?, program.0, wanted)).await
     }
 
     /// Planning is CPU work and so are SQLite's inserts: on two threads, a
@@ -37,7 +37,7 @@ impl LedgerIo for SqliteConnection {
         events: &[EventIn],
         loaded: Loaded,
     ) -> Result<Option<Vec<ItemResult>>> {
-        with_handle(self, |h| {
+        with_handle(self, |mut h| {
             std::thread::scope(|s| {
                 let (chunks, written) = std::sync::mpsc::sync_channel::<Rows>(1);
                 let writer = s.spawn(move || -> Result<bool> {
@@ -67,7 +67,7 @@ impl LedgerIo for SqliteConnection {
     }
 
     async fn write_batch(&mut self, rows: &Rows) -> Result<bool> {
-        with_handle(self, |h| write(&h.connection()?, rows)).await
+        with_handle(self, |mut h| write(&*h.connection()?, rows)).await
     }
 }
 
