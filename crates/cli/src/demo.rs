@@ -3,9 +3,11 @@
 use crate::config::{self, ServeArgs};
 use anyhow::Result;
 use sarafan_core::apikey::Scope;
+use sarafan_core::ledger::rules::{EarnRules, Multiplier, Rate, Rounding};
 use sarafan_core::member::{Consent, MemberFields, NewMember};
 use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
 use sarafan_store::{NewProgram, Store};
+use time::macros::datetime;
 
 const DEMO_DB: &str = "sqlite://sarafan-demo.db";
 const DEMO_PROGRAM: &str = "Sarafan Coffee (demo)";
@@ -91,10 +93,14 @@ async fn seed(store: &Store) -> Result<sarafan_store::Program> {
                 name: ProgramName::parse(DEMO_PROGRAM)?,
                 currency: Currency::parse("RUB")?,
                 locale: Locale::parse("locale", "ru")?,
-                terms: "Invite a friend with your link: when they make their first purchase of 500 ₽ or more, \
+                terms: "Every purchase earns 5 points per 100 ₽, coffee beans 10; points last a year. \
+                        Invite a friend with your link: when they make their first purchase of 500 ₽ or more, \
                         you both get 300 points. 1 point = 1 ₽ off your next order."
                     .into(),
-                settings: ProgramSettings::default(),
+                settings: ProgramSettings {
+                    points_expire_after_days: Some(365),
+                    ..ProgramSettings::default()
+                },
             },
         )
         .await?;
@@ -113,6 +119,32 @@ async fn seed(store: &Store) -> Result<sarafan_store::Program> {
         })?;
         store.register_member(program.id, &member).await?;
     }
+    // The earn rules the terms above promise, so a purchase sent to the
+    // demo earns points with their reasons.
+    store
+        .add_earn_rules(
+            program.id,
+            &EarnRules {
+                version: 1,
+                effective_from: datetime!(2026-01-01 00:00 UTC),
+                base_rate: Rate {
+                    points: 5,
+                    per_minor: 10_000,
+                },
+                rounding: Rounding::Floor,
+                category_multipliers: vec![Multiplier {
+                    key: "coffee".into(),
+                    basis_points: 20_000,
+                }],
+                sku_multipliers: vec![],
+                min_order: 0,
+                cap_per_order: None,
+                cap_per_day: None,
+                promotions: vec![],
+                condition: None,
+            },
+        )
+        .await?;
     // The referral rules the terms above promise.
     let referral: sarafan_core::referral::ReferralRules = serde_json::from_value(
         serde_json::json!({
