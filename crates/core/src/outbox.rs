@@ -356,7 +356,10 @@ impl MessagingSettings {
     }
 
     /// The first instant the program's clock shows `wall`; when a change of
-    /// offset skips `wall`, the instant of the change (the clock jumps past).
+    /// offset skips `wall`, the instant of the change (the clock jumps past),
+    /// not `wall` read with the old offset (as far past the change as `wall`
+    /// is into the gap: quiet hours ending at 03:00 in Chatham's 02:45–03:45
+    /// gap would have ended at 04:00).
     fn instant(&self, wall: time::PrimitiveDateTime) -> time::OffsetDateTime {
         let civil = jiff::civil::DateTime::new(
             wall.year() as i16,
@@ -367,8 +370,21 @@ impl MessagingSettings {
             wall.second() as i8,
             0,
         );
+        let zone = self.zone();
         civil
-            .and_then(|c| self.zone().to_ambiguous_timestamp(c).compatible())
+            .and_then(|c| {
+                let ambiguous = zone.to_ambiguous_timestamp(c);
+                let later = ambiguous.compatible()?;
+                // `later` is `wall` read with the offset before the change:
+                // as far past the change as `wall` is into the gap.
+                Ok(match ambiguous.offset() {
+                    jiff::tz::AmbiguousOffset::Gap { .. } => zone
+                        .preceding(jiff::Timestamp::from_second(later.as_second() + 1)?)
+                        .next()
+                        .map_or(later, |change| change.timestamp()),
+                    _ => later,
+                })
+            })
             .ok()
             .and_then(|ts| time::OffsetDateTime::from_unix_timestamp(ts.as_second()).ok())
             .unwrap_or_else(|| wall.assume_utc())
