@@ -9,14 +9,12 @@ use super::ingest::{
     EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, Order, Planner, Redemption,
     WalletLot, Wanted,
 };
-use super::writes::{LedgerIo, Rows, BALANCES_ADD};
+use super::writes::{corrupt, parse_asset, parse_status, LedgerIo, Rows, BALANCES_ADD};
 use crate::sqlite_raw::{parse_time, time_text, with_handle};
 use crate::{Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::lots::Lot;
-use sarafan_core::member::MemberStatus;
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
@@ -71,18 +69,6 @@ impl LedgerIo for SqliteConnection {
     }
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn asset(raw: &str) -> Result<Asset> {
-    Asset::parse("asset", raw).map_err(|e| corrupt("asset", e))
-}
-
-fn status(raw: &str) -> Result<MemberStatus> {
-    MemberStatus::parse("status", raw).map_err(|e| corrupt("member", e))
-}
-
 fn json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T> {
     serde_json::from_str(raw).map_err(|e| corrupt(what, e))
 }
@@ -126,7 +112,7 @@ fn load(c: &Connection, p: Uuid, w: &Wanted) -> Result<Loaded> {
             })
             .optional()?;
         if let Some((raw, mailable)) = row {
-            l.by_id.insert(MemberId(id), status(&raw)?);
+            l.by_id.insert(MemberId(id), parse_status(&raw)?);
             if mailable {
                 l.mailable.insert(MemberId(id));
             }
@@ -146,7 +132,7 @@ fn load(c: &Connection, p: Uuid, w: &Wanted) -> Result<Loaded> {
             })
             .optional()?;
         if let Some((id, raw, mailable)) = row {
-            let (id, status) = (MemberId(id), status(&raw)?);
+            let (id, status) = (MemberId(id), parse_status(&raw)?);
             l.by_id.insert(id, status);
             l.by_external.insert(external.clone(), (id, status));
             if mailable {
@@ -210,7 +196,7 @@ fn load_orders(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()
                 .unwrap_or(0);
             let order = Order {
                 member: MemberId(member),
-                asset: asset(&raw_asset)?,
+                asset: parse_asset(&raw_asset)?,
                 amount: amount.unwrap_or(0),
                 points,
                 refunded,
@@ -227,7 +213,7 @@ fn load_orders(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()
             let redemption = Redemption {
                 key: r.get(0)?,
                 member: MemberId(r.get(1)?),
-                asset: asset(&raw_asset)?,
+                asset: parse_asset(&raw_asset)?,
                 points: r.get(3)?,
                 reversed: r.get(4)?,
                 in_batch: None,
@@ -251,7 +237,7 @@ fn load_wallets(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
         let mut rows = debts.query(params![p, id.0])?;
         while let Some(r) = rows.next()? {
             let raw: String = r.get(0)?;
-            l.wallets.entry((*id, asset(&raw)?)).or_default().debt = r.get(1)?;
+            l.wallets.entry((*id, parse_asset(&raw)?)).or_default().debt = r.get(1)?;
         }
     }
     let spenders = l.spenders(w);
@@ -266,7 +252,7 @@ fn load_wallets(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
                 (r.get(1)?, r.get(3)?, r.get(4)?);
             let wallet = l
                 .wallets
-                .entry((MemberId(member), asset(&raw_asset)?))
+                .entry((MemberId(member), parse_asset(&raw_asset)?))
                 .or_default();
             let lot = Lot {
                 id: wallet.lots.len() as u64,

@@ -1,5 +1,6 @@
-//! The rows a batch writes, and the set-based SQL that loads a batch's
-//! state and writes its rows, compiled for each backend.
+//! The rows a batch writes, the I/O trait both backends implement, and
+//! PostgreSQL's implementation: set-based loads and one insert per table
+//! (SQLite's is in `sqlite_io`).
 
 use super::ingest::{
     plan, EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, Order, Redemption, WalletLot,
@@ -143,18 +144,18 @@ pub(crate) trait LedgerIo {
     async fn write_batch(&mut self, rows: &Rows) -> crate::Result<bool>;
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {
     crate::StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-/// The `asset` column of a row.
-fn asset_of<R: sqlx::Row>(r: &R) -> crate::Result<Asset>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let raw: String = r.try_get("asset")?;
-    Asset::parse("asset", &raw).map_err(|e| corrupt("asset", e))
+/// A stored `asset` column.
+pub(crate) fn parse_asset(raw: &str) -> crate::Result<Asset> {
+    Asset::parse("asset", raw).map_err(|e| corrupt("asset", e))
+}
+
+/// A stored member `status` column.
+pub(crate) fn parse_status(raw: &str) -> crate::Result<MemberStatus> {
+    MemberStatus::parse("status", raw).map_err(|e| corrupt("member", e))
 }
 
 /// The batch I/O on PostgreSQL (SQLite's is in `sqlite_io`): set-based
@@ -192,8 +193,12 @@ mod postgres {
     }
 
     fn status_of(r: &<Db as sqlx::Database>::Row) -> crate::Result<MemberStatus> {
-        let raw: String = r.try_get("status")?;
-        MemberStatus::parse("status", &raw).map_err(|e| corrupt("member", e))
+        parse_status(&r.try_get::<String, _>("status")?)
+    }
+
+    /// The `asset` column of a row.
+    fn asset_of(r: &<Db as sqlx::Database>::Row) -> crate::Result<Asset> {
+        parse_asset(&r.try_get::<String, _>("asset")?)
     }
 
     impl LedgerIo for sqlx::PgConnection {
