@@ -233,7 +233,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
 
     let counts = store.bench_ledger_counts(program.id).await?;
     let count = |t: &str| counts.iter().find(|(n, _)| *n == t).map_or(0, |(_, c)| *c);
-    let rows = ["events", "transfers", "lots"]
+    let rows = ["events", "transfers"]
         .iter()
         .map(|t| count(t))
         .sum::<i64>() as usize;
@@ -259,7 +259,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
         ms(percentile(&latencies, 1.0)),
     );
     println!(
-        "{tag}  rows    events {}, transfers {}, lots {} = {rows} rows; \
+        "{tag}  rows    events {}, transfers {} ({} of them carry a lot) = {rows} rows; \
          plus {balance_upserts} balance upserts into {} balance rows (not counted)",
         count("events"),
         count("transfers"),

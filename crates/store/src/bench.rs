@@ -17,7 +17,7 @@ const CHUNK: usize = 1000;
 /// The ledger tables the pipeline inserts rows into; the baseline copies
 /// them (`bench_<table>`, same columns, keys and indexes) and inserts the
 /// same rows again.
-const TABLES: [&str; 3] = ["events", "transfers", "lots"];
+const TABLES: [&str; 2] = ["events", "transfers"];
 
 type RawJson = sqlx::types::Json<Box<serde_json::value::RawValue>>;
 
@@ -52,18 +52,8 @@ struct TransferCopy {
     program_account: String,
     reason: String,
     created_at: OffsetDateTime,
-}
-
-#[derive(sqlx::FromRow)]
-struct LotCopy {
-    lot_id: Uuid,
-    member_id: Uuid,
-    asset: String,
-    amount: i64,
-    remaining: i64,
-    earned_at: OffsetDateTime,
+    remaining: Option<i64>,
     expires_at: Option<OffsetDateTime>,
-    event_key: String,
 }
 
 /// The rows one pipeline batch wrote.
@@ -71,12 +61,11 @@ struct LotCopy {
 struct BatchCopy {
     events: Vec<EventCopy>,
     transfers: Vec<TransferCopy>,
-    lots: Vec<LotCopy>,
 }
 
 impl BatchCopy {
     fn rows(&self) -> usize {
-        self.events.len() + self.transfers.len() + self.lots.len()
+        self.events.len() + self.transfers.len()
     }
 }
 
@@ -114,21 +103,28 @@ impl Store {
     }
 
     /// Rows a program has in each ledger table, in the order
-    /// events, transfers, lots, balances, and in the outbox.
+    /// events, transfers (and lots: transfers that carry one), balances,
+    /// and in the outbox.
     pub async fn bench_ledger_counts(
         &self,
         program: ProgramId,
     ) -> Result<Vec<(&'static str, i64)>> {
         let mut counts = Vec::new();
-        for table in ["events", "transfers", "lots", "balances", "outbox"] {
-            let sql = format!("SELECT COUNT(*) FROM {table} WHERE program_id = $1");
+        for (name, table, only) in [
+            ("events", "events", ""),
+            ("transfers", "transfers", ""),
+            ("lots", "transfers", " AND remaining IS NOT NULL"),
+            ("balances", "balances", ""),
+            ("outbox", "outbox", ""),
+        ] {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE program_id = $1{only}");
             let n: i64 = with_db!(self, read, |pool| {
                 sqlx::query_scalar(&sql)
                     .bind(program.0)
                     .fetch_one(pool)
                     .await?
             });
-            counts.push((table, n));
+            counts.push((name, n));
         }
         Ok(counts)
     }
@@ -213,7 +209,7 @@ impl Store {
     /// (the order the benchmark sent them in).
     async fn bench_read_batches(&self, program: ProgramId, batch: usize) -> Result<Vec<BatchCopy>> {
         let p = program.0;
-        let (events, transfers, lots): (Vec<EventCopy>, Vec<TransferCopy>, Vec<LotCopy>) =
+        let (events, transfers): (Vec<EventCopy>, Vec<TransferCopy>) =
             with_db!(self, read, |pool| {
                 (
                     sqlx::query_as("SELECT * FROM events WHERE program_id = $1 ORDER BY event_key")
@@ -221,10 +217,6 @@ impl Store {
                         .fetch_all(pool)
                         .await?,
                     sqlx::query_as("SELECT * FROM transfers WHERE program_id = $1")
-                        .bind(p)
-                        .fetch_all(pool)
-                        .await?,
-                    sqlx::query_as("SELECT * FROM lots WHERE program_id = $1")
                         .bind(p)
                         .fetch_all(pool)
                         .await?,
@@ -242,11 +234,6 @@ impl Store {
         for t in transfers {
             if let Some(&b) = t.event_key.as_ref().and_then(|k| batch_of.get(k)) {
                 out[b].transfers.push(t);
-            }
-        }
-        for l in lots {
-            if let Some(&b) = batch_of.get(&l.event_key) {
-                out[b].lots.push(l);
             }
         }
         Ok(out)
@@ -284,7 +271,7 @@ impl Store {
             for chunk in b.transfers.chunks(CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO bench_transfers (program_id, transfer_id, kind, state, event_key, member_id, asset, amount, \
-                     program_account, reason, created_at) ",
+                     program_account, reason, created_at, remaining, expires_at) ",
                 );
                 q.push_values(chunk, |mut r, t| {
                     r.push_bind(p)
@@ -297,24 +284,9 @@ impl Store {
                         .push_bind(t.amount)
                         .push_bind(&t.program_account)
                         .push_bind(&t.reason)
-                        .push_bind(t.created_at);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            for chunk in b.lots.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO bench_lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) ",
-                );
-                q.push_values(chunk, |mut r, l| {
-                    r.push_bind(p)
-                        .push_bind(l.lot_id)
-                        .push_bind(l.member_id)
-                        .push_bind(&l.asset)
-                        .push_bind(l.amount)
-                        .push_bind(l.remaining)
-                        .push_bind(l.earned_at)
-                        .push_bind(l.expires_at)
-                        .push_bind(&l.event_key);
+                        .push_bind(t.created_at)
+                        .push_bind(t.remaining)
+                        .push_bind(t.expires_at);
                 });
                 q.build().execute(&mut *tx).await?;
             }
@@ -357,7 +329,7 @@ fn raw_sqlite(
     let mut batch_of: HashMap<String, usize> = HashMap::new();
     let mut inserts = Vec::new();
     for (t, table) in TABLES.iter().enumerate() {
-        let key = ["event_key", "transfer_id", "lot_id"][t];
+        let key = ["event_key", "transfer_id"][t];
         let mut q = c.prepare(&format!(
             "SELECT * FROM {table} WHERE program_id = ?1 ORDER BY {key}"
         ))?;

@@ -35,11 +35,29 @@ impl ConnectOptions {
     }
 }
 
+/// SQLite's process-wide settings, made once before its first connection.
+/// Memory statistics off: with them on, every allocation and free inside
+/// SQLite takes a global mutex (a tenth of the batch writer's time), and
+/// nothing here reads the statistics.
+fn sqlite_process_settings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int. Before SQLite is
+        // initialised nothing else runs inside it; once initialised it
+        // refuses the call (SQLITE_MISUSE) and keeps its settings, which is
+        // harmless.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+        }
+    });
+}
+
 impl Store {
     /// Connects without migrating.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self> {
         let url = opts.url.as_str();
         let db = if url.starts_with("sqlite:") {
+            sqlite_process_settings();
             // WAL lets readers run beside the writer; synchronous=FULL makes a
             // commit durable before it is acknowledged, so a crash or power
             // loss never loses a write the client was told succeeded.
@@ -159,6 +177,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
 
     #[tokio::test]
     async fn the_wal_is_checkpointed_every_256_mib_whatever_the_page_size() {
@@ -185,5 +205,209 @@ mod tests {
             assert_eq!((size, every), (page, pages), "{file}");
             store.close().await;
         }
+    }
+
+    /// A store connected but not migrated, with the migration files below
+    /// `upto` applied by hand, and a way to run one more file.
+    struct Partly {
+        store: Store,
+        dir: std::path::PathBuf,
+        _tmp: Option<tempfile::TempDir>,
+    }
+
+    impl Partly {
+        async fn new(backend: Backend, upto: u32) -> Self {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+            let (store, dir, tmp) = match backend {
+                Backend::Sqlite => {
+                    let tmp = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}", tmp.path().join("old.db").display());
+                    let store = Store::connect(&ConnectOptions::new(url)).await.unwrap();
+                    (store, root.join("sqlite"), Some(tmp))
+                }
+                Backend::Postgres => {
+                    let opts = ConnectOptions {
+                        pg_schema: Some(format!("t_{}", uuid::Uuid::now_v7().simple())),
+                        max_connections: 2,
+                        ..ConnectOptions::new(crate::testing::postgres_url())
+                    };
+                    (
+                        Store::connect(&opts).await.unwrap(),
+                        root.join("postgres"),
+                        None,
+                    )
+                }
+            };
+            let partly = Self {
+                store,
+                dir,
+                _tmp: tmp,
+            };
+            let mut files: Vec<_> = std::fs::read_dir(&partly.dir)
+                .unwrap()
+                .map(|f| f.unwrap().file_name().into_string().unwrap())
+                .filter(|f| f[..4].parse::<u32>().unwrap() < upto)
+                .collect();
+            files.sort();
+            for f in files {
+                partly.run(&f).await.unwrap();
+            }
+            partly
+        }
+
+        /// Runs one migration file in a transaction, as sqlx's migrator does.
+        async fn run(&self, file: &str) -> Result<()> {
+            let sql = std::fs::read_to_string(self.dir.join(file)).unwrap();
+            crate::with_db!(self.store, write, |pool| {
+                let mut tx = pool.begin().await?;
+                sqlx::raw_sql(&sql).execute(&mut *tx).await?;
+                tx.commit().await?;
+            });
+            Ok(())
+        }
+
+        /// Runs `sql` with its five parameters.
+        async fn exec(&self, sql: &str, p: Uuid, id: Uuid, key: &str, n: i64, at: OffsetDateTime) {
+            crate::with_db!(self.store, write, |pool| {
+                sqlx::query(sql)
+                    .bind(p)
+                    .bind(id)
+                    .bind(key)
+                    .bind(n)
+                    .bind(at)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            });
+        }
+    }
+
+    /// Migration 0017 puts each lot on the transfer that brought its
+    /// points, keeps announced lots announced, and stops on a lot it cannot
+    /// place rather than lose its points.
+    async fn lots_move_onto_their_transfers(backend: Backend) {
+        use sarafan_core::ledger::account::{AccountKey, Asset};
+        use sarafan_core::member::{MemberFields, NewMember};
+        use sarafan_core::program::{Currency, Locale, ProgramName};
+        let old = Partly::new(backend, 17).await;
+        let store = &old.store;
+        let retailer = store.create_retailer("R").await.unwrap();
+        let new = crate::NewProgram {
+            name: ProgramName::parse("P").unwrap(),
+            currency: Currency::parse("RUB").unwrap(),
+            locale: Locale::parse("locale", "ru").unwrap(),
+            terms: String::new(),
+            settings: Default::default(),
+        };
+        let program = store.create_program(retailer, &new).await.unwrap().id;
+        let fields = MemberFields {
+            external_id: Some("M"),
+            ..Default::default()
+        };
+        let member = match store
+            .register_member(program, &NewMember::parse(fields).unwrap())
+            .await
+            .unwrap()
+        {
+            crate::Registration::Created(m) => m.id,
+            other => panic!("a new member, not {other:?}"),
+        };
+        let p = program.0;
+        // Far ahead, so the lots have not expired when the balance is read.
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(40_000);
+        let (soon, later) = (at + time::Duration::days(30), at + time::Duration::days(60));
+        // Transfers (ids in booking order): an earn, a redemption, and a
+        // refund giving back two redemptions of the same order.
+        let transfer = |n: u128| Uuid::from_u128(0x100 + n);
+        let lot = |n: u128| Uuid::from_u128(0x200 + n);
+        let the_member = "(SELECT member_id FROM members WHERE program_id = $1)";
+        for (n, key, amount) in [(1, "E1", 100), (2, "E2", -60), (3, "E3", 30), (4, "E3", 20)] {
+            let sql = format!(
+                "INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, member_id, asset, amount, \
+                 program_account, reason, created_at) \
+                 VALUES ($1, $2, 'earn', 'posted', $3, {the_member}, 'points', $4, 'issued', 'r', $5)"
+            );
+            old.exec(&sql, p, transfer(n), key, amount, at).await;
+        }
+        let lot_sql = format!(
+            "INSERT INTO lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) \
+             VALUES ($1, $2, {the_member}, 'points', $4, $4, $5, $5, $3)"
+        );
+        for (n, key, remaining, expires) in [
+            (1, "E1", 40, soon),
+            (3, "E3", 30, later),
+            (4, "E3", 20, later),
+        ] {
+            old.exec(&lot_sql, p, lot(n), key, remaining, expires).await;
+        }
+        crate::with_db!(store, write, |pool| {
+            sqlx::query("INSERT INTO expiry_notice_lots (program_id, lot_id, notified_at) VALUES ($1, $2, $3)")
+                .bind(p)
+                .bind(lot(1))
+                .bind(at)
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO balances (program_id, account, member_id, asset, posted) VALUES ($1, $2, $3, 'points', 90)")
+                .bind(p)
+                .bind(AccountKey::member(member, Asset::Points).code())
+                .bind(member.0)
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+        // A lot no transfer brought: the migration stops, nothing changes.
+        old.exec(&lot_sql, p, lot(9), "E9", 5, soon).await;
+        let file = "0017_lots_on_transfers.sql";
+        assert!(old.run(file).await.is_err(), "an orphan lot must stop 0017");
+        crate::with_db!(store, write, |pool| {
+            sqlx::query("DELETE FROM lots WHERE event_key = 'E9'")
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+        old.run(file).await.unwrap();
+
+        let rows: Vec<(Uuid, Option<i64>, Option<OffsetDateTime>)> =
+            crate::with_db!(store, read, |pool| {
+                sqlx::query_as(
+                    "SELECT transfer_id, remaining, expires_at FROM transfers ORDER BY transfer_id",
+                )
+                .fetch_all(pool)
+                .await
+                .unwrap()
+            });
+        assert_eq!(
+            rows,
+            vec![
+                (transfer(1), Some(40), Some(soon)),
+                (transfer(2), None, None),
+                (transfer(3), Some(30), Some(later)),
+                (transfer(4), Some(20), Some(later)),
+            ]
+        );
+        let announced: Vec<Uuid> = crate::with_db!(store, read, |pool| {
+            sqlx::query_scalar("SELECT lot_id FROM expiry_notice_lots")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+        });
+        assert_eq!(announced, vec![transfer(1)]);
+        let balance = store
+            .member_balance(program, member, Asset::Points)
+            .await
+            .unwrap();
+        assert_eq!(balance.spendable, 90);
+        assert_eq!(balance.expiring, vec![(soon, 40), (later, 50)]);
+    }
+
+    #[tokio::test]
+    async fn lots_move_onto_their_transfers_sqlite() {
+        lots_move_onto_their_transfers(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn lots_move_onto_their_transfers_postgres() {
+        lots_move_onto_their_transfers(Backend::Postgres).await;
     }
 }

@@ -17,12 +17,12 @@ use uuid::Uuid;
 const MEMBERS_PER_ROUND: i64 = 500;
 
 /// Open lots expiring inside the window ($2, $3).
-const WINDOW: &str = "FROM lots l WHERE l.program_id = $1 AND l.remaining > 0 \
+const WINDOW: &str = "FROM transfers l WHERE l.program_id = $1 AND l.remaining > 0 \
     AND l.expires_at IS NOT NULL AND l.expires_at > $2 AND l.expires_at < $3";
 
 /// Whether a notice has told the member about lot `l`.
 const ANNOUNCED: &str = "EXISTS (SELECT 1 FROM expiry_notice_lots k \
-    WHERE k.program_id = l.program_id AND k.lot_id = l.lot_id)";
+    WHERE k.program_id = l.program_id AND k.lot_id = l.transfer_id)";
 
 /// One notice: what of one asset a member loses on one local day, and the
 /// lots among it no notice has told about yet.
@@ -76,7 +76,7 @@ impl Store {
             // All their lots in the window, announced or not: a follow-up
             // tells the day's whole total.
             let lots_sql = format!(
-                "SELECT l.lot_id, l.member_id, l.asset, l.remaining, l.expires_at, {ANNOUNCED} \
+                "SELECT l.transfer_id, l.member_id, l.asset, l.remaining, l.expires_at, {ANNOUNCED} \
                  {WINDOW} AND l.member_id IN ({})",
                 crate::outbox::placeholders(4, members.len())
             );

@@ -3,7 +3,7 @@
 //! all. Loading and writing are set-based (a few queries per batch, not per
 //! event); the booking in between is plain Rust over what was loaded.
 
-use super::writes::{BalanceDelta, EventRow, HoldRow, LotRow, Rows, TransferRow};
+use super::writes::{BalanceDelta, EventRow, HoldRow, LotColumns, Rows, TransferRow};
 use crate::now;
 use crate::outbox::Outgoing;
 use sarafan_core::ids::{MemberId, ProgramId};
@@ -195,6 +195,41 @@ pub struct EventOutcome {
     pub transfers: Vec<Uuid>,
 }
 
+/// What an event row keeps of its outcome beside its own columns (key,
+/// kind, member, asset and points are columns: not stored twice). Rows
+/// written before this held the whole outcome; the extra fields are ignored.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SavedOutcome {
+    pub breakdown: Vec<EarnLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<i64>,
+    #[serde(default)]
+    pub transfers: Vec<Uuid>,
+}
+
+/// An event row's columns that complete its [`SavedOutcome`].
+pub(crate) struct OutcomeColumns {
+    pub kind: String,
+    pub member_id: MemberId,
+    pub asset: Asset,
+    pub points: i64,
+}
+
+impl SavedOutcome {
+    pub(crate) fn into_outcome(self, key: String, c: OutcomeColumns) -> EventOutcome {
+        EventOutcome {
+            key,
+            kind: c.kind,
+            member_id: c.member_id,
+            asset: c.asset,
+            points: c.points,
+            breakdown: self.breakdown,
+            discount: self.discount,
+            transfers: self.transfers,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItemResult {
     Accepted(EventOutcome),
@@ -298,7 +333,7 @@ pub(crate) struct Redemption {
 pub(crate) struct WalletLot {
     pub id: Uuid,
     pub lot: Lot,
-    /// Position among the batch's lot rows of a lot this batch creates (written whole);
+    /// Position among the batch's transfer rows of a lot this batch creates (written whole);
     /// `None` for a loaded lot (written as an update).
     pub new_row: Option<usize>,
 }
@@ -437,9 +472,9 @@ pub(crate) struct Planner<'a> {
     results: Vec<ItemResult>,
     /// Keys booked earlier in this batch: their result and event.
     booked: HashMap<&'a str, (usize, &'a EventIn)>,
-    /// Event and lot rows of earlier chunks.
+    /// Event and transfer rows of earlier chunks.
     events_before: usize,
-    lots_before: usize,
+    transfers_before: usize,
 }
 
 impl<'a> Planner<'a> {
@@ -451,7 +486,7 @@ impl<'a> Planner<'a> {
             results: Vec::with_capacity(events),
             booked: HashMap::new(),
             events_before: 0,
-            lots_before: 0,
+            transfers_before: 0,
         }
     }
 
@@ -459,7 +494,7 @@ impl<'a> Planner<'a> {
     pub(crate) fn plan(&mut self, events: &'a [EventIn]) -> Rows {
         let mut rows = Rows::new(self.ctx.program, self.now);
         rows.events_before = self.events_before;
-        rows.lots_before = self.lots_before;
+        rows.transfers_before = self.transfers_before;
         for e in events {
             let result = if let Some(&(result, first)) = self.booked.get(e.key.as_str()) {
                 match &self.results[result] {
@@ -486,7 +521,7 @@ impl<'a> Planner<'a> {
             self.results.push(result);
         }
         self.events_before += rows.events.len();
-        self.lots_before += rows.lots.len();
+        self.transfers_before += rows.transfers.len();
         rows
     }
 
@@ -574,17 +609,24 @@ pub(crate) fn replay_of(
     }
 }
 
-/// Top-level fields whose values differ between two requests.
+/// Top-level fields whose values differ between two requests (a null
+/// field and an absent one are the same: stored requests leave nulls out).
 fn differing_fields(before: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
     let empty = serde_json::Map::new();
     let (a, b) = (
         before.as_object().unwrap_or(&empty),
         now.as_object().unwrap_or(&empty),
     );
+    fn field<'a>(
+        m: &'a serde_json::Map<String, serde_json::Value>,
+        k: &str,
+    ) -> Option<&'a serde_json::Value> {
+        m.get(k).filter(|v| !v.is_null())
+    }
     let mut fields: Vec<String> = a
         .keys()
         .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
+        .filter(|k| field(a, k) != field(b, k))
         .cloned()
         .collect();
     fields.sort_unstable();
@@ -640,6 +682,8 @@ struct Booked {
     order_key: Option<String>,
     discount: Option<i64>,
     transfers: Vec<Transfer>,
+    /// Lots the credits made: `(index in transfers, asset, lot)`.
+    lots: Vec<(usize, Asset, LotColumns)>,
 }
 
 impl Booked {
@@ -653,6 +697,7 @@ impl Booked {
             order_key: None,
             discount: None,
             transfers: Vec::new(),
+            lots: Vec::new(),
         }
     }
 }
@@ -706,28 +751,48 @@ fn book(
             void_grant(ctx, grant_key, reason, member, loaded, rows)?
         }
     };
-    let transfers = booked
-        .transfers
-        .iter()
-        .map(|t| rows.transfer(t, &e.key, e.at))
-        .collect::<Result<_, _>>()
-        .map_err(ItemError::Ledger)?;
-    let outcome = EventOutcome {
-        key: e.key.clone(),
-        kind: booked.kind.clone(),
-        member_id: member,
-        asset: booked.asset,
-        points: booked.points,
+    let mut transfers = Vec::with_capacity(booked.transfers.len());
+    for (i, t) in booked.transfers.iter().enumerate() {
+        let lot = booked.lots.iter().find(|(of, ..)| *of == i);
+        let id = rows
+            .transfer(t, &e.key, e.at, lot.map(|(.., l)| *l))
+            .map_err(ItemError::Ledger)?;
+        if let Some(&(_, asset, l)) = lot {
+            let wallet = loaded.wallets.entry((member, asset)).or_default();
+            wallet.lots.push(WalletLot {
+                id,
+                lot: Lot {
+                    id: wallet.lots.len() as u64,
+                    remaining: l.remaining,
+                    earned_at: e.at,
+                    expires_at: l.expires_at,
+                },
+                new_row: Some(rows.transfers_before + rows.transfers.len() - 1),
+            });
+        }
+        transfers.push(id);
+    }
+    let saved = SavedOutcome {
         breakdown: booked.breakdown,
         discount: booked.discount,
         transfers,
     };
+    let result = raw_json("outcome", &saved)?;
+    let outcome = saved.into_outcome(
+        e.key.clone(),
+        OutcomeColumns {
+            kind: booked.kind.clone(),
+            member_id: member,
+            asset: booked.asset,
+            points: booked.points,
+        },
+    );
     rows.events.push(EventRow {
         key: e.key.clone(),
         kind: booked.kind,
         member,
         fingerprint: e.fingerprint,
-        request: raw_json("request", &e.request)?,
+        request: raw_json("request", &WithoutNulls(&e.request))?,
         at: e.at,
         asset: booked.asset,
         amount: booked.amount,
@@ -735,9 +800,27 @@ fn book(
         refunded: 0,
         reversed: 0,
         order_key: booked.order_key,
-        result: raw_json("outcome", &outcome)?,
+        result,
     });
     Ok(outcome)
+}
+
+/// A request as stored: its top-level fields that are null are left out
+/// (an absent field reads as null, see [`differing_fields`]).
+struct WithoutNulls<'a>(&'a serde_json::Value);
+
+impl Serialize for WithoutNulls<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(fields) = self.0.as_object() else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in fields.iter().filter(|(_, v)| !v.is_null()) {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// `value` serialised once, as the row stores it.
@@ -757,19 +840,25 @@ fn ledger<T>(r: Result<T, LedgerError>) -> Result<T, ItemError> {
     r.map_err(ItemError::Ledger)
 }
 
-/// Points arriving to a member (earned, or given back): a debt left by an
-/// earlier refund is paid first, the rest becomes a new lot.
-#[allow(clippy::too_many_arguments)]
+/// Points arriving to a member (earned, or given back) by `transfer`: a
+/// debt left by an earlier refund is paid first, the rest becomes a lot on
+/// the transfer (added to the wallet once the transfer has its id).
 fn credit(
     ctx: &LedgerContext,
     e: &EventIn,
-    member: MemberId,
-    asset: Asset,
-    points: i64,
+    transfer: Transfer,
     loaded: &mut Loaded,
     rows: &mut Rows,
     out: &mut Booked,
 ) -> Result<(), ItemError> {
+    let (member, asset, points, _) = transfer.legs().ok_or_else(|| {
+        ItemError::Ledger(LedgerError::Invalid(sarafan_core::FieldError::new(
+            "transfer",
+            "a credit must move points from a program account to a member",
+        )))
+    })?;
+    let credited = out.transfers.len();
+    out.transfers.push(transfer);
     let wallet = loaded.wallets.entry((member, asset)).or_default();
     let (to_debt, to_member) = settle_debt(wallet.debt, points);
     if to_debt > 0 && ctx.settings.refund_shortfall == ShortfallPolicy::ClawbackFromFuture {
@@ -793,27 +882,14 @@ fn credit(
             .settings
             .points_expire_after_days
             .map(|d| e.at + Duration::days(i64::from(d)));
-        let id = Uuid::now_v7();
-        rows.lots.push(LotRow {
-            id,
-            member,
+        out.lots.push((
+            credited,
             asset,
-            amount: to_member,
-            remaining: to_member,
-            earned_at: e.at,
-            expires_at,
-            event_key: e.key.clone(),
-        });
-        wallet.lots.push(WalletLot {
-            id,
-            lot: Lot {
-                id: wallet.lots.len() as u64,
+            LotColumns {
                 remaining: to_member,
-                earned_at: e.at,
                 expires_at,
             },
-            new_row: Some(rows.lots_before + rows.lots.len() - 1),
-        });
+        ));
     }
     Ok(())
 }
@@ -893,13 +969,13 @@ fn purchase(
             state: "pending",
         });
     } else if earn.points > 0 {
-        out.transfers.push(ledger(Transfer::earn(
+        let earned = ledger(Transfer::earn(
             member,
             asset,
             earn.points,
             &explain(&e.key, &out.breakdown),
-        ))?);
-        credit(ctx, e, member, asset, earn.points, loaded, rows, &mut out)?;
+        ))?;
+        credit(ctx, e, earned, loaded, rows, &mut out)?;
     }
     *loaded.earned_on.entry((member, e.at.date())).or_default() += earn.points;
     *loaded.orders_count.entry(member).or_default() += 1;
@@ -994,18 +1070,18 @@ fn refund(
     }
     for (i, spent_in, back) in give_back {
         let reason = format!("points spent on order {order_key} given back");
-        out.transfers.push(ledger(Transfer::reversal(
+        let given = ledger(Transfer::reversal(
             Reversal::Redeem,
             member,
             spent_in,
             back,
             &reason,
-        ))?);
+        ))?;
         out.breakdown.push(EarnLine {
             reason,
             points: back,
         });
-        credit(ctx, e, member, spent_in, back, loaded, rows, &mut out)?;
+        credit(ctx, e, given, loaded, rows, &mut out)?;
         if let Some(r) = loaded
             .redemptions
             .get_mut(order_key)
@@ -1108,9 +1184,8 @@ fn grant(
             });
         }
         None => {
-            out.transfers
-                .push(ledger(Transfer::grant(member, asset, points, &reason))?);
-            credit(ctx, e, member, asset, points, loaded, rows, &mut out)?;
+            let granted = ledger(Transfer::grant(member, asset, points, &reason))?;
+            credit(ctx, e, granted, loaded, rows, &mut out)?;
         }
     }
     loaded.orders.insert(
@@ -1230,12 +1305,11 @@ fn release(
                 (Transfer::earn(member, asset, pending, &reason), reason)
             }
         };
-        out.transfers.push(ledger(transfer)?);
         out.breakdown.push(EarnLine {
             reason,
             points: pending,
         });
-        credit(ctx, e, member, asset, pending, loaded, rows, &mut out)?;
+        credit(ctx, e, ledger(transfer)?, loaded, rows, &mut out)?;
     }
     if let Some(o) = loaded.orders.get_mut(order_key) {
         o.pending = 0;
@@ -1310,6 +1384,7 @@ impl Rows {
         t: &Transfer,
         event_key: &str,
         at: OffsetDateTime,
+        lot: Option<LotColumns>,
     ) -> Result<Uuid, LedgerError> {
         let (member, asset, amount, program_account) = t.legs().ok_or_else(|| {
             LedgerError::Invalid(sarafan_core::FieldError::new(
@@ -1328,6 +1403,7 @@ impl Rows {
             program_account,
             reason: t.postings[0].reason.clone(),
             at,
+            lot,
         });
         self.balance(&AccountKey::member(member, asset), Some(member))
             .posted += amount;
@@ -1367,9 +1443,13 @@ impl Rows {
     fn touch_lot(&mut self, l: &WalletLot) {
         match l
             .new_row
-            .and_then(|row| self.lots.get_mut(row.checked_sub(self.lots_before)?))
+            .and_then(|row| {
+                self.transfers
+                    .get_mut(row.checked_sub(self.transfers_before)?)
+            })
+            .and_then(|row| row.lot.as_mut())
         {
-            Some(row) => row.remaining = l.lot.remaining,
+            Some(lot) => lot.remaining = l.lot.remaining,
             None => {
                 self.lot_updates.insert(l.id, l.lot.remaining);
             }

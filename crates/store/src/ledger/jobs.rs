@@ -85,9 +85,9 @@ impl Store {
                 // changes these lots between the read and the write.
                 LedgerIo::load_batch(&mut *tx, program, &Wanted::default()).await?;
                 let due: Vec<(Uuid, Uuid, String, i64, OffsetDateTime, Option<OffsetDateTime>)> = sqlx::query_as(
-                    "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots \
+                    "SELECT transfer_id, member_id, asset, remaining, created_at, expires_at FROM transfers \
                      WHERE program_id = $1 AND remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $2 \
-                     ORDER BY lot_id LIMIT $3",
+                     ORDER BY transfer_id LIMIT $3",
                 )
                 .bind(program.0)
                 .bind(at)
@@ -107,7 +107,7 @@ impl Store {
                     );
                     let transfer = Transfer::expire(MemberId(*member), asset, *remaining, &reason)
                         .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
-                    rows.transfer(&transfer, "expiry", at)
+                    rows.transfer(&transfer, "expiry", at, None)
                         .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
                     rows.lot_updates.insert(*lot, 0);
                     points += remaining;

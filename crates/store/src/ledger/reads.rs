@@ -135,8 +135,8 @@ impl Store {
             read,
             |pool| {
                 sqlx::query_as(
-                    "SELECT remaining, earned_at, expires_at FROM lots \
-                 WHERE program_id = $1 AND member_id = $2 AND asset = $3 AND remaining > 0 ORDER BY lot_id",
+                    "SELECT remaining, created_at, expires_at FROM transfers \
+                 WHERE program_id = $1 AND member_id = $2 AND asset = $3 AND remaining > 0 ORDER BY transfer_id",
                 )
                 .bind(program.0)
                 .bind(member.0)

@@ -6,8 +6,8 @@
 //! planner prefers scanning the program's primary-key range instead.
 
 use super::ingest::{
-    EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, Order, Planner, Redemption,
-    WalletLot, Wanted,
+    EventIn, ItemResult, LedgerContext, Loaded, Order, OutcomeColumns, Planner, Redemption,
+    SavedOutcome, WalletLot, Wanted,
 };
 use super::writes::{corrupt, parse_asset, parse_status, LedgerIo, Rows, BALANCES_ADD};
 use crate::sqlite_raw::{parse_time, time_text, with_handle};
@@ -40,21 +40,30 @@ impl LedgerIo for SqliteConnection {
                 let (chunks, written) = std::sync::mpsc::sync_channel::<Rows>(1);
                 let writer = s.spawn(move || -> Result<bool> {
                     let c = h.connection()?;
+                    let mut busy = std::time::Duration::ZERO;
                     for rows in written {
+                        let t = std::time::Instant::now();
                         if !write(&c, &rows)? {
                             return Ok(false);
                         }
+                        busy += t.elapsed();
                     }
+                    tracing::debug!(write_ms = busy.as_secs_f64() * 1e3, "ledger writer");
                     Ok(true)
                 });
                 let mut planner = Planner::new(ctx, loaded, events.len());
+                let mut busy = std::time::Duration::ZERO;
                 for chunk in events.chunks(CHUNK) {
+                    let t = std::time::Instant::now();
+                    let rows = planner.plan(chunk);
+                    busy += t.elapsed();
                     // A closed channel: the writer stopped (its result says why).
-                    if chunks.send(planner.plan(chunk)).is_err() {
+                    if chunks.send(rows).is_err() {
                         break;
                     }
                 }
                 drop(chunks);
+                tracing::debug!(plan_ms = busy.as_secs_f64() * 1e3, "ledger planner");
                 let wrote = writer.join().map_err(|_| {
                     StoreError::Corrupt("the ledger writer thread panicked".into())
                 })??;
@@ -80,23 +89,36 @@ fn load(c: &Connection, p: Uuid, w: &Wanted) -> Result<Loaded> {
     let mut l = Loaded::default();
     if w.check_keys {
         let mut q = c.prepare_cached(
-            "SELECT fingerprint, request, result FROM events WHERE program_id = ?1 AND event_key = ?2",
+            "SELECT fingerprint, request, result, kind, member_id, asset, points FROM events \
+             WHERE program_id = ?1 AND event_key = ?2",
         )?;
         for key in &w.keys {
-            let row = q
+            type Row = (Vec<u8>, String, String, String, Uuid, String, i64);
+            let row: Option<Row> = q
                 .query_row(params![p, key], |r| {
                     Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
                     ))
                 })
                 .optional()?;
-            if let Some((fingerprint, request, result)) = row {
+            if let Some((fingerprint, request, result, kind, member, asset, points)) = row {
+                let columns = OutcomeColumns {
+                    kind,
+                    member_id: MemberId(member),
+                    asset: parse_asset(&asset)?,
+                    points,
+                };
+                let outcome: SavedOutcome = json("result", &result)?;
                 let saved = (
                     fingerprint,
                     json("request", &request)?,
-                    json("result", &result)?,
+                    outcome.into_outcome(key.clone(), columns),
                 );
                 l.existing.insert(key.clone(), saved);
             }
@@ -178,7 +200,7 @@ fn load_orders(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()
         if let Some((member, raw_asset, amount, points, refunded, reversed, grant)) = row {
             let grant = match grant {
                 Some(raw) => {
-                    let outcome: EventOutcome = json("result", &raw)?;
+                    let outcome: SavedOutcome = json("result", &raw)?;
                     Some(
                         outcome
                             .breakdown
@@ -242,8 +264,8 @@ fn load_wallets(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
     }
     let spenders = l.spenders(w);
     let mut lots = c.prepare_cached(
-        "SELECT lot_id, asset, remaining, earned_at, expires_at FROM lots INDEXED BY lots_open \
-         WHERE program_id = ?1 AND member_id = ?2 AND remaining > 0 ORDER BY lot_id",
+        "SELECT transfer_id, asset, remaining, created_at, expires_at FROM transfers INDEXED BY transfers_by_member \
+         WHERE member_id = ?2 AND program_id = ?1 AND remaining > 0 ORDER BY transfer_id",
     )?;
     for member in spenders {
         let mut rows = lots.query(params![p, member])?;
@@ -346,7 +368,8 @@ fn write(c: &Connection, rows: &Rows) -> Result<bool> {
     }
     let mut q = c.prepare_cached(
         "INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, member_id, asset, amount, \
-         program_account, reason, created_at) VALUES (?1, ?2, ?3, 'posted', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         program_account, reason, created_at, remaining, expires_at) \
+         VALUES (?1, ?2, ?3, 'posted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     for t in &rows.transfers {
         q.execute(params![
@@ -360,23 +383,11 @@ fn write(c: &Connection, rows: &Rows) -> Result<bool> {
             t.program_account.as_str(),
             t.reason,
             time_text(t.at)?,
-        ])?;
-    }
-    let mut q = c.prepare_cached(
-        "INSERT INTO lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    for l in &rows.lots {
-        q.execute(params![
-            p,
-            l.id,
-            l.member.0,
-            l.asset.as_str(),
-            l.amount,
-            l.remaining,
-            time_text(l.earned_at)?,
-            l.expires_at.map(time_text).transpose()?,
-            l.event_key,
+            t.lot.map(|l| l.remaining),
+            t.lot
+                .and_then(|l| l.expires_at)
+                .map(time_text)
+                .transpose()?,
         ])?;
     }
     if !rows.holds.is_empty() {
@@ -405,8 +416,10 @@ fn write(c: &Connection, rows: &Rows) -> Result<bool> {
         .execute(params![p, key, remaining, state])?;
     }
     for (lot, remaining) in &rows.lot_updates {
-        c.prepare_cached("UPDATE lots SET remaining = ?3 WHERE program_id = ?1 AND lot_id = ?2")?
-            .execute(params![p, lot, remaining])?;
+        c.prepare_cached(
+            "UPDATE transfers SET remaining = ?3 WHERE program_id = ?1 AND transfer_id = ?2",
+        )?
+        .execute(params![p, lot, remaining])?;
     }
     for (key, (refunded, reversed)) in &rows.order_updates {
         c.prepare_cached(

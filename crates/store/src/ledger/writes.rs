@@ -3,8 +3,8 @@
 //! (SQLite's is in `sqlite_io`).
 
 use super::ingest::{
-    plan, EventIn, EventOutcome, ItemResult, LedgerContext, Loaded, Order, Redemption, WalletLot,
-    Wanted,
+    plan, EventIn, ItemResult, LedgerContext, Loaded, Order, OutcomeColumns, Redemption,
+    SavedOutcome, WalletLot, Wanted,
 };
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{Asset, ProgramAccount};
@@ -45,17 +45,16 @@ pub(crate) struct TransferRow {
     pub program_account: ProgramAccount,
     pub reason: String,
     pub at: OffsetDateTime,
+    /// The lot this transfer's points made, if they became one.
+    pub lot: Option<LotColumns>,
 }
 
-pub(crate) struct LotRow {
-    pub id: Uuid,
-    pub member: MemberId,
-    pub asset: Asset,
-    pub amount: i64,
+/// A lot, kept on the transfer that brought its points (its id is the
+/// transfer's; it was earned at the transfer's time).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LotColumns {
     pub remaining: i64,
-    pub earned_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
-    pub event_key: String,
 }
 
 pub(crate) struct HoldRow {
@@ -83,7 +82,7 @@ pub(crate) struct Rows {
     pub enrolled: Vec<(MemberId, String)>,
     pub events: Vec<EventRow>,
     pub transfers: Vec<TransferRow>,
-    pub lots: Vec<LotRow>,
+    /// Lots of earlier batches or chunks spent or expired: transfer id → remaining.
     pub lot_updates: HashMap<Uuid, i64>,
     pub holds: Vec<HoldRow>,
     /// Holds from earlier batches: `(remaining, state)`.
@@ -91,10 +90,10 @@ pub(crate) struct Rows {
     /// Purchases from earlier batches refunded by this one: `(refunded, reversed)`.
     pub order_updates: HashMap<String, (i64, i64)>,
     pub balances: HashMap<String, BalanceDelta>,
-    /// Event and lot rows of the batch's earlier chunks (see
+    /// Event and transfer rows of the batch's earlier chunks (see
     /// `ingest::Planner`): a batch position below these is written already.
     pub events_before: usize,
-    pub lots_before: usize,
+    pub transfers_before: usize,
 }
 
 impl Rows {
@@ -105,14 +104,13 @@ impl Rows {
             enrolled: Vec::new(),
             events: Vec::new(),
             transfers: Vec::new(),
-            lots: Vec::new(),
             lot_updates: HashMap::new(),
             holds: Vec::new(),
             hold_updates: HashMap::new(),
             order_updates: HashMap::new(),
             balances: HashMap::new(),
             events_before: 0,
-            lots_before: 0,
+            transfers_before: 0,
         }
     }
 }
@@ -212,15 +210,21 @@ mod postgres {
                 .execute(&mut *self)
                 .await?;
             let mut l = Loaded::default();
-            let select = "SELECT event_key, fingerprint, request, result FROM events";
+            let select = "SELECT event_key, fingerprint, request, result, kind, member_id, asset, points FROM events";
             let keys: &[String] = if w.check_keys { &w.keys } else { &[] };
             for r in rows_in(self, select, p, "event_key", keys, "").await? {
-                let outcome: Json<EventOutcome> = r.try_get("result")?;
+                let saved: Json<SavedOutcome> = r.try_get("result")?;
                 let request: Json<serde_json::Value> = r.try_get("request")?;
-                l.existing.insert(
-                    r.try_get("event_key")?,
-                    (r.try_get("fingerprint")?, request.0, outcome.0),
-                );
+                let columns = OutcomeColumns {
+                    kind: r.try_get("kind")?,
+                    member_id: MemberId(r.try_get("member_id")?),
+                    asset: asset_of(&r)?,
+                    points: r.try_get("points")?,
+                };
+                let key: String = r.try_get("event_key")?;
+                let outcome = saved.0.into_outcome(key.clone(), columns);
+                l.existing
+                    .insert(key, (r.try_get("fingerprint")?, request.0, outcome));
             }
             // Whether the member takes automated e-mail comes along
             // for free, so the outbox is skipped when nobody listens.
@@ -256,7 +260,7 @@ mod postgres {
             )
             .await?
             {
-                let grant: Option<Json<EventOutcome>> = r.try_get("grant")?;
+                let grant: Option<Json<SavedOutcome>> = r.try_get("grant")?;
                 let order = Order {
                     member: MemberId(r.try_get("member_id")?),
                     asset: asset_of(&r)?,
@@ -320,15 +324,14 @@ mod postgres {
             }
             // Lots are needed only where points may be spent or taken back.
             let spenders = l.spenders(w);
-            let select =
-                "SELECT lot_id, member_id, asset, remaining, earned_at, expires_at FROM lots";
+            let select = "SELECT transfer_id, member_id, asset, remaining, created_at, expires_at FROM transfers";
             for r in rows_in(
                 self,
                 select,
                 p,
                 "member_id",
                 &spenders,
-                " AND remaining > 0 ORDER BY lot_id",
+                " AND remaining > 0 ORDER BY transfer_id",
             )
             .await?
             {
@@ -339,11 +342,11 @@ mod postgres {
                 let lot = Lot {
                     id: wallet.lots.len() as u64,
                     remaining: r.try_get("remaining")?,
-                    earned_at: r.try_get("earned_at")?,
+                    earned_at: r.try_get("created_at")?,
                     expires_at: r.try_get("expires_at")?,
                 };
                 wallet.lots.push(WalletLot {
-                    id: r.try_get("lot_id")?,
+                    id: r.try_get("transfer_id")?,
                     lot,
                     new_row: None,
                 });
@@ -407,7 +410,6 @@ mod postgres {
                 return Ok(false);
             }
             super::postgres_rows::transfers(&mut *self, rows).await?;
-            super::postgres_rows::lots(&mut *self, rows).await?;
             for chunk in rows.holds.chunks(CHUNK) {
                 let mut q = QueryBuilder::<Db>::new(
                             "INSERT INTO holds (program_id, event_key, member_id, asset, points, remaining, release_at, state, created_at) ",
@@ -430,7 +432,7 @@ mod postgres {
                             .bind(p).bind(key).bind(remaining).bind(*state).execute(&mut *self).await?;
             }
             for (lot, remaining) in &rows.lot_updates {
-                sqlx::query("UPDATE lots SET remaining = $3 WHERE program_id = $1 AND lot_id = $2")
+                sqlx::query("UPDATE transfers SET remaining = $3 WHERE program_id = $1 AND transfer_id = $2")
                     .bind(p)
                     .bind(lot)
                     .bind(remaining)
@@ -524,11 +526,11 @@ mod postgres_rows {
         let t = &rows.transfers;
         sqlx::query(
             "INSERT INTO transfers (program_id, transfer_id, kind, state, event_key, member_id, asset, amount, \
-             program_account, reason, created_at) \
-             SELECT $1, id, kind, 'posted', k, m, asset, amount, account, reason, at \
+             program_account, reason, created_at, remaining, expires_at) \
+             SELECT $1, id, kind, 'posted', k, m, asset, amount, account, reason, at, remaining, expires \
              FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::int8[], $8::text[], \
-                         $9::text[], $10::timestamptz[]) \
-                  AS t(id, kind, k, m, asset, amount, account, reason, at)",
+                         $9::text[], $10::timestamptz[], $11::int8[], $12::timestamptz[]) \
+                  AS t(id, kind, k, m, asset, amount, account, reason, at, remaining, expires)",
         )
         .bind(rows.program.0)
         .bind(t.iter().map(|t| t.id).collect::<Vec<Uuid>>())
@@ -540,32 +542,12 @@ mod postgres_rows {
         .bind(t.iter().map(|t| t.program_account.as_str()).collect::<Vec<_>>())
         .bind(t.iter().map(|t| t.reason.as_str()).collect::<Vec<_>>())
         .bind(t.iter().map(|t| t.at).collect::<Vec<OffsetDateTime>>())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    pub(super) async fn lots(conn: &mut PgConnection, rows: &Rows) -> crate::Result<()> {
-        if rows.lots.is_empty() {
-            return Ok(());
-        }
-        let l = &rows.lots;
-        sqlx::query(
-            "INSERT INTO lots (program_id, lot_id, member_id, asset, amount, remaining, earned_at, expires_at, event_key) \
-             SELECT $1, id, m, asset, amount, remaining, earned, expires, k \
-             FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::int8[], $7::timestamptz[], \
-                         $8::timestamptz[], $9::text[]) \
-                  AS t(id, m, asset, amount, remaining, earned, expires, k)",
+        .bind(t.iter().map(|t| t.lot.map(|l| l.remaining)).collect::<Vec<Option<i64>>>())
+        .bind(
+            t.iter()
+                .map(|t| t.lot.and_then(|l| l.expires_at))
+                .collect::<Vec<Option<OffsetDateTime>>>(),
         )
-        .bind(rows.program.0)
-        .bind(l.iter().map(|l| l.id).collect::<Vec<Uuid>>())
-        .bind(l.iter().map(|l| l.member.0).collect::<Vec<Uuid>>())
-        .bind(l.iter().map(|l| l.asset.as_str()).collect::<Vec<_>>())
-        .bind(l.iter().map(|l| l.amount).collect::<Vec<i64>>())
-        .bind(l.iter().map(|l| l.remaining).collect::<Vec<i64>>())
-        .bind(l.iter().map(|l| l.earned_at).collect::<Vec<OffsetDateTime>>())
-        .bind(l.iter().map(|l| l.expires_at).collect::<Vec<Option<OffsetDateTime>>>())
-        .bind(l.iter().map(|l| l.event_key.as_str()).collect::<Vec<_>>())
         .execute(&mut *conn)
         .await?;
         Ok(())
