@@ -19,8 +19,18 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 /// Events planned per chunk: the writer thread writes one chunk while the
-/// calling thread plans the next.
+/// calling thread plans the next. The first chunk is short: the writer
+/// idles until it arrives.
 const CHUNK: usize = 500;
+const FIRST_CHUNK: usize = 100;
+
+/// `events` cut into the chunks the planner hands over.
+fn in_chunks<T>(events: &[T]) -> impl Iterator<Item = &[T]> {
+    let (first, rest) = events.split_at(events.len().min(FIRST_CHUNK));
+    std::iter::once(first)
+        .filter(|c| !c.is_empty())
+        .chain(rest.chunks(CHUNK))
+}
 
 impl LedgerIo for SqliteConnection {
     async fn load_batch(&mut self, program: ProgramId, wanted: &Wanted) -> Result<Loaded> {
@@ -53,7 +63,7 @@ impl LedgerIo for SqliteConnection {
                 });
                 let mut planner = Planner::new(ctx, loaded, events.len());
                 let mut busy = std::time::Duration::ZERO;
-                for chunk in events.chunks(CHUNK) {
+                for chunk in in_chunks(events) {
                     let t = std::time::Instant::now();
                     let rows = planner.plan(chunk);
                     busy += t.elapsed();
