@@ -104,19 +104,7 @@ fn load(c: &Connection, p: Uuid, w: &Wanted) -> Result<Loaded> {
         )?;
         for key in &w.keys {
             type Row = (Vec<u8>, String, String, String, Uuid, String, i64);
-            let row: Option<Row> = q
-                .query_row(params![p, key], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })
-                .optional()?;
+            let row: Option<Row> = q.query_row(params![p, key], |r| r.try_into()).optional()?;
             if let Some((fingerprint, request, result, kind, member, asset, points)) = row {
                 let columns = OutcomeColumns {
                     kind,
@@ -195,17 +183,7 @@ fn load_orders(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()
     for key in &w.order_keys {
         type OrderRow = (Uuid, String, Option<i64>, i64, i64, i64, Option<String>);
         let row: Option<OrderRow> = order
-            .query_row(params![p, key], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
+            .query_row(params![p, key], |r| r.try_into())
             .optional()?;
         if let Some((member, raw_asset, amount, points, refunded, reversed, grant)) = row {
             let grant = match grant {
