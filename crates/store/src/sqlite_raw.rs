@@ -88,7 +88,9 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// A time as sqlx stores it in SQLite (RFC 3339 text), so rows written here
 /// and there compare and read back alike.
 pub(crate) fn time_text(t: OffsetDateTime) -> Result<String> {
-    t.format(&Rfc3339)
+    // In UTC, so that the text sorts as the instant does (ranges compare it).
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
         .map_err(|e| StoreError::Corrupt(format!("time {t} cannot be stored: {e}")))
 }
 

@@ -926,3 +926,44 @@ async fn same_batch_or_one_by_one_on_sqlite_multi_threaded() {
 async fn same_batch_or_one_by_one_on_postgres() {
     same_batch_or_one_by_one(Backend::Postgres).await;
 }
+
+/// A day's cap counts every purchase of that day, the first second's
+/// included: SQLite keeps times as RFC 3339 text, where `…T00:00:00.5Z`
+/// sorts before `…T00:00:00Z`, and the day's range once left it out.
+async fn daily_cap_counts_the_whole_day(backend: Backend) {
+    let (store, program, _) = setup(backend, ShortfallPolicy::ClawbackFromFuture).await;
+    let mut rules = store.earn_rules(program).await.unwrap()[0].rules.clone();
+    rules.effective_from = OffsetDateTime::UNIX_EPOCH + Duration::seconds(1);
+    rules.cap_per_day = Some(100);
+    store.add_earn_rules(program, &rules).await.unwrap();
+    let ctx = store.ledger_context(program).await.unwrap().unwrap();
+    let day = time::macros::datetime!(2026-11-01 00:00 UTC);
+    let buy = |key: &str, at: OffsetDateTime| {
+        let purchase = Purchase {
+            amount: 2_000,
+            currency: "RUB".into(),
+            channel: None,
+            store_id: None,
+            lines: vec![],
+            at,
+        };
+        event(key.into(), 0, at, EventBody::Purchase(purchase))
+    };
+    // 3 points per 100: 60 each, 100 a day.
+    let first = buy("first", day + Duration::milliseconds(500));
+    assert_eq!(accepted(one(&store, &ctx, first).await).points, 60);
+    let noon = buy("noon", day + Duration::hours(12));
+    assert_eq!(accepted(one(&store, &ctx, noon).await).points, 40);
+    let next_day = buy("next", day + Duration::days(1));
+    assert_eq!(accepted(one(&store, &ctx, next_day).await).points, 60);
+}
+
+#[tokio::test]
+async fn daily_cap_counts_the_whole_day_on_sqlite() {
+    daily_cap_counts_the_whole_day(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn daily_cap_counts_the_whole_day_on_postgres() {
+    daily_cap_counts_the_whole_day(Backend::Postgres).await;
+}

@@ -295,8 +295,11 @@ fn load_history(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
         }
     }
     if let (true, Some(first), Some(last)) = (w.daily_totals, w.days.first(), w.days.last()) {
-        let from = time_text(first.midnight().assume_utc())?;
-        let to = time_text(last.next_day().unwrap_or(*last).midnight().assume_utc())?;
+        // Bare dates: `2026-11-01` sorts before every UTC time of that day
+        // as text, `…T00:00:00.5Z` included (which sorts before
+        // `…T00:00:00Z`: a midnight bound left the day's first second out).
+        let from = first.to_string();
+        let to = last.next_day().unwrap_or(*last).to_string();
         let mut earned = c.prepare_cached(
             "SELECT occurred_at, points FROM events WHERE program_id = ?1 AND member_id = ?2 \
              AND kind = 'purchase' AND occurred_at >= ?3 AND occurred_at < ?4",
