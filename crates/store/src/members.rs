@@ -453,7 +453,11 @@ impl Store {
                 .bind(now())
                 .fetch_optional(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE events SET request = $3 WHERE program_id = $1 AND member_id = $2")
+            let sql = format!(
+                "UPDATE events SET request = $3 WHERE program_id = $1 AND member_id = $2{}",
+                self.by_member_key("member_id", "$2")
+            );
+            sqlx::query(&sql)
                 .bind(program.0)
                 .bind(id.0)
                 .bind(&scrubbed)
@@ -492,10 +496,11 @@ impl Store {
             OffsetDateTime,
             sqlx::types::Json<serde_json::Value>,
         )> = with_db!(self, read, |pool| {
-            sqlx::query_as(
+            sqlx::query_as(&format!(
                 "SELECT event_key, kind, occurred_at, request FROM events \
-                     WHERE program_id = $1 AND member_id = $2 ORDER BY occurred_at, event_key",
-            )
+                     WHERE program_id = $1 AND member_id = $2{} ORDER BY occurred_at, event_key",
+                self.by_member_key("member_id", "$2")
+            ))
             .bind(program.0)
             .bind(id.0)
             .fetch_all(pool)

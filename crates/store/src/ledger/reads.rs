@@ -134,10 +134,11 @@ impl Store {
             self,
             read,
             |pool| {
-                sqlx::query_as(
+                sqlx::query_as(&format!(
                     "SELECT remaining, created_at, expires_at FROM transfers \
-                 WHERE program_id = $1 AND member_id = $2 AND asset = $3 AND remaining > 0 ORDER BY transfer_id",
-                )
+                 WHERE program_id = $1 AND member_id = $2{} AND asset = $3 AND remaining > 0 ORDER BY transfer_id",
+                    self.by_member_key("member_id", "$2")
+                ))
                 .bind(program.0)
                 .bind(member.0)
                 .bind(asset.as_str())
@@ -184,11 +185,12 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<StatementLine>> {
         Ok(with_db!(self, read, |pool| {
-            sqlx::query_as(
+            sqlx::query_as(&format!(
                 "SELECT transfer_id, CAST(0 AS INTEGER) AS seq, kind, event_key, asset, amount, reason, created_at \
-                 FROM transfers WHERE program_id = $1 AND member_id = $2 AND ($3 IS NULL OR transfer_id > $3) \
+                 FROM transfers WHERE program_id = $1 AND member_id = $2{} AND ($3 IS NULL OR transfer_id > $3) \
                  ORDER BY transfer_id LIMIT $4",
-            )
+                self.by_member_key("member_id", "$2")
+            ))
             .bind(program.0)
             .bind(member.0)
             .bind(after)

@@ -181,12 +181,18 @@ impl Store {
     ) -> Result<HashMap<MemberId, Vec<Action>>> {
         type Row = (Uuid, String, String, OffsetDateTime, Option<i64>, i64);
         let mut out: HashMap<MemberId, Vec<Action>> = HashMap::new();
+        // SQLite's planner (no statistics) would rather scan the program's
+        // key range than look each friend up in an index led by member_id.
+        let events = match self.backend() {
+            crate::Backend::Sqlite => "events INDEXED BY events_by_member",
+            crate::Backend::Postgres => "events",
+        };
         for chunk in friends.chunks(CHUNK) {
             let rows: Vec<Row> = with_db!(self, write, |pool| {
-                let mut q = sqlx::QueryBuilder::new(
-                    "SELECT member_id, event_key, kind, occurred_at, amount, refunded FROM events \
-                     WHERE program_id = ",
-                );
+                let mut q = sqlx::QueryBuilder::new(format!(
+                    "SELECT member_id, event_key, kind, occurred_at, amount, refunded FROM {events} \
+                     WHERE program_id = "
+                ));
                 q.push_bind(program.0).push(" AND kind IN ('purchase'");
                 for name in custom {
                     q.push(", ").push_bind(*name);
@@ -196,7 +202,19 @@ impl Store {
                 for f in chunk {
                     list.push_bind(f.0);
                 }
-                q.push(") ORDER BY occurred_at, event_key");
+                q.push(")");
+                // The same list again, as the index's key (see `by_member_key`).
+                if self.backend() == crate::Backend::Sqlite {
+                    q.push(" AND substr(member_id, 9, 8) IN (");
+                    let mut keys = q.separated(", ");
+                    for f in chunk {
+                        keys.push("substr(")
+                            .push_bind_unseparated(f.0)
+                            .push_unseparated(", 9, 8)");
+                    }
+                    q.push(")");
+                }
+                q.push(" ORDER BY occurred_at, event_key");
                 q.build_query_as().fetch_all(pool).await?
             });
             for (member, key, kind, at, amount, refunded) in rows {
