@@ -35,29 +35,11 @@ impl ConnectOptions {
     }
 }
 
-/// SQLite's process-wide settings, made once before its first connection.
-/// Memory statistics off: with them on, every allocation and free inside
-/// SQLite takes a global mutex (a tenth of the batch writer's time), and
-/// nothing here reads the statistics.
-fn sqlite_process_settings() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int. Before SQLite is
-        // initialised nothing else runs inside it; once initialised it
-        // refuses the call (SQLITE_MISUSE) and keeps its settings, which is
-        // harmless.
-        unsafe {
-            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
-        }
-    });
-}
-
 impl Store {
     /// Connects without migrating.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self> {
         let url = opts.url.as_str();
         let db = if url.starts_with("sqlite:") {
-            sqlite_process_settings();
             // WAL lets readers run beside the writer; synchronous=FULL makes a
             // commit durable before it is acknowledged, so a crash or power
             // loss never loses a write the client was told succeeded.
@@ -217,6 +199,27 @@ mod tests {
             assert_eq!((size, every), (page, pages), "{file}");
             store.close().await;
         }
+    }
+
+    /// `.cargo/config.toml` builds the bundled SQLite without memory
+    /// statistics (a global mutex per allocation otherwise).
+    #[tokio::test]
+    async fn sqlite_is_built_without_memory_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&ConnectOptions::new(url)).await.unwrap();
+        let Db::Sqlite { write, .. } = &store.db else {
+            unreachable!("a sqlite: URL opens SQLite")
+        };
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(write)
+            .await
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        store.close().await;
     }
 
     /// A store connected but not migrated, with the migration files below

@@ -35,6 +35,11 @@ FROM numbered l
 LEFT JOIN credits c ON c.program_id = l.program_id AND c.event_key = l.event_key
     AND c.member_id = l.member_id AND c.asset = l.asset AND c.n = l.n;
 
+-- Looked up by transfer and by lot below (a correlated lookup in an
+-- unindexed temporary table would scan it once per row).
+CREATE INDEX lot_transfer_by_transfer ON lot_transfer (program_id, transfer_id);
+CREATE INDEX lot_transfer_by_lot ON lot_transfer (program_id, lot_id);
+
 -- Every lot must find its transfer, or points would vanish: stop here.
 CREATE TEMP TABLE lots_unpaired (n INTEGER CHECK (n = 0));
 INSERT INTO lots_unpaired SELECT COUNT(*) FROM lot_transfer WHERE transfer_id IS NULL;
@@ -72,14 +77,9 @@ CREATE INDEX transfers_expiring ON transfers (program_id, expires_at)
     WHERE remaining > 0 AND expires_at IS NOT NULL;
 
 -- Announced lots keep their announcement under their new id.
-UPDATE expiry_notice_lots SET lot_id = (
-    SELECT l.transfer_id FROM lot_transfer l
-    WHERE l.program_id = expiry_notice_lots.program_id AND l.lot_id = expiry_notice_lots.lot_id
-)
-WHERE EXISTS (
-    SELECT 1 FROM lot_transfer l
-    WHERE l.program_id = expiry_notice_lots.program_id AND l.lot_id = expiry_notice_lots.lot_id
-);
+UPDATE expiry_notice_lots SET lot_id = l.transfer_id
+FROM lot_transfer l
+WHERE l.program_id = expiry_notice_lots.program_id AND l.lot_id = expiry_notice_lots.lot_id;
 
 DROP TABLE lots;
 DROP TABLE lot_transfer;

@@ -182,7 +182,7 @@ impl Store {
         type Row = (Uuid, String, String, OffsetDateTime, Option<i64>, i64);
         let mut out: HashMap<MemberId, Vec<Action>> = HashMap::new();
         // SQLite's planner (no statistics) would rather scan the program's
-        // key range than look each friend up in an index led by member_id.
+        // key range than look each friend up in the member index.
         let events = match self.backend() {
             crate::Backend::Sqlite => "events INDEXED BY events_by_member",
             crate::Backend::Postgres => "events",
