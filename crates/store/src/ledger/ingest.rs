@@ -682,8 +682,8 @@ struct Booked {
     order_key: Option<String>,
     discount: Option<i64>,
     transfers: Vec<Transfer>,
-    /// Lots the credits made: `(index in transfers, asset, lot)`.
-    lots: Vec<(usize, Asset, LotColumns)>,
+    /// Lots the credits made: `(index in transfers, lot)`.
+    lots: Vec<(usize, LotColumns)>,
 }
 
 impl Booked {
@@ -753,12 +753,13 @@ fn book(
     };
     let mut transfers = Vec::with_capacity(booked.transfers.len());
     for (i, t) in booked.transfers.iter().enumerate() {
-        let lot = booked.lots.iter().find(|(of, ..)| *of == i);
+        let lot = booked.lots.iter().find(|(of, _)| *of == i).map(|(_, l)| *l);
         let id = rows
-            .transfer(t, &e.key, e.at, lot.map(|(.., l)| *l))
+            .transfer(t, &e.key, e.at, lot)
             .map_err(ItemError::Ledger)?;
-        if let Some(&(_, asset, l)) = lot {
-            let wallet = loaded.wallets.entry((member, asset)).or_default();
+        if let (Some(l), Some(row)) = (lot, rows.transfers.last()) {
+            // The lot is the credited member's, in the transfer's asset.
+            let wallet = loaded.wallets.entry((row.member, row.asset)).or_default();
             wallet.lots.push(WalletLot {
                 id,
                 lot: Lot {
@@ -884,7 +885,6 @@ fn credit(
             .map(|d| e.at + Duration::days(i64::from(d)));
         out.lots.push((
             credited,
-            asset,
             LotColumns {
                 remaining: to_member,
                 expires_at,
