@@ -138,12 +138,12 @@ impl Store {
 
     /// The condition a query adds to `member_id = <member>` on `events` or
     /// `transfers` so that SQLite finds the rows through its member index,
-    /// which is keyed by the member id's last 8 bytes (random in a UUID;
-    /// see migration 0017): the planner matches an index on an expression
+    /// which is keyed by 4 of the member id's random bytes (see migrations
+    /// 0017 and 0018): the planner matches an index on an expression
     /// only when the query names the same expression. Empty on PostgreSQL.
     pub(crate) fn by_member_key(&self, column: &str, member: &str) -> String {
         match self.backend() {
-            Backend::Sqlite => format!(" AND substr({column}, 9, 8) = substr({member}, 9, 8)"),
+            Backend::Sqlite => format!(" AND substr({column}, 9, 4) = substr({member}, 9, 4)"),
             Backend::Postgres => String::new(),
         }
     }

@@ -253,7 +253,7 @@ fn load_wallets(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
     let spenders = l.spenders(w);
     let mut lots = c.prepare_cached(
         "SELECT transfer_id, asset, remaining, created_at, expires_at FROM transfers INDEXED BY transfers_by_member \
-         WHERE substr(member_id, 9, 8) = substr(?2, 9, 8) AND member_id = ?2 AND program_id = ?1 \
+         WHERE substr(member_id, 9, 4) = substr(?2, 9, 4) AND member_id = ?2 AND program_id = ?1 \
          AND remaining > 0 ORDER BY transfer_id",
     )?;
     for member in spenders {
@@ -286,7 +286,7 @@ fn load_history(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
     let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
     if w.order_counts {
         let mut count = c.prepare_cached(
-            "SELECT COUNT(*) FROM events INDEXED BY events_by_member WHERE substr(member_id, 9, 8) = substr(?2, 9, 8) \
+            "SELECT COUNT(*) FROM events INDEXED BY events_by_member WHERE substr(member_id, 9, 4) = substr(?2, 9, 4) \
              AND program_id = ?1 AND member_id = ?2 AND kind = 'purchase'",
         )?;
         for &m in &members {
@@ -297,14 +297,13 @@ fn load_history(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
         }
     }
     if let (true, Some(first), Some(last)) = (w.daily_totals, w.days.first(), w.days.last()) {
-        // Bare dates: `2026-11-01` sorts before every UTC time of that day
-        // as text, `…T00:00:00.5Z` included (which sorts before
-        // `…T00:00:00Z`: a midnight bound left the day's first second out).
+        // Compared as Unix seconds (the index's expression): a bare date is
+        // its midnight UTC, and `…T00:00:00.5Z` counts on its own day.
         let from = first.to_string();
         let to = last.next_day().unwrap_or(*last).to_string();
         let mut earned = c.prepare_cached(
             "SELECT occurred_at, points FROM events INDEXED BY events_by_member \
-             WHERE substr(member_id, 9, 8) = substr(?2, 9, 8) AND occurred_at >= ?3 AND occurred_at < ?4 \
+             WHERE substr(member_id, 9, 4) = substr(?2, 9, 4) AND unixepoch(occurred_at) >= unixepoch(?3) AND unixepoch(occurred_at) < unixepoch(?4) \
              AND program_id = ?1 AND member_id = ?2 AND kind = 'purchase'",
         )?;
         for &m in &members {

@@ -205,12 +205,12 @@ impl Store {
                 q.push(")");
                 // The same list again, as the index's key (see `by_member_key`).
                 if self.backend() == crate::Backend::Sqlite {
-                    q.push(" AND substr(member_id, 9, 8) IN (");
+                    q.push(" AND substr(member_id, 9, 4) IN (");
                     let mut keys = q.separated(", ");
                     for f in chunk {
                         keys.push("substr(")
                             .push_bind_unseparated(f.0)
-                            .push_unseparated(", 9, 8)");
+                            .push_unseparated(", 9, 4)");
                     }
                     q.push(")");
                 }
