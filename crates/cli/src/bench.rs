@@ -42,8 +42,9 @@ pub struct IngestArgs {
     /// Purchase events to ingest.
     #[arg(long, default_value_t = 200_000)]
     events: usize,
-    /// Events per `ingest` call (one transaction each).
-    #[arg(long, default_value_t = 1_000)]
+    /// Events per `ingest` call (one transaction each); by default the most
+    /// one `POST /api/v1/events:batch` takes.
+    #[arg(long, default_value_t = sarafan_server::api::events::MAX_BATCH)]
     batch: usize,
     /// Seed of the event generator.
     #[arg(long, default_value_t = 42)]
