@@ -19,18 +19,13 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 /// Events planned per chunk: the writer thread writes one chunk while the
-/// calling thread plans the next. The first chunk is short: the writer
-/// idles until it arrives.
-const CHUNK: usize = 500;
-const FIRST_CHUNK: usize = 100;
-
-/// `events` cut into the chunks the planner hands over.
-fn in_chunks<T>(events: &[T]) -> impl Iterator<Item = &[T]> {
-    let (first, rest) = events.split_at(events.len().min(FIRST_CHUNK));
-    std::iter::once(first)
-        .filter(|c| !c.is_empty())
-        .chain(rest.chunks(CHUNK))
-}
+/// calling thread plans the next, so a batch takes about the longer of the
+/// two plus one chunk of the shorter (the writer idles until the first
+/// chunk arrives, the planner after the last). 100 events is ~1 ms of work:
+/// short ends, and per-chunk costs (one more upsert of the program's
+/// balance) still small. Chunks of 500 (100 first) booked a batch of 1000
+/// 8 % slower and one of 5000 no faster.
+const CHUNK: usize = 100;
 
 impl LedgerIo for SqliteConnection {
     async fn load_batch(&mut self, program: ProgramId, wanted: &Wanted) -> Result<Loaded> {
@@ -63,7 +58,7 @@ impl LedgerIo for SqliteConnection {
                 });
                 let mut planner = Planner::new(ctx, loaded, events.len());
                 let mut busy = std::time::Duration::ZERO;
-                for chunk in in_chunks(events) {
+                for chunk in events.chunks(CHUNK) {
                     let t = std::time::Instant::now();
                     let rows = planner.plan(chunk);
                     busy += t.elapsed();
