@@ -148,6 +148,17 @@ impl Store {
         }
     }
 
+    /// `events` or `transfers` as a query by member names it: on SQLite,
+    /// through its member index (with [`Self::by_member_key`]). Without
+    /// statistics SQLite's planner would rather walk the program's primary
+    /// key range when the query orders by it (a statement by transfer id).
+    pub(crate) fn by_member_table(&self, table: &str) -> String {
+        match self.backend() {
+            Backend::Sqlite => format!("{table} INDEXED BY {table}_by_member"),
+            Backend::Postgres => table.to_string(),
+        }
+    }
+
     /// A trivial round trip, for readiness probes.
     pub async fn ping(&self) -> Result<()> {
         crate::with_db!(self, read, |pool| {

@@ -454,7 +454,8 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             let sql = format!(
-                "UPDATE events SET request = $3 WHERE program_id = $1 AND member_id = $2{}",
+                "UPDATE {} SET request = $3 WHERE program_id = $1 AND member_id = $2{}",
+                self.by_member_table("events"),
                 self.by_member_key("member_id", "$2")
             );
             sqlx::query(&sql)
@@ -497,8 +498,9 @@ impl Store {
             sqlx::types::Json<serde_json::Value>,
         )> = with_db!(self, read, |pool| {
             sqlx::query_as(&format!(
-                "SELECT event_key, kind, occurred_at, request FROM events \
+                "SELECT event_key, kind, occurred_at, request FROM {} \
                      WHERE program_id = $1 AND member_id = $2{} ORDER BY occurred_at, event_key",
+                self.by_member_table("events"),
                 self.by_member_key("member_id", "$2")
             ))
             .bind(program.0)

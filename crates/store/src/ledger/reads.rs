@@ -135,8 +135,9 @@ impl Store {
             read,
             |pool| {
                 sqlx::query_as(&format!(
-                    "SELECT remaining, created_at, expires_at FROM transfers \
+                    "SELECT remaining, created_at, expires_at FROM {} \
                  WHERE program_id = $1 AND member_id = $2{} AND asset = $3 AND remaining > 0 ORDER BY transfer_id",
+                    self.by_member_table("transfers"),
                     self.by_member_key("member_id", "$2")
                 ))
                 .bind(program.0)
@@ -187,8 +188,9 @@ impl Store {
         Ok(with_db!(self, read, |pool| {
             sqlx::query_as(&format!(
                 "SELECT transfer_id, CAST(0 AS INTEGER) AS seq, kind, event_key, asset, amount, reason, created_at \
-                 FROM transfers WHERE program_id = $1 AND member_id = $2{} AND ($3 IS NULL OR transfer_id > $3) \
+                 FROM {} WHERE program_id = $1 AND member_id = $2{} AND ($3 IS NULL OR transfer_id > $3) \
                  ORDER BY transfer_id LIMIT $4",
+                self.by_member_table("transfers"),
                 self.by_member_key("member_id", "$2")
             ))
             .bind(program.0)

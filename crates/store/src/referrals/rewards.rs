@@ -181,12 +181,7 @@ impl Store {
     ) -> Result<HashMap<MemberId, Vec<Action>>> {
         type Row = (Uuid, String, String, OffsetDateTime, Option<i64>, i64);
         let mut out: HashMap<MemberId, Vec<Action>> = HashMap::new();
-        // SQLite's planner (no statistics) would rather scan the program's
-        // key range than look each friend up in the member index.
-        let events = match self.backend() {
-            crate::Backend::Sqlite => "events INDEXED BY events_by_member",
-            crate::Backend::Postgres => "events",
-        };
+        let events = self.by_member_table("events");
         for chunk in friends.chunks(CHUNK) {
             let rows: Vec<Row> = with_db!(self, write, |pool| {
                 let mut q = sqlx::QueryBuilder::new(format!(
