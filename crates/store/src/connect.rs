@@ -427,13 +427,5 @@ mod tests {
         assert_eq!(balance.expiring, vec![(soon, 40), (later, 50)]);
     }
 
-    #[tokio::test]
-    async fn lots_move_onto_their_transfers_sqlite() {
-        lots_move_onto_their_transfers(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn lots_move_onto_their_transfers_postgres() {
-        lots_move_onto_their_transfers(Backend::Postgres).await;
-    }
+    crate::on_both!(lots_move_onto_their_transfers);
 }

@@ -4,6 +4,24 @@
 
 use crate::{Backend, ConnectOptions, Store};
 
+/// One test per backend for each `async fn name(Backend)` named: a module
+/// `name` with tests `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
 /// A store that lives as long as this value (the SQLite file is deleted
 /// with it).
 pub struct TempStore {

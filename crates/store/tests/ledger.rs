@@ -720,15 +720,7 @@ async fn blocked_holds_wait(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn blocked_holds_wait_on_sqlite() {
-    blocked_holds_wait(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn blocked_holds_wait_on_postgres() {
-    blocked_holds_wait(Backend::Postgres).await;
-}
+sarafan_store::on_both!(blocked_holds_wait);
 
 /// The events of `same_batch_or_one_by_one`: member 0 buys, 700 purchases
 /// of member 1 follow (more than a planning chunk), then member 0 refunds
@@ -958,12 +950,4 @@ async fn daily_cap_counts_the_whole_day(backend: Backend) {
     assert_eq!(accepted(one(&store, &ctx, next_day).await).points, 60);
 }
 
-#[tokio::test]
-async fn daily_cap_counts_the_whole_day_on_sqlite() {
-    daily_cap_counts_the_whole_day(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn daily_cap_counts_the_whole_day_on_postgres() {
-    daily_cap_counts_the_whole_day(Backend::Postgres).await;
-}
+sarafan_store::on_both!(daily_cap_counts_the_whole_day);

@@ -236,17 +236,6 @@ async fn fraud_signals_hold_or_reject(backend: Backend) {
     assert_eq!(r.fraud_reasons, ["disposable_email"]);
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() { super::$name(sarafan_store::Backend::Sqlite).await }
-            #[tokio::test]
-            async fn postgres() { super::$name(sarafan_store::Backend::Postgres).await }
-        }
-    )*};
-}
-
 /// Two runs of the post-batch step for the same qualifying purchase (a
 /// retry racing the first attempt) make one set of rewards and pay once.
 async fn concurrent_qualification_pays_once(backend: Backend) {
@@ -308,7 +297,7 @@ async fn concurrent_qualification_pays_once(backend: Backend) {
     );
 }
 
-on_both!(
+sarafan_store::on_both!(
     binds_once_first_or_last_touch,
     fraud_signals_hold_or_reject,
     concurrent_qualification_pays_once
