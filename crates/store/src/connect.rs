@@ -35,6 +35,22 @@ impl ConnectOptions {
     }
 }
 
+/// The bytes of a member id that key SQLite's member indexes
+/// (`events_by_member`, `transfers_by_member`): random in a UUID, so a hash
+/// of the member in 4 bytes (migration 0018).
+pub(crate) const MEMBER_KEY_BYTES: std::ops::Range<usize> = 8..12;
+
+/// SQLite's member-index key of `member` (a column or a parameter), the
+/// expression migration 0018 indexes: the planner uses an index on an
+/// expression only where a query names the same expression.
+pub(crate) fn sqlite_member_key(member: &str) -> String {
+    format!(
+        "substr({member}, {}, {})",
+        MEMBER_KEY_BYTES.start + 1,
+        MEMBER_KEY_BYTES.len()
+    )
+}
+
 impl Store {
     /// Connects without migrating.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self> {
@@ -137,13 +153,15 @@ impl Store {
     }
 
     /// The condition a query adds to `member_id = <member>` on `events` or
-    /// `transfers` so that SQLite finds the rows through its member index,
-    /// which is keyed by 4 of the member id's random bytes (see migrations
-    /// 0017 and 0018): the planner matches an index on an expression
-    /// only when the query names the same expression. Empty on PostgreSQL.
+    /// `transfers` so that SQLite finds the rows through its member index
+    /// (see [`sqlite_member_key`]). Empty on PostgreSQL.
     pub(crate) fn by_member_key(&self, column: &str, member: &str) -> String {
         match self.backend() {
-            Backend::Sqlite => format!(" AND substr({column}, 9, 4) = substr({member}, 9, 4)"),
+            Backend::Sqlite => format!(
+                " AND {} = {}",
+                sqlite_member_key(column),
+                sqlite_member_key(member)
+            ),
             Backend::Postgres => String::new(),
         }
     }

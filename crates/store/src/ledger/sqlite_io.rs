@@ -10,6 +10,7 @@ use super::ingest::{
     SavedOutcome, WalletLot, Wanted,
 };
 use super::writes::{corrupt, parse_asset, parse_status, LedgerIo, Rows, BALANCES_ADD};
+use crate::connect::sqlite_member_key;
 use crate::sqlite_raw::{parse_time, time_text, with_handle};
 use crate::{Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -246,11 +247,11 @@ fn load_wallets(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
         }
     }
     let spenders = l.spenders(w);
-    let mut lots = c.prepare_cached(
+    let mut lots = c.prepare_cached(&format!(
         "SELECT transfer_id, asset, remaining, created_at, expires_at FROM transfers INDEXED BY transfers_by_member \
-         WHERE substr(member_id, 9, 4) = substr(?2, 9, 4) AND member_id = ?2 AND program_id = ?1 \
-         AND remaining > 0 ORDER BY transfer_id",
-    )?;
+         WHERE {} AND member_id = ?2 AND program_id = ?1 AND remaining > 0 ORDER BY transfer_id",
+        same_member()
+    ))?;
     for member in spenders {
         let mut rows = lots.query(params![p, member])?;
         while let Some(r) = rows.next()? {
@@ -276,14 +277,24 @@ fn load_wallets(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
     Ok(())
 }
 
+/// The member-index condition of the lookups by member below (`?2`).
+fn same_member() -> String {
+    format!(
+        "{} = {}",
+        sqlite_member_key("member_id"),
+        sqlite_member_key("?2")
+    )
+}
+
 /// Past purchases the rules may count: per member, and per member and day.
 fn load_history(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()> {
     let members: Vec<Uuid> = l.by_id.keys().map(|m| m.0).collect();
     if w.order_counts {
-        let mut count = c.prepare_cached(
-            "SELECT COUNT(*) FROM events INDEXED BY events_by_member WHERE substr(member_id, 9, 4) = substr(?2, 9, 4) \
+        let mut count = c.prepare_cached(&format!(
+            "SELECT COUNT(*) FROM events INDEXED BY events_by_member WHERE {} \
              AND program_id = ?1 AND member_id = ?2 AND kind = 'purchase'",
-        )?;
+            same_member()
+        ))?;
         for &m in &members {
             let n: i64 = count.query_row(params![p, m], |r| r.get(0))?;
             if n > 0 {
@@ -296,11 +307,12 @@ fn load_history(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<(
         // its midnight UTC, and `…T00:00:00.5Z` counts on its own day.
         let from = first.to_string();
         let to = last.next_day().unwrap_or(*last).to_string();
-        let mut earned = c.prepare_cached(
+        let mut earned = c.prepare_cached(&format!(
             "SELECT occurred_at, points FROM events INDEXED BY events_by_member \
-             WHERE substr(member_id, 9, 4) = substr(?2, 9, 4) AND unixepoch(occurred_at) >= unixepoch(?3) AND unixepoch(occurred_at) < unixepoch(?4) \
+             WHERE {} AND unixepoch(occurred_at) >= unixepoch(?3) AND unixepoch(occurred_at) < unixepoch(?4) \
              AND program_id = ?1 AND member_id = ?2 AND kind = 'purchase'",
-        )?;
+            same_member()
+        ))?;
         for &m in &members {
             let mut rows = earned.query(params![p, m, from, to])?;
             while let Some(r) = rows.next()? {

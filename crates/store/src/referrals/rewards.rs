@@ -7,6 +7,7 @@
 use super::{
     micros, Referral, ReferralRow, RewardRecord, RewardRow, REFERRAL_COLUMNS, REWARD_COLUMNS,
 };
+use crate::connect::{sqlite_member_key, MEMBER_KEY_BYTES};
 use crate::ledger::{EventIn, ItemResult, LedgerContext, MemberRef};
 use crate::outbox::{Enqueue, Outgoing};
 use crate::{now, with_db, Result, Store};
@@ -200,12 +201,10 @@ impl Store {
                 q.push(")");
                 // The same list again, as the index's key (see `by_member_key`).
                 if self.backend() == crate::Backend::Sqlite {
-                    q.push(" AND substr(member_id, 9, 4) IN (");
+                    q.push(format!(" AND {} IN (", sqlite_member_key("member_id")));
                     let mut keys = q.separated(", ");
                     for f in chunk {
-                        keys.push("substr(")
-                            .push_bind_unseparated(f.0)
-                            .push_unseparated(", 9, 4)");
+                        keys.push_bind(f.0.as_bytes()[MEMBER_KEY_BYTES].to_vec());
                     }
                     q.push(")");
                 }
