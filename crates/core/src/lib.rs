@@ -3,6 +3,7 @@
 //! be unit- and property-tested in isolation.
 
 pub mod apikey;
+pub mod card;
 pub mod error;
 pub mod ids;
 pub mod ledger;
@@ -12,6 +13,7 @@ pub mod outbox;
 pub mod program;
 pub mod referral;
 pub mod share;
+pub mod signin;
 pub mod text;
 pub mod voice;
 

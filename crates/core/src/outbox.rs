@@ -24,7 +24,8 @@ pub enum Topic {
     PointsExpiring,
     #[serde(rename = "purchase.processed")]
     PurchaseProcessed,
-    /// The member's opt-in weekly reminder with their referral link.
+    /// The member's opt-in weekly reminder with their referral link, or a
+    /// share-routine contact's invitation (`data.contact`).
     #[serde(rename = "share.weekly")]
     ShareWeekly,
     /// The member asked a voice assistant to share the program: their link.

@@ -5,6 +5,7 @@ use crate::ledger::redeem::RedeemPolicy;
 use crate::ledger::refund::ShortfallPolicy;
 use crate::{text::bounded, FieldError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A program's display name.
@@ -143,6 +144,45 @@ pub fn parse_terms(raw: &str) -> Result<String, FieldError> {
     bounded("terms", raw, 0, 20_000)
 }
 
+/// Languages a program may give its terms in besides the default.
+pub const MAX_TERMS_LOCALES: usize = 20;
+
+/// The program's terms per language (`{"ru": "…", "fa": "…"}`), beside the
+/// default `terms` shown where a language has none. Keys are language tags
+/// kept by their language part (`ru-RU` is `ru`); each text is checked like
+/// `terms`. Errors name `terms_by_locale` or `terms_by_locale.<key>`.
+pub fn parse_terms_by_locale(
+    raw: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, FieldError> {
+    const FIELD: &str = "terms_by_locale";
+    if raw.len() > MAX_TERMS_LOCALES {
+        return Err(FieldError::new(
+            FIELD,
+            format!("at most {MAX_TERMS_LOCALES} languages (got {})", raw.len()),
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for (key, text) in raw {
+        let at = format!("{FIELD}.{key}");
+        let lang = Locale::parse(&at, key)?.language().to_owned();
+        let text = bounded(&at, text, 1, 20_000)?;
+        if out.insert(lang, text).is_some() {
+            return Err(FieldError::new(at, "this language is given twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// The terms to show in `lang` (a language code): that language's own, else
+/// the default.
+pub fn terms_in<'a>(
+    default: &'a str,
+    by_locale: &'a BTreeMap<String, String>,
+    lang: &str,
+) -> &'a str {
+    by_locale.get(lang).map_or(default, String::as_str)
+}
+
 /// What a program does with an event for a customer it has not enrolled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -226,6 +266,33 @@ impl ProgramSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terms_per_language() {
+        let raw: BTreeMap<String, String> = [("ru-RU", " Условия "), ("fa", "شرایط")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let by = parse_terms_by_locale(&raw).unwrap();
+        assert_eq!(by["ru"], "Условия");
+        assert_eq!(terms_in("Terms", &by, "ru"), "Условия");
+        assert_eq!(terms_in("Terms", &by, "en"), "Terms");
+        let bad = |k: &str, v: &str| {
+            parse_terms_by_locale(&[(k.to_owned(), v.to_owned())].into_iter().collect())
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(bad("russian", "x"), "terms_by_locale.russian");
+        assert_eq!(bad("ru", " "), "terms_by_locale.ru");
+        let twice: BTreeMap<String, String> = [("ru", "a"), ("ru-RU", "b")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(
+            parse_terms_by_locale(&twice).unwrap_err().field,
+            "terms_by_locale.ru-RU"
+        );
+    }
 
     #[test]
     fn currency_knows_exponents() {

@@ -1,8 +1,9 @@
-//! The weekly share routine (seed: "a routine that sends a message with my
-//! referral link to all my contacts once a week"): a member opts in with a
-//! short list of contacts' e-mail addresses; each contact gets the member's
-//! referral link at most once per [`EVERY`] until the member opts out or the
-//! contact unsubscribes.
+//! The weekly share routine: a member opts in with a short list of
+//! contacts' e-mail addresses. The member themself gets a reminder with
+//! their own link at most once per [`EVERY`]; the contacts, who never
+//! agreed to anything, get one invitation from the program each, ever, and
+//! the member's link once per [`EVERY`] only after they opt in with the
+//! link in that invitation, until they unsubscribe or the member opts out.
 
 use crate::member::Email;
 use crate::FieldError;
@@ -11,7 +12,7 @@ use sha2::{Digest, Sha256};
 /// Contacts one member may name: a routine for friends, not a mailing list.
 pub const MAX_CONTACTS: usize = 20;
 
-/// How often each contact hears from the routine.
+/// How often the member (and an opted-in contact) hears from the routine.
 pub const EVERY: time::Duration = time::Duration::days(7);
 
 /// Checks a routine's contacts: 1 to [`MAX_CONTACTS`] valid addresses,

@@ -5,9 +5,11 @@
 //! own registration path). Open Graph and Twitter-card tags make a pasted
 //! link preview with a title, a description and the link's QR code.
 //!
-//! An unknown code gets a friendly page (with the program's join form when
-//! this server hosts a single program); a bad form is shown again with the
-//! reason, and nothing is stored.
+//! Without a code (or with one that is not valid any more) the page is an
+//! open enrolment form for the program named by `?program=<id>` (or the
+//! only program this server hosts): it joins without a referral and
+//! promises no referral reward. A bad form is shown again with the reason,
+//! and nothing is stored.
 
 use crate::api::members::{register_with_referral, ConsentBody, RegisterMember};
 use crate::api::referrals::ReferralTouch;
@@ -28,6 +30,7 @@ use sarafan_core::referral::{Qualifying, Reward};
 use sarafan_store::Program;
 use std::collections::HashMap;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// A minor-unit amount in `currency`, exactly (no floats), in `lang`'s
 /// digits: `12345` RUB is `123.45 RUB`.
@@ -97,9 +100,9 @@ async fn terms(
     };
     let currency = &program.currency;
     let with_friend: Vec<_> = rules
-        .tiers
-        .iter()
-        .filter_map(|t| t.friend.as_ref().map(|f| (t.min_order, f)))
+        .reachable_tiers()
+        .into_iter()
+        .filter_map(|(min, t)| t.friend.as_ref().map(|f| (min, f)))
         .collect();
     let gets = match with_friend.as_slice() {
         [(_, only)] => vec![reward_text(lang, only, currency)],
@@ -159,25 +162,41 @@ struct Filled {
     consent: bool,
 }
 
-/// Renders the landing page of `program`, invited by `target` (none for
-/// an invitation that is not valid).
+/// What the page says above the form or in it.
+enum Said {
+    /// The invitation's code is not valid (any more): joining is open still.
+    Unknown,
+    /// What is wrong with the form (a message key).
+    Error(&'static str),
+}
+
+/// Renders the landing page of `program`, invited by `target`, or its open
+/// enrolment form (no `target`: no referral reward is promised).
 async fn landing(
     state: &AppState,
     neg: &Negotiated,
     program: &Program,
     target: Option<&Target>,
     filled: &Filled,
-    error: Option<String>,
+    said: Option<Said>,
     status: StatusCode,
 ) -> Response {
     let lang = neg.lang(program.locale.as_str());
-    let (gets, how) = match terms(state, program, lang).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
+    let (gets, how) = match target {
+        Some(_) => match terms(state, program, lang).await {
+            Ok(t) => t,
+            Err(e) => return e.into_response(),
+        },
+        None => (Vec::new(), Vec::new()),
     };
     let base = state.config.public_url.trim_end_matches('/');
     let referrer = target.and_then(|t| t.referrer.clone());
     let title = match &referrer {
+        _ if target.is_none() => text(
+            lang,
+            "landing-join",
+            &[("program", program.name.as_str().into())],
+        ),
         Some(r) => text(
             lang,
             "landing-invited",
@@ -193,6 +212,7 @@ async fn landing(
         ),
     };
     let description = match gets.first() {
+        _ if target.is_none() => text(lang, "landing-no-reward", &[]),
         Some(g) => text(
             lang,
             "landing-og-description",
@@ -223,38 +243,53 @@ async fn landing(
             image => target.map(|t| format!("{base}/r/{}/qr.png", t.code)),
             gets,
             how,
-            terms => program.terms,
-            invalid => target.is_none(),
+            terms => program.terms_in(lang.code()),
+            notice => matches!(said, Some(Said::Unknown)).then(|| text(lang, "landing-unknown", &[])),
             sign_in => sign_in_url(program.id, &format!("/m/{}", program.id)),
             name => filled.name,
             email => filled.email,
             phone => filled.phone,
             consent => filled.consent,
-            error,
+            error => match said {
+                Some(Said::Error(key)) => Some(text(lang, key, &[])),
+                _ => None,
+            },
         },
     )
 }
 
-/// The page for an unknown code: the single program's join form, or a
-/// welcome that names none.
-async fn unknown(state: &AppState, neg: &Negotiated) -> Response {
-    let programs = match state.store.programs().await {
+/// The program of an open enrolment: the one named (by id), else the only
+/// program this server hosts.
+async fn open_program(state: &AppState, named: Option<&str>) -> Result<Option<Program>, ApiError> {
+    if let Some(raw) = named {
+        return crate::signin::program_of(state, raw).await;
+    }
+    Ok(match state.store.programs().await?.as_slice() {
+        [only] => Some(only.clone()),
+        _ => None,
+    })
+}
+
+/// The page without a valid invitation: the program's open enrolment form
+/// (saying the code is not valid when one was given: a 404), or a welcome
+/// that names no program when there is none to join.
+async fn open(
+    state: &AppState,
+    neg: &Negotiated,
+    named: Option<&str>,
+    code_given: bool,
+) -> Response {
+    let program = match open_program(state, named).await {
         Ok(p) => p,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
-    if let [only] = programs.as_slice() {
-        let lang = neg.lang(only.locale.as_str());
-        let notice = text(lang, "landing-unknown", &[]);
-        return landing(
-            state,
-            neg,
-            only,
-            None,
-            &Filled::default(),
-            Some(notice),
-            StatusCode::NOT_FOUND,
-        )
-        .await;
+    let (status, said) = if code_given {
+        (StatusCode::NOT_FOUND, Some(Said::Unknown))
+    } else {
+        (StatusCode::OK, None)
+    };
+    if let Some(program) = program {
+        return landing(state, neg, &program, None, &Filled::default(), said, status).await;
     }
     let lang = neg.lang("en");
     page::render(
@@ -285,17 +320,21 @@ async fn invitation(state: &AppState, raw: Option<&str>) -> Option<(Arc<Target>,
     Some((target, program))
 }
 
-/// `GET /join?ref=<code>`: the landing page.
+/// `GET /join?ref=<code>`: the landing page; without a code (`?program=`
+/// or the only program) the open enrolment form.
 #[utoipa::path(get, path = "/join", tag = "referrals",
     params(("ref" = Option<String>, Query, description = "The referral code"),
+           ("program" = Option<Uuid>, Query, description = "Without a code: the program to join (default: the only one)"),
            ("lang" = Option<String>, Query, description = "en, ru or fa; remembered in a cookie")),
     responses((status = 200, content_type = "text/html", body = String),
-              (status = 404, description = "Unknown code: a friendly page", content_type = "text/html", body = String)))]
+              (status = 404, description = "Unknown code or program: a friendly page (with the open enrolment form when the program is known)", content_type = "text/html", body = String)))]
 pub async fn page(State(state): State<AppState>, neg: Negotiated, parts: Parts) -> Response {
-    let raw = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "ref")
-        .map(|(_, v)| v.into_owned());
-    match invitation(&state, raw.as_deref()).await {
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let raw = field(&query, "ref");
+    match invitation(&state, raw).await {
         Some((target, program)) => {
             landing(
                 &state,
@@ -308,7 +347,7 @@ pub async fn page(State(state): State<AppState>, neg: Negotiated, parts: Parts) 
             )
             .await
         }
-        None => unknown(&state, &neg).await,
+        None => open(&state, &neg, field(&query, "program"), raw.is_some()).await,
     }
 }
 
@@ -316,19 +355,28 @@ fn field<'a>(fields: &'a HashMap<String, String>, name: &str) -> Option<&'a str>
     fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
-/// `POST /join` (form `ref`, `name`, `email`, `phone`, `consent`): joins
-/// the program with the referral bound, or shows the form again with what
-/// is wrong (nothing stored).
+/// `POST /join` (form `ref` or `program`, `name`, `email`, `phone`,
+/// `consent`): joins the program, with the referral bound when there is
+/// one, or shows the form again with what is wrong (nothing stored).
 #[utoipa::path(post, path = "/join", tag = "referrals",
     request_body(content_type = "application/x-www-form-urlencoded", content = String,
-        description = "ref, name, email and/or phone, consent=on"),
+        description = "ref (or, without one, program), name, email and/or phone, consent=on"),
     responses((status = 200, description = "Joined (or a member already)", content_type = "text/html", body = String),
               (status = 422, description = "Bad e-mail or phone, no consent: the form again, nothing stored", content_type = "text/html", body = String),
               (status = 404, description = "Unknown code: a friendly page", content_type = "text/html", body = String)))]
 pub async fn join(State(state): State<AppState>, neg: Negotiated, body: Bytes) -> Response {
     let fields = form(&body);
-    let Some((target, program)) = invitation(&state, field(&fields, "ref")).await else {
-        return unknown(&state, &neg).await;
+    let named = field(&fields, "program");
+    let (target, program) = match field(&fields, "ref") {
+        Some(code) => match invitation(&state, Some(code)).await {
+            Some((target, program)) => (Some(target), program),
+            None => return open(&state, &neg, named, true).await,
+        },
+        None => match open_program(&state, named).await {
+            Ok(Some(program)) => (None, program),
+            Ok(None) => return open(&state, &neg, named, false).await,
+            Err(e) => return e.into_response(),
+        },
     };
     let lang = neg.lang(program.locale.as_str());
     let filled = Filled {
@@ -337,19 +385,24 @@ pub async fn join(State(state): State<AppState>, neg: Negotiated, body: Bytes) -
         phone: field(&fields, "phone").unwrap_or_default().to_owned(),
         consent: fields.get("consent").is_some_and(|v| v == "on"),
     };
-    let again = |key: &str| {
+    let again = |key: &'static str| {
         landing(
             &state,
             &neg,
             &program,
-            Some(&*target),
+            target.as_deref(),
             &filled,
-            Some(text(lang, key, &[])),
+            Some(Said::Error(key)),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
     };
     if !filled.consent {
         return again("landing-err-consent").await;
+    }
+    // Members sign in with a code sent by e-mail: without an address a
+    // member could join but never see their portal.
+    if filled.email.is_empty() {
+        return again("landing-err-contact").await;
     }
     let body = RegisterMember {
         external_id: None,
@@ -362,7 +415,7 @@ pub async fn join(State(state): State<AppState>, neg: Negotiated, body: Bytes) -
             sms: !filled.phone.is_empty(),
             messengers: false,
         },
-        referral: Some(ReferralTouch {
+        referral: target.as_ref().map(|target| ReferralTouch {
             code: Some(target.code.as_str().to_owned()),
             referrer_id: None,
             channel: None,
@@ -374,10 +427,10 @@ pub async fn join(State(state): State<AppState>, neg: Negotiated, body: Bytes) -
     };
     match register_with_referral(&state, program.id, &body).await {
         Ok((status, _, _)) => {
-            let key = if status == StatusCode::CREATED {
-                "landing-welcome"
-            } else {
-                "landing-already"
+            let key = match (status == StatusCode::CREATED, &target) {
+                (true, Some(_)) => "landing-welcome",
+                (true, None) => "landing-welcome-open",
+                (false, _) => "landing-already",
             };
             page::render(
                 StatusCode::OK,
@@ -405,7 +458,7 @@ pub async fn join(State(state): State<AppState>, neg: Negotiated, body: Bytes) -
             .await
         }
         Err(ApiError::Conflict { .. }) => again("landing-err-taken").await,
-        Err(ApiError::NotFound(_)) => unknown(&state, &neg).await,
+        Err(ApiError::NotFound(_)) => open(&state, &neg, named, true).await,
         Err(e) => e.into_response(),
     }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 mod auth;
 pub mod clicks;
+pub mod client;
 pub mod delivery;
 pub mod extract;
 pub mod i18n;
@@ -213,11 +214,18 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
             get(signin::page).post(signin::send),
         )
         .route("/m/{program}/sign-in/code", post(signin::verify))
-        .route("/m/{program}/sign-in/link/{token}", get(signin::link))
+        .route(
+            "/m/{program}/sign-in/link/{token}",
+            get(signin::link_page).post(signin::link),
+        )
         .route("/m/{program}/sign-out", post(signin::sign_out))
         .route(
             "/unsubscribe/{token}",
             get(unsubscribe::get).post(unsubscribe::post),
+        )
+        .route(
+            "/share/opt-in/{token}",
+            get(unsubscribe::opt_in_page).post(unsubscribe::opt_in),
         )
         .route("/voice/dialogflow", post(voice::dialogflow::webhook))
         .route("/voice/alexa", post(voice::alexa::webhook))

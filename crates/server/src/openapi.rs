@@ -36,6 +36,8 @@ use utoipa::{Modify, OpenApi};
         share::get, share::put, share::delete,
         mail_templates::list, mail_templates::get, mail_templates::put, mail_templates::delete,
         voice::list, voice::put, voice::delete,
+        crate::signin::link_page, crate::unsubscribe::get, crate::unsubscribe::post,
+        crate::unsubscribe::opt_in_page, crate::unsubscribe::opt_in,
     ),
     components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::PointsExpiringData, webhooks::ReferralQualifiedData, webhooks::WebhookMember)),
     modifiers(&BearerAuth),

@@ -1,8 +1,8 @@
 //! The member's portal, `/m/{program}`: balance and what expires when, the
 //! statement, the referral link with a copy button, its QR code and share
 //! buttons, invites and their progress, pending and earned rewards, the
-//! reward tiers, the program's terms, and the member card (a QR code of the
-//! member id to show at the till), and the weekly invitations (the share
+//! reward tiers, the program's terms, and the member card (the card number
+//! and its QR code, to show at the till), and the weekly invitations (the share
 //! routine's contacts). Signed-in members only ([`MemberSession`]).
 
 use crate::api::ledger::{balance_of, full_statement};
@@ -155,7 +155,8 @@ async fn render(
         "share-subject",
         &[("program", program.name.as_str().into())],
     );
-    let card = crate::qr::svg_of(&member.id.to_string())?;
+    let card_number = member.card_serial.map(sarafan_core::card::card_number);
+    let card = crate::qr::svg_of(card_number.as_deref().unwrap_or_default())?;
     let contacts: Vec<String> = state
         .store
         .share_routine(program.id, member.id)
@@ -177,7 +178,7 @@ async fn render(
             program_name => program.name,
             program_id => program.id.to_string(),
             name => member.name,
-            member_id => member.id.to_string(),
+            card_number,
             spendable => amount("points", balance.points.spendable),
             pending_points => (balance.points.pending > 0).then(|| amount("points", balance.points.pending)),
             cashback => (balance.cashback.spendable > 0).then(|| money(lang, balance.cashback.spendable, currency)),
@@ -195,7 +196,7 @@ async fn render(
             earned_rewards => totals(&progress.earned),
             awaiting_choice => progress.awaiting_choice,
             tiers,
-            terms => program.terms,
+            terms => program.terms_in(lang.code()),
             card => minijinja::Value::from_safe_string(card),
             weekly_contacts => contacts.join("\n"),
             weekly_on => !contacts.is_empty(),

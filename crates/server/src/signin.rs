@@ -11,11 +11,16 @@
 //! parameter, else with a plain 401 page; after signing in the member comes
 //! back to `next`. To link to the page yourself, use [`sign_in_url`].
 //!
-//! Codes, links and session tokens are stored hashed (SHA-256); five wrong
-//! codes lock the member out for 15 minutes; the session cookie is
-//! `HttpOnly`, `SameSite=Lax`, and `Secure` on an https deployment.
+//! Codes, links and session tokens are stored hashed (SHA-256); the session
+//! cookie is `HttpOnly`, `SameSite=Lax`, and `Secure` on an https
+//! deployment. Asking for codes and guessing them is limited per member,
+//! client address and challenge ([`sarafan_core::signin::Guard`]); every
+//! answer is the same whether or not the address is a member's. A magic
+//! link opens a page with a button: only its `POST` signs in, so mail
+//! scanners that fetch links do not use them up.
 
-use crate::i18n::{cookie, Negotiated};
+use crate::client::ClientAddress;
+use crate::i18n::{cookie, Lang, Negotiated};
 use crate::page;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -26,7 +31,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::RequestPartsExt;
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::member::{Email, MemberStatus};
-use sarafan_store::signin::{NewSignIn, Started, Verified};
+use sarafan_core::signin::{challenge_expired, AddressKey, Guard, CODE_LIFETIME, WINDOW};
+use sarafan_store::signin::{NewSignIn, Verified};
 use sarafan_store::{MemberFilter, Program};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -37,8 +43,6 @@ use uuid::Uuid;
 pub const COOKIE: &str = "sarafan_session";
 /// The outbox topic (and mail template) of sign-in mails.
 pub const MAIL_TOPIC: &str = "sign_in";
-/// How long a code and a link work.
-const CODE_LIFETIME: Duration = Duration::minutes(15);
 /// How long a session lasts.
 const SESSION_LIFETIME: Duration = Duration::days(30);
 
@@ -279,18 +283,35 @@ fn query_next(parts: &Parts) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The page that says to wait: too many codes asked for, or wrong codes
+/// typed, from this client address.
+fn wait_page(page: SignInPage<'_>, lang: Lang, key: &str, until: OffsetDateTime) -> Response {
+    SignInPage {
+        challenge: None,
+        error: Some(crate::i18n::text(
+            lang,
+            key,
+            &[("minutes", minutes_until(until).into())],
+        )),
+        ..page
+    }
+    .render(StatusCode::TOO_MANY_REQUESTS)
+}
+
 /// `POST /m/{program}/sign-in` (form `email`, `next`): mails a code and a
 /// link to the member with that address. The answer is the same whether or
-/// not the address is a member's, so the page tells no one who is.
+/// not the address is a member's, and whether or not the member has had
+/// their codes for now, so the page tells no one who is.
 #[utoipa::path(post, path = "/m/{program}/sign-in", tag = "portal", params(("program" = Uuid, Path)),
     request_body(content_type = "application/x-www-form-urlencoded", content = String, description = "email, next"),
     responses((status = 200, description = "The code form (the same whether or not the address is a member's)", content_type = "text/html", body = String),
               (status = 422, description = "Not an e-mail address", content_type = "text/html", body = String),
-              (status = 429, description = "Locked out after wrong codes", content_type = "text/html", body = String)))]
+              (status = 429, description = "Too many codes asked for from this client address", content_type = "text/html", body = String)))]
 pub async fn send(
     State(state): State<AppState>,
     Path(program): Path<String>,
     neg: Negotiated,
+    ClientAddress(address): ClientAddress,
     body: Bytes,
 ) -> Response {
     let program = match program_of(&state, &program).await {
@@ -302,23 +323,61 @@ pub async fn send(
     let fields = form(&body);
     let next = local_next(program.id, fields.get("next").map(String::as_str));
     let raw_email = fields.get("email").map(String::as_str).unwrap_or_default();
-    let page = |challenge, error: Option<String>, status| {
-        SignInPage {
-            program: &program,
-            neg: &neg,
-            next: &next,
-            email: raw_email,
-            challenge,
-            error,
-        }
-        .render(status)
+    let form_page = SignInPage {
+        program: &program,
+        neg: &neg,
+        next: &next,
+        email: raw_email,
+        challenge: None,
+        error: None,
     };
     let Ok(email) = Email::parse(raw_email) else {
         let msg = crate::i18n::text(lang, "signin-bad-email", &[]);
-        return page(None, Some(msg), StatusCode::UNPROCESSABLE_ENTITY);
+        return SignInPage {
+            error: Some(msg),
+            ..form_page
+        }
+        .render(StatusCode::UNPROCESSABLE_ENTITY);
     };
-    let found = match state
-        .store
+    match send_code(&state, &program, lang, &next, &email, address).await {
+        Ok(Sent::Challenge(challenge)) => SignInPage {
+            challenge: Some(challenge),
+            ..form_page
+        }
+        .render(StatusCode::OK),
+        Ok(Sent::Wait(until)) => wait_page(form_page, lang, "signin-too-many-codes", until),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What asking for a code did.
+enum Sent {
+    /// The code form's challenge: real when a code was sent, made up when
+    /// the address is no member's or the member had their codes for now.
+    Challenge(Uuid),
+    /// The client address asked for too many codes: until then.
+    Wait(OffsetDateTime),
+}
+
+async fn send_code(
+    state: &AppState,
+    program: &Program,
+    lang: Lang,
+    next: &str,
+    email: &Email,
+    address: std::net::IpAddr,
+) -> Result<Sent, ApiError> {
+    let store = &state.store;
+    let by_address = Guard::AddressCodes(AddressKey::of(address));
+    let (hits, until) = store
+        .hit_sign_in_limit(program.id, &by_address.key(), WINDOW)
+        .await?;
+    if hits > by_address.limit() {
+        return Ok(Sent::Wait(until));
+    }
+    // A challenge that is never stored: its code is never right.
+    let made_up = Sent::Challenge(Uuid::now_v7());
+    let found = store
         .members(
             program.id,
             &MemberFilter {
@@ -328,15 +387,20 @@ pub async fn send(
                 ..Default::default()
             },
         )
-        .await
-    {
-        Ok(page) => page.items.into_iter().next(),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+        .await?
+        .items
+        .into_iter()
+        .next();
     let Some(member) = found else {
-        // A challenge that was never stored: its code is never right.
-        return page(Some(Uuid::now_v7()), None, StatusCode::OK);
+        return Ok(made_up);
     };
+    let by_member = Guard::MemberCodes(member.id);
+    let (hits, _) = store
+        .hit_sign_in_limit(program.id, &by_member.key(), WINDOW)
+        .await?;
+    if hits > by_member.limit() {
+        return Ok(made_up);
+    }
     let challenge_code = format!("{:06}", rand::random::<u32>() % 1_000_000);
     let link_token = token();
     let link = format!(
@@ -344,11 +408,9 @@ pub async fn send(
         state.config.public_url.trim_end_matches('/'),
         program.id
     );
-    // The code's hash needs the challenge id, which the store makes: hash
-    // under a fresh id and have the store use it.
+    // The code's hash needs the challenge id: made here, stored as is.
     let challenge = Uuid::now_v7();
-    let started = state
-        .store
+    store
         .start_sign_in(
             program.id,
             &NewSignIn {
@@ -356,7 +418,7 @@ pub async fn send(
                 member: member.id,
                 code_hash: &code_hash(challenge, &challenge_code),
                 link_hash: &hash(&link_token),
-                next: &next,
+                next,
                 expires: sarafan_store::now() + CODE_LIFETIME,
                 mail_topic: MAIL_TOPIC,
                 mail: serde_json::json!({
@@ -367,18 +429,72 @@ pub async fn send(
                 }),
             },
         )
-        .await;
-    match started {
-        Ok(Started::Sent) => page(Some(challenge), None, StatusCode::OK),
-        Ok(Started::Locked(until)) => {
-            let msg = crate::i18n::text(
-                lang,
-                "signin-locked",
-                &[("minutes", minutes_until(until).into())],
-            );
-            page(None, Some(msg), StatusCode::TOO_MANY_REQUESTS)
+        .await?;
+    Ok(Sent::Challenge(challenge))
+}
+
+/// What a typed code did, before it is shown.
+enum Checked {
+    SignedIn(String),
+    /// Not right: this many tries left on the challenge.
+    Wrong(i64),
+    /// The client address typed too many wrong codes: until then.
+    Wait(OffsetDateTime),
+    Expired,
+}
+
+/// Checks a code against the limits and the challenge. Wrong codes count
+/// against the challenge and the client address, never the member; a
+/// challenge no one made counts and answers exactly like a real one.
+async fn check_code(
+    state: &AppState,
+    program: ProgramId,
+    challenge: Uuid,
+    code: &str,
+    session: &str,
+    address: std::net::IpAddr,
+) -> Result<Checked, ApiError> {
+    let store = &state.store;
+    if challenge_expired(challenge, sarafan_store::now()) {
+        return Ok(Checked::Expired);
+    }
+    let by_address = Guard::AddressTries(AddressKey::of(address));
+    let (hits, until) = store.sign_in_hits(program, &by_address.key()).await?;
+    if by_address.exhausted(hits) {
+        return Ok(Checked::Wait(until));
+    }
+    let by_challenge = Guard::ChallengeTries(challenge);
+    let (tries, _) = store.sign_in_hits(program, &by_challenge.key()).await?;
+    if by_challenge.exhausted(tries) {
+        return Ok(Checked::Expired);
+    }
+    let outcome = store
+        .verify_sign_in_code(
+            program,
+            challenge,
+            &code_hash(challenge, code),
+            &hash(session),
+            sarafan_store::now() + SESSION_LIFETIME,
+        )
+        .await?;
+    match outcome {
+        Verified::SignedIn { next, .. } => Ok(Checked::SignedIn(next)),
+        Verified::Expired => Ok(Checked::Expired),
+        Verified::Wrong => {
+            let (hits, until) = store
+                .hit_sign_in_limit(program, &by_address.key(), WINDOW)
+                .await?;
+            let (tries, _) = store
+                .hit_sign_in_limit(program, &by_challenge.key(), CODE_LIFETIME)
+                .await?;
+            Ok(if by_address.exhausted(hits) {
+                Checked::Wait(until)
+            } else if by_challenge.exhausted(tries) {
+                Checked::Expired
+            } else {
+                Checked::Wrong(by_challenge.left(tries))
+            })
         }
-        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -387,13 +503,14 @@ pub async fn send(
 #[utoipa::path(post, path = "/m/{program}/sign-in/code", tag = "portal", params(("program" = Uuid, Path)),
     request_body(content_type = "application/x-www-form-urlencoded", content = String, description = "challenge, code, next"),
     responses((status = 303, description = "Signed in: to `next`", headers(("set-cookie" = String, description = "sarafan_session; HttpOnly; SameSite=Lax"))),
-              (status = 422, description = "Wrong code: tries left", content_type = "text/html", body = String),
-              (status = 429, description = "Five wrong codes: locked for 15 minutes", content_type = "text/html", body = String),
-              (status = 410, description = "Expired or used", content_type = "text/html", body = String)))]
+              (status = 422, description = "Wrong code (or no such challenge): tries left", content_type = "text/html", body = String),
+              (status = 429, description = "Too many wrong codes from this client address: wait", content_type = "text/html", body = String),
+              (status = 410, description = "Expired, used, or five wrong codes: ask for a new one", content_type = "text/html", body = String)))]
 pub async fn verify(
     State(state): State<AppState>,
     Path(program): Path<String>,
     neg: Negotiated,
+    ClientAddress(address): ClientAddress,
     body: Bytes,
 ) -> Response {
     let program = match program_of(&state, &program).await {
@@ -410,53 +527,66 @@ pub async fn verify(
         .unwrap_or_default();
     let code = fields.get("code").map(String::as_str).unwrap_or_default();
     let session = token();
-    let outcome = state
-        .store
-        .verify_sign_in_code(
-            program.id,
-            challenge,
-            &code_hash(challenge, code),
-            &hash(&session),
-            sarafan_store::now() + SESSION_LIFETIME,
-        )
-        .await;
-    let again = |error: String, status| {
-        SignInPage {
-            program: &program,
-            neg: &neg,
-            next: &next,
-            email: "",
-            challenge: Some(challenge),
-            error: Some(error),
-        }
-        .render(status)
+    let code_page = SignInPage {
+        program: &program,
+        neg: &neg,
+        next: &next,
+        email: "",
+        challenge: Some(challenge),
+        error: None,
     };
-    match outcome {
-        Ok(Verified::SignedIn { next, .. }) => signed_in(&state, program.id, &session, &next),
-        Ok(Verified::Wrong { left }) => again(
-            crate::i18n::text(lang, "signin-wrong-code", &[("left", left.into())]),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        Ok(Verified::Locked(until)) => SignInPage {
-            program: &program,
-            neg: &neg,
-            next: &next,
-            email: "",
-            challenge: None,
+    match check_code(&state, program.id, challenge, code, &session, address).await {
+        Ok(Checked::SignedIn(next)) => signed_in(&state, program.id, &session, &next),
+        Ok(Checked::Wrong(left)) => SignInPage {
             error: Some(crate::i18n::text(
                 lang,
-                "signin-locked",
-                &[("minutes", minutes_until(until).into())],
+                "signin-wrong-code",
+                &[("left", left.into())],
             )),
+            ..code_page
         }
-        .render(StatusCode::TOO_MANY_REQUESTS),
-        Ok(Verified::Expired) => expired(&program, &neg, &next),
-        Err(e) => ApiError::from(e).into_response(),
+        .render(StatusCode::UNPROCESSABLE_ENTITY),
+        Ok(Checked::Wait(until)) => wait_page(code_page, lang, "signin-locked", until),
+        Ok(Checked::Expired) => expired(&program, &neg, &next),
+        Err(e) => e.into_response(),
     }
 }
 
-/// The magic link from the sign-in e-mail.
+/// The magic link from the sign-in e-mail: a page with a button that signs
+/// in. Opening the link uses nothing up (mail scanners open links too).
 #[utoipa::path(get, path = "/m/{program}/sign-in/link/{token}", tag = "portal",
+    params(("program" = Uuid, Path), ("token" = String, Path)),
+    responses((status = 200, description = "A page with the sign-in button (POSTs to this URL)", content_type = "text/html", body = String),
+              (status = 404, description = "No such program", content_type = "text/html", body = String)))]
+pub async fn link_page(
+    State(state): State<AppState>,
+    Path((program, link_token)): Path<(String, String)>,
+    neg: Negotiated,
+) -> Response {
+    let program = match program_of(&state, &program).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return no_program(&neg),
+        Err(e) => return e.into_response(),
+    };
+    let lang = neg.lang(program.locale.as_str());
+    let token: String = form_urlencoded::byte_serialize(link_token.as_bytes()).collect();
+    page::render(
+        StatusCode::OK,
+        "message.html",
+        lang,
+        &neg,
+        minijinja::context! {
+            program_name => program.name,
+            title => crate::i18n::text(lang, "signin-title", &[]),
+            message => crate::i18n::text(lang, "signin-link-confirm", &[]),
+            confirm => crate::i18n::text(lang, "signin-verify", &[]),
+            confirm_url => format!("/m/{}/sign-in/link/{token}", program.id),
+        },
+    )
+}
+
+/// The magic link's button: an open, unexpired link signs in once.
+#[utoipa::path(post, path = "/m/{program}/sign-in/link/{token}", tag = "portal",
     params(("program" = Uuid, Path), ("token" = String, Path)),
     responses((status = 303, description = "Signed in: to `next`"),
               (status = 410, description = "Expired or used: a page that offers a new code", content_type = "text/html", body = String)))]

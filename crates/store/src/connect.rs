@@ -200,6 +200,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sarafan_core::ids::{MemberId, ProgramId};
+    use sha2::Digest;
     use time::OffsetDateTime;
     use uuid::Uuid;
 
@@ -310,6 +312,50 @@ mod tests {
             Ok(())
         }
 
+        /// A program and a member inserted by hand, as any schema since
+        /// 0001 takes them.
+        async fn program_and_member(&self) -> (ProgramId, MemberId) {
+            let retailer = self.store.create_retailer("R").await.unwrap();
+            let (program, member) = (ProgramId::generate(), MemberId::generate());
+            crate::with_db!(self.store, write, |pool| {
+                sqlx::query(
+                    "INSERT INTO programs (program_id, retailer_id, name, currency, locale, terms, created_at, updated_at) \
+                     VALUES ($1, $2, 'P', 'RUB', 'ru', '', $3, $3)",
+                )
+                .bind(program.0)
+                .bind(retailer.0)
+                .bind(crate::now())
+                .execute(pool)
+                .await
+                .unwrap();
+            });
+            self.member(program, member, "M", crate::now()).await;
+            (program, member)
+        }
+
+        /// Inserts a member by hand (`external_id` and times only).
+        async fn member(
+            &self,
+            program: ProgramId,
+            member: MemberId,
+            external: &str,
+            at: OffsetDateTime,
+        ) {
+            crate::with_db!(self.store, write, |pool| {
+                sqlx::query(
+                    "INSERT INTO members (program_id, member_id, external_id, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'active', $4, $4)",
+                )
+                .bind(program.0)
+                .bind(member.0)
+                .bind(external)
+                .bind(at)
+                .execute(pool)
+                .await
+                .unwrap();
+            });
+        }
+
         /// Runs `sql` with its five parameters.
         async fn exec(&self, sql: &str, p: Uuid, id: Uuid, key: &str, n: i64, at: OffsetDateTime) {
             crate::with_db!(self.store, write, |pool| {
@@ -331,31 +377,11 @@ mod tests {
     /// place rather than lose its points.
     async fn lots_move_onto_their_transfers(backend: Backend) {
         use sarafan_core::ledger::account::{AccountKey, Asset};
-        use sarafan_core::member::{MemberFields, NewMember};
-        use sarafan_core::program::{Currency, Locale, ProgramName};
         let old = Partly::new(backend, 17).await;
         let store = &old.store;
-        let retailer = store.create_retailer("R").await.unwrap();
-        let new = crate::NewProgram {
-            name: ProgramName::parse("P").unwrap(),
-            currency: Currency::parse("RUB").unwrap(),
-            locale: Locale::parse("locale", "ru").unwrap(),
-            terms: String::new(),
-            settings: Default::default(),
-        };
-        let program = store.create_program(retailer, &new).await.unwrap().id;
-        let fields = MemberFields {
-            external_id: Some("M"),
-            ..Default::default()
-        };
-        let member = match store
-            .register_member(program, &NewMember::parse(fields).unwrap())
-            .await
-            .unwrap()
-        {
-            crate::Registration::Created(m) => m.id,
-            other => panic!("a new member, not {other:?}"),
-        };
+        // Rows as the schema of then has them (today's reads know columns
+        // of later migrations).
+        let (program, member) = old.program_and_member().await;
         let p = program.0;
         // Far ahead, so the lots have not expired when the balance is read.
         let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(40_000);
@@ -445,5 +471,67 @@ mod tests {
         assert_eq!(balance.expiring, vec![(soon, 40), (later, 50)]);
     }
 
-    crate::on_both!(lots_move_onto_their_transfers);
+    /// Migration 0020 numbers existing members' cards in the order they
+    /// joined (new members get theirs from the database), and counts
+    /// contacts the old weekly routine mailed as invited.
+    async fn cards_numbered_and_mailed_contacts_invited(backend: Backend) {
+        let old = Partly::new(backend, 20).await;
+        let store = &old.store;
+        let (program, first) = old.program_and_member().await;
+        let second = MemberId::generate();
+        let at = crate::now();
+        old.member(program, second, "N", at + time::Duration::seconds(1))
+            .await;
+        let hash = |s: &str| -> Vec<u8> { sha2::Sha256::digest(s.as_bytes()).to_vec() };
+        for (email, sent) in [("boris@example.com", Some(at)), ("vera@example.com", None)] {
+            crate::with_db!(store, write, |pool| {
+                sqlx::query(
+                    "INSERT INTO share_contacts (program_id, member_id, email, email_hash, added_at, last_sent_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(program.0)
+                .bind(first.0)
+                .bind(email)
+                .bind(hash(email))
+                .bind(at)
+                .bind(sent)
+                .execute(pool)
+                .await
+                .unwrap();
+            });
+        }
+        old.run("0020_member_pages.sql").await.unwrap();
+        let third = MemberId::generate();
+        old.member(program, third, "O", at + time::Duration::seconds(2))
+            .await;
+        let serials: Vec<i64> = crate::with_db!(store, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT card_serial FROM members WHERE program_id = $1 ORDER BY created_at",
+            )
+            .bind(program.0)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+        });
+        assert_eq!(serials.len(), 3);
+        assert!(serials.iter().all(|s| *s >= 1_000_000), "{serials:?}");
+        assert!(
+            serials[0] < serials[1] || backend == Backend::Postgres,
+            "{serials:?}"
+        );
+        assert!(serials[1] < serials[2], "{serials:?}");
+        let invited: Vec<Vec<u8>> = crate::with_db!(store, read, |pool| {
+            sqlx::query_scalar("SELECT email_hash FROM share_invited WHERE program_id = $1")
+                .bind(program.0)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+        });
+        assert_eq!(invited, vec![hash("boris@example.com")]);
+    }
+
+    crate::on_both!(
+        lots_move_onto_their_transfers,
+        cards_numbered_and_mailed_contacts_invited
+    );
 }

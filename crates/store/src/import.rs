@@ -12,7 +12,7 @@
 //! without their balance, and a re-run books nothing twice.
 
 use crate::ledger::{book_in, Announce, EventIn, ItemResult, LedgerContext, MemberRef, Wanted};
-use crate::members::{differences, MemberRow, COLUMNS};
+use crate::members::{differences, MemberRow, COLUMNS, READ};
 use crate::{now, with_db, Member, Result, Store, StoreError};
 use sarafan_core::ids::MemberId;
 use sarafan_core::member::{Email, ExternalId, NewMember, Phone};
@@ -211,9 +211,11 @@ impl Store {
                         q.push(" UNION ");
                     }
                     any = true;
-                    q.push(format!("SELECT {COLUMNS} FROM members WHERE program_id = "))
-                        .push_bind(program.0)
-                        .push(format!(" AND {column} IN ("));
+                    q.push(format!(
+                        "SELECT {COLUMNS}{READ} FROM members WHERE program_id = "
+                    ))
+                    .push_bind(program.0)
+                    .push(format!(" AND {column} IN ("));
                     let mut list = q.separated(", ");
                     for v in values.iter() {
                         list.push_bind(*v);
@@ -262,6 +264,7 @@ impl Store {
                                 created_at: at,
                                 updated_at: at,
                                 erased_at: None,
+                                card_serial: None,
                             });
                         }
                         [one] => {

@@ -25,6 +25,8 @@ pub struct Member {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub erased_at: Option<OffsetDateTime>,
+    /// The member card's serial ([`sarafan_core::card::card_number`]).
+    pub card_serial: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -43,6 +45,7 @@ pub(crate) struct MemberRow {
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     erased_at: Option<OffsetDateTime>,
+    card_serial: Option<i64>,
 }
 
 impl TryFrom<MemberRow> for Member {
@@ -66,13 +69,19 @@ impl TryFrom<MemberRow> for Member {
             created_at: r.created_at,
             updated_at: r.updated_at,
             erased_at: r.erased_at,
+            card_serial: r.card_serial,
         })
     }
 }
 
+/// The columns a member is inserted with; reads add `card_serial`, which
+/// the database numbers ([`READ`]).
 pub(crate) const COLUMNS: &str =
     "program_id, member_id, external_id, email, phone, name, locale, status, \
     consent_email, consent_sms, consent_messengers, created_at, updated_at, erased_at";
+
+/// What reads add to [`COLUMNS`].
+pub(crate) const READ: &str = ", card_serial";
 
 /// The `member.created` event.
 fn member_created(m: &Member) -> Outgoing {
@@ -142,6 +151,8 @@ pub struct MemberFilter {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub status: Option<MemberStatus>,
+    /// The member card's serial.
+    pub card_serial: Option<i64>,
     /// Only members created after this one (keyset pagination).
     pub after: Option<MemberId>,
     pub limit: u32,
@@ -241,7 +252,7 @@ impl Store {
 
     async fn members_matching(&self, program: ProgramId, m: &NewMember) -> Result<Vec<Member>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM members WHERE program_id = $1 \
+            "SELECT {COLUMNS}{READ} FROM members WHERE program_id = $1 \
              AND (external_id = $2 OR email = $3 OR phone = $4) ORDER BY member_id"
         );
         let rows: Vec<MemberRow> = with_db!(self, write, |pool| {
@@ -260,7 +271,7 @@ impl Store {
         let at = now();
         let sql = format!(
             "INSERT INTO members ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, $11, NULL) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, $11, NULL) RETURNING {COLUMNS}{READ}"
         );
         // The welcome e-mail and the member.created webhooks are written
         // with the member: both or neither.
@@ -280,7 +291,16 @@ impl Store {
                 .bind(at)
                 .fetch_one(&mut *tx)
                 .await?;
-            let member = Member::try_from(row)?;
+            let mut member = Member::try_from(row)?;
+            // SQLite numbers the card in a trigger after the insert, which
+            // RETURNING does not see.
+            member.card_serial = sqlx::query_scalar(
+                "SELECT card_serial FROM members WHERE program_id = $1 AND member_id = $2",
+            )
+            .bind(program.0)
+            .bind(member.id.0)
+            .fetch_one(&mut *tx)
+            .await?;
             tx.enqueue(program, &[member_created(&member)]).await?;
             tx.commit().await?;
             Ok(member)
@@ -288,7 +308,8 @@ impl Store {
     }
 
     pub async fn member(&self, program: ProgramId, id: MemberId) -> Result<Option<Member>> {
-        let sql = format!("SELECT {COLUMNS} FROM members WHERE program_id = $1 AND member_id = $2");
+        let sql =
+            format!("SELECT {COLUMNS}{READ} FROM members WHERE program_id = $1 AND member_id = $2");
         let row: Option<MemberRow> = with_db!(self, read, |pool| {
             sqlx::query_as(&sql)
                 .bind(program.0)
@@ -330,10 +351,10 @@ impl Store {
     pub async fn members(&self, program: ProgramId, f: &MemberFilter) -> Result<MemberPage> {
         let limit = f.limit.clamp(1, 500);
         let sql = format!(
-            "SELECT {COLUMNS} FROM members WHERE program_id = $1 \
+            "SELECT {COLUMNS}{READ} FROM members WHERE program_id = $1 \
                AND ($2 IS NULL OR member_id > $2) AND ($3 IS NULL OR external_id = $3) \
                AND ($4 IS NULL OR email = $4) AND ($5 IS NULL OR phone = $5) \
-               AND ($6 IS NULL OR status = $6) \
+               AND ($6 IS NULL OR status = $6) AND ($8 IS NULL OR card_serial = $8) \
              ORDER BY member_id LIMIT $7"
         );
         let rows: Vec<MemberRow> = with_db!(self, read, |pool| {
@@ -345,6 +366,7 @@ impl Store {
                 .bind(f.phone.as_deref())
                 .bind(f.status.map(MemberStatus::as_str))
                 .bind(i64::from(limit) + 1)
+                .bind(f.card_serial)
                 .fetch_all(pool)
                 .await?
         });
@@ -380,7 +402,7 @@ impl Store {
                consent_sms = COALESCE($14, consent_sms), \
                consent_messengers = COALESCE($15, consent_messengers), \
                status = COALESCE($16, status), updated_at = $17 \
-             WHERE program_id = $1 AND member_id = $2 AND status <> 'erased' RETURNING {COLUMNS}"
+             WHERE program_id = $1 AND member_id = $2 AND status <> 'erased' RETURNING {COLUMNS}{READ}"
         );
         fn flat(o: Option<Option<&str>>) -> (bool, Option<&str>) {
             (o.is_some(), o.flatten())
@@ -439,7 +461,7 @@ impl Store {
             "UPDATE members SET external_id = NULL, email = NULL, phone = NULL, name = NULL, \
                status = 'erased', consent_email = $3, consent_sms = $3, consent_messengers = $3, \
                erased_at = COALESCE(erased_at, $4), updated_at = $4 \
-             WHERE program_id = $1 AND member_id = $2 RETURNING {COLUMNS}"
+             WHERE program_id = $1 AND member_id = $2 RETURNING {COLUMNS}{READ}"
         );
         // The requests of the member's events carry their identifiers too;
         // their outcomes (the ledger's reasons) stay.

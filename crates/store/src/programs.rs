@@ -2,8 +2,9 @@
 
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{ProgramId, RetailerId};
-use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
+use sarafan_core::program::{terms_in, Currency, Locale, ProgramName, ProgramSettings};
 use sqlx::types::Json;
+use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -15,9 +16,18 @@ pub struct Program {
     pub currency: Currency,
     pub locale: Locale,
     pub terms: String,
+    /// Terms per language, beside the default `terms`.
+    pub terms_by_locale: BTreeMap<String, String>,
     pub settings: ProgramSettings,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+impl Program {
+    /// The terms to show in `lang` (a language code).
+    pub fn terms_in(&self, lang: &str) -> &str {
+        terms_in(&self.terms, &self.terms_by_locale, lang)
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -28,6 +38,7 @@ struct ProgramRow {
     currency: String,
     locale: String,
     terms: String,
+    terms_by_locale: Json<BTreeMap<String, String>>,
     settings: Json<ProgramSettings>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
@@ -46,6 +57,7 @@ impl TryFrom<ProgramRow> for Program {
             locale: Locale::parse("locale", &r.locale).map_err(corrupt)?,
             name: r.name,
             terms: r.terms,
+            terms_by_locale: r.terms_by_locale.0,
             settings: r.settings.0,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -69,11 +81,15 @@ pub struct ProgramPatch {
     pub name: Option<ProgramName>,
     pub locale: Option<Locale>,
     pub terms: Option<String>,
+    /// Replaces the whole map.
+    pub terms_by_locale: Option<BTreeMap<String, String>>,
     pub settings: Option<ProgramSettings>,
 }
 
+/// The columns a program is created with; reads add [`READ`].
 const COLUMNS: &str =
     "program_id, retailer_id, name, currency, locale, terms, settings, created_at, updated_at";
+const READ: &str = ", terms_by_locale";
 
 impl Store {
     pub async fn create_retailer(&self, name: &str) -> Result<RetailerId> {
@@ -95,7 +111,7 @@ impl Store {
         let id = ProgramId::generate();
         let at = now();
         let sql = format!(
-            "INSERT INTO programs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
+            "INSERT INTO programs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}{READ}"
         );
         let row: ProgramRow = with_db!(self, write, |pool| {
             sqlx::query_as(&sql)
@@ -114,7 +130,7 @@ impl Store {
     }
 
     pub async fn program(&self, id: ProgramId) -> Result<Option<Program>> {
-        let sql = format!("SELECT {COLUMNS} FROM programs WHERE program_id = $1");
+        let sql = format!("SELECT {COLUMNS}{READ} FROM programs WHERE program_id = $1");
         let row: Option<ProgramRow> = with_db!(self, read, |pool| {
             sqlx::query_as(&sql).bind(id.0).fetch_optional(pool).await?
         });
@@ -123,7 +139,7 @@ impl Store {
 
     /// Every program, oldest first (for the operator's CLI, not the API).
     pub async fn programs(&self) -> Result<Vec<Program>> {
-        let sql = format!("SELECT {COLUMNS} FROM programs ORDER BY program_id");
+        let sql = format!("SELECT {COLUMNS}{READ} FROM programs ORDER BY program_id");
         let rows: Vec<ProgramRow> = with_db!(self, read, |pool| {
             sqlx::query_as(&sql).fetch_all(pool).await?
         });
@@ -139,10 +155,12 @@ impl Store {
             "UPDATE programs SET \
                name = COALESCE($2, name), locale = COALESCE($3, locale), \
                terms = COALESCE($4, terms), \
-               settings = CASE WHEN $5 THEN $6 ELSE settings END, updated_at = $7 \
-             WHERE program_id = $1 RETURNING {COLUMNS}"
+               settings = CASE WHEN $5 THEN $6 ELSE settings END, updated_at = $7, \
+               terms_by_locale = CASE WHEN $8 THEN $9 ELSE terms_by_locale END \
+             WHERE program_id = $1 RETURNING {COLUMNS}{READ}"
         );
         let settings = Json(patch.settings.clone().unwrap_or_default());
+        let terms_by_locale = Json(patch.terms_by_locale.clone().unwrap_or_default());
         let row: Option<ProgramRow> = with_db!(self, write, |pool| {
             sqlx::query_as(&sql)
                 .bind(id.0)
@@ -152,6 +170,8 @@ impl Store {
                 .bind(patch.settings.is_some())
                 .bind(&settings)
                 .bind(now())
+                .bind(patch.terms_by_locale.is_some())
+                .bind(&terms_by_locale)
                 .fetch_optional(pool)
                 .await?
         });

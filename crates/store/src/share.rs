@@ -1,5 +1,7 @@
 //! The weekly share routine's storage: a member's contacts, when each last
-//! heard from the routine, and the contacts who unsubscribed. The voice and
+//! heard from the routine, the contacts invited once, those who opted in
+//! to more and those who unsubscribed, and the members' own weekly
+//! reminders. The voice and
 //! portal channels use the same three calls as the HTTP API:
 //! [`Store::set_share_routine`], [`Store::share_routine`],
 //! [`Store::clear_share_routine`].
@@ -29,6 +31,9 @@ pub struct ShareContact {
     /// The contact followed the unsubscribe link: nothing more goes to them
     /// from any member's routine of this program.
     pub unsubscribed: bool,
+    /// The contact asked (with the link in their invitation) to get the
+    /// member's link weekly; without it they are invited once only.
+    pub opted_in: bool,
 }
 
 /// Contacts claimed per transaction by the scheduler.
@@ -36,7 +41,9 @@ const BATCH: i64 = 500;
 
 const CONTACTS: &str = "SELECT c.email, c.added_at, c.last_sent_at, \
     EXISTS (SELECT 1 FROM share_opt_outs o WHERE o.program_id = c.program_id \
-        AND o.email_hash = c.email_hash) AS unsubscribed \
+        AND o.email_hash = c.email_hash) AS unsubscribed, \
+    EXISTS (SELECT 1 FROM share_opt_ins i WHERE i.program_id = c.program_id \
+        AND i.email_hash = c.email_hash) AS opted_in \
     FROM share_contacts c WHERE c.program_id = $1 AND c.member_id = $2 ORDER BY c.email";
 
 impl Store {
@@ -149,28 +156,82 @@ impl Store {
     }
 
     /// Records that the contact with this address hash wants nothing more
-    /// from the program's share routines (their unsubscribe link).
+    /// from the program's share routines (their unsubscribe link); an
+    /// earlier opt-in ends.
     pub async fn opt_out_contact(&self, program: ProgramId, hash: &[u8; 32]) -> Result<()> {
+        self.contact_choice(program, hash, "share_opt_outs", "share_opt_ins")
+            .await
+    }
+
+    /// Records that the contact with this address hash asked for members'
+    /// weekly links (the link in their invitation); an earlier unsubscribe
+    /// ends.
+    pub async fn opt_in_contact(&self, program: ProgramId, hash: &[u8; 32]) -> Result<()> {
+        self.contact_choice(program, hash, "share_opt_ins", "share_opt_outs")
+            .await
+    }
+
+    /// A contact's latest choice: recorded in `into`, removed from `from`.
+    async fn contact_choice(
+        &self,
+        program: ProgramId,
+        hash: &[u8; 32],
+        into: &str,
+        from: &str,
+    ) -> Result<()> {
+        let insert = format!(
+            "INSERT INTO {into} (program_id, email_hash, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        );
+        let delete = format!("DELETE FROM {from} WHERE program_id = $1 AND email_hash = $2");
         with_db!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO share_opt_outs (program_id, email_hash, at) VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(program.0)
-            .bind(&hash[..])
-            .bind(now())
-            .execute(pool)
-            .await?;
+            let mut tx = pool.begin().await?;
+            sqlx::query(&insert)
+                .bind(program.0)
+                .bind(&hash[..])
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&delete)
+                .bind(program.0)
+                .bind(&hash[..])
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
         });
         Ok(())
     }
 
-    /// Queues a `share.weekly` message with the member's referral code for
-    /// every contact of an active member who has not had one for a week and
-    /// did not unsubscribe; returns how many. Each contact is claimed by
-    /// moving its `last_sent_at` in the transaction that queues its message,
-    /// so concurrent or repeated runs send nothing twice.
+    /// The weekly round of the share routines; returns the messages queued.
+    /// Each member with a routine gets a `share.weekly` reminder with their
+    /// own link at most once per [`EVERY`] (as an automated e-mail: their
+    /// consent counts). Each contact gets one invitation from the program
+    /// ever (`share.weekly` to the contact), and more, weekly, only once
+    /// they opted in. Every send is claimed in the transaction that queues
+    /// it, so concurrent or repeated runs send nothing twice.
     pub async fn enqueue_weekly_shares(
+        &self,
+        program: ProgramId,
+        at: OffsetDateTime,
+    ) -> Result<usize> {
+        Ok(self.enqueue_share_reminders(program, at).await?
+            + self.enqueue_share_invitations(program, at).await?)
+    }
+
+    /// The referral codes of `members` (sorted; repeats skipped).
+    async fn codes_of(&self, program: ProgramId, members: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+        let mut codes: Vec<(Uuid, String)> = Vec::new();
+        for member in members {
+            if codes.last().is_some_and(|(m, _)| m == member) {
+                continue;
+            }
+            if let Some(c) = self.referral_code_for(program, MemberId(*member)).await? {
+                codes.push((*member, c.code.to_string()));
+            }
+        }
+        Ok(codes)
+    }
+
+    async fn enqueue_share_reminders(
         &self,
         program: ProgramId,
         at: OffsetDateTime,
@@ -178,14 +239,78 @@ impl Store {
         let cutoff = at - EVERY;
         let mut queued = 0;
         loop {
-            let due: Vec<(Uuid, String)> = with_db!(self, read, |pool| {
-                sqlx::query_as(
-                    "SELECT c.member_id, c.email FROM share_contacts c \
+            let due: Vec<Uuid> = with_db!(self, read, |pool| {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT c.member_id FROM share_contacts c \
                      JOIN members m ON m.program_id = c.program_id AND m.member_id = c.member_id \
                      WHERE c.program_id = $1 AND m.status = 'active' \
-                       AND (c.last_sent_at IS NULL OR c.last_sent_at <= $2) \
+                       AND NOT EXISTS (SELECT 1 FROM share_reminders r WHERE r.program_id = c.program_id \
+                           AND r.member_id = c.member_id AND r.last_sent_at > $2) \
+                     ORDER BY c.member_id LIMIT $3",
+                )
+                .bind(program.0)
+                .bind(cutoff)
+                .bind(BATCH)
+                .fetch_all(pool)
+                .await?
+            });
+            let codes = self.codes_of(program, &due).await?;
+            queued += with_db!(self, write, |pool| {
+                let mut tx = pool.begin().await?;
+                let mut events = Vec::new();
+                for (member, code) in &codes {
+                    let claimed = sqlx::query(
+                        "INSERT INTO share_reminders (program_id, member_id, last_sent_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (program_id, member_id) DO UPDATE SET last_sent_at = excluded.last_sent_at \
+                         WHERE share_reminders.last_sent_at <= $4",
+                    )
+                    .bind(program.0)
+                    .bind(member)
+                    .bind(at)
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if claimed {
+                        events.push(Outgoing::new(
+                            Topic::ShareWeekly,
+                            Some(MemberId(*member)),
+                            serde_json::json!({ "member_id": member, "referral_code": code,
+                                "program_id": program.0 }),
+                        ));
+                    }
+                }
+                tx.enqueue(program, &events).await?;
+                tx.commit().await?;
+                events.len()
+            });
+            if due.len() < BATCH as usize {
+                return Ok(queued);
+            }
+        }
+    }
+
+    async fn enqueue_share_invitations(
+        &self,
+        program: ProgramId,
+        at: OffsetDateTime,
+    ) -> Result<usize> {
+        let cutoff = at - EVERY;
+        let mut queued = 0;
+        loop {
+            let due: Vec<(Uuid, String, Vec<u8>)> = with_db!(self, read, |pool| {
+                sqlx::query_as(
+                    "SELECT c.member_id, c.email, c.email_hash FROM share_contacts c \
+                     JOIN members m ON m.program_id = c.program_id AND m.member_id = c.member_id \
+                     WHERE c.program_id = $1 AND m.status = 'active' \
                        AND NOT EXISTS (SELECT 1 FROM share_opt_outs o \
                            WHERE o.program_id = c.program_id AND o.email_hash = c.email_hash) \
+                       AND (NOT EXISTS (SELECT 1 FROM share_invited i \
+                               WHERE i.program_id = c.program_id AND i.email_hash = c.email_hash) \
+                            OR (EXISTS (SELECT 1 FROM share_opt_ins i \
+                               WHERE i.program_id = c.program_id AND i.email_hash = c.email_hash) \
+                                AND (c.last_sent_at IS NULL OR c.last_sent_at <= $2))) \
                      ORDER BY c.member_id, c.email LIMIT $3",
                 )
                 .bind(program.0)
@@ -194,30 +319,39 @@ impl Store {
                 .fetch_all(pool)
                 .await?
             });
-            let mut codes: Vec<(Uuid, String)> = Vec::new();
-            for (member, _) in &due {
-                if codes.last().is_some_and(|(m, _)| m == member) {
-                    continue;
-                }
-                if let Some(c) = self.referral_code_for(program, MemberId(*member)).await? {
-                    codes.push((*member, c.code.to_string()));
-                }
-            }
+            let members: Vec<Uuid> = due.iter().map(|(m, _, _)| *m).collect();
+            let codes = self.codes_of(program, &members).await?;
             queued += with_db!(self, write, |pool| {
                 let mut tx = pool.begin().await?;
                 let mut events = Vec::new();
-                for (member, email) in &due {
+                for (member, email, hash) in &due {
                     let Some((_, code)) = codes.iter().find(|(m, _)| m == member) else {
                         continue;
                     };
+                    // The first invitation claims the address for good; a
+                    // later one needs the opt-in and a week's wait.
+                    let first = sqlx::query(
+                        "INSERT INTO share_invited (program_id, email_hash, at) VALUES ($1, $2, $3) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(program.0)
+                    .bind(hash)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
                     let claimed = sqlx::query(
                         "UPDATE share_contacts SET last_sent_at = $4 WHERE program_id = $1 \
-                         AND member_id = $2 AND email = $3 AND (last_sent_at IS NULL OR last_sent_at <= $5)",
+                         AND member_id = $2 AND email = $3 AND ($5 OR ((last_sent_at IS NULL OR last_sent_at <= $6) \
+                         AND EXISTS (SELECT 1 FROM share_opt_ins i WHERE i.program_id = $1 \
+                             AND i.email_hash = share_contacts.email_hash)))",
                     )
                     .bind(program.0)
                     .bind(member)
                     .bind(email)
                     .bind(at)
+                    .bind(first)
                     .bind(cutoff)
                     .execute(&mut *tx)
                     .await?

@@ -1,18 +1,13 @@
 //! Members signing in to the portal: challenges (a one-time code and a magic
-//! link, mailed through the outbox in the same transaction), the lockout
-//! after repeated wrong codes, and sessions. The store sees only hashes of
-//! codes and tokens; making and hashing them is the caller's.
+//! link, mailed through the outbox in the same transaction), the counters
+//! that limit asking for and guessing codes, and sessions. The store sees
+//! only hashes of codes and tokens; making and hashing them is the caller's.
 
 use crate::outbox::{unix_ms, Enqueue};
 use crate::{now, with_db, Result, Store};
 use sarafan_core::ids::{MemberId, ProgramId};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
-
-/// Wrong codes in a row before a member is locked out.
-pub const MAX_FAILURES: i32 = 5;
-/// How long a lockout lasts.
-pub const LOCKOUT: Duration = Duration::minutes(15);
 
 /// A sign-in to start.
 #[derive(Debug, Clone)]
@@ -32,46 +27,22 @@ pub struct NewSignIn<'a> {
     pub mail: serde_json::Value,
 }
 
-/// What starting a sign-in did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Started {
-    /// The challenge is stored and its mail queued.
-    Sent,
-    /// Locked out until then: no mail sent.
-    Locked(OffsetDateTime),
-}
-
 /// What a code or a link did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
     /// Signed in: the session is stored; go to `next`.
     SignedIn { member: MemberId, next: String },
-    /// A wrong code; `left` more tries before the lockout.
-    Wrong { left: i32 },
-    /// Too many wrong codes: no code counts until then.
-    Locked(OffsetDateTime),
-    /// The challenge or link is used, expired or unknown.
+    /// The code is not this challenge's, or no challenge has this id (the
+    /// same answer: a made-up challenge is indistinguishable from a real one).
+    Wrong,
+    /// The right code of a challenge that is used up or expired; a link that
+    /// is used, expired or unknown.
     Expired,
 }
 
 fn at_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-macro_rules! locked_until {
-    ($conn:expr, $program:expr, $member:expr, $now_ms:expr) => {{
-        let until: Option<i64> = sqlx::query_scalar(
-            "SELECT locked_until_ms FROM member_sign_in_guards \
-             WHERE program_id = $1 AND member_id = $2 AND locked_until_ms > $3",
-        )
-        .bind($program.0)
-        .bind($member)
-        .bind($now_ms)
-        .fetch_optional(&mut *$conn)
-        .await?;
-        until.map(at_ms)
-    }};
 }
 
 macro_rules! open_session {
@@ -87,28 +58,19 @@ macro_rules! open_session {
         .bind($at)
         .execute(&mut *$tx)
         .await?;
-        sqlx::query(
-            "UPDATE member_sign_in_guards SET failures = 0 WHERE program_id = $1 AND member_id = $2",
-        )
-        .bind($program.0)
-        .bind($member)
-        .execute(&mut *$tx)
-        .await?;
     }};
 }
 
 impl Store {
     /// Starts a sign-in for an active member: earlier open challenges of the
     /// member stop counting, the new one is stored and its mail queued,
-    /// all at once. Refused while the member is locked out.
-    pub async fn start_sign_in(&self, program: ProgramId, s: &NewSignIn<'_>) -> Result<Started> {
+    /// all at once. The caller checks the limits first
+    /// ([`Store::hit_sign_in_limit`]).
+    pub async fn start_sign_in(&self, program: ProgramId, s: &NewSignIn<'_>) -> Result<()> {
         let at = now();
         let now_ms = unix_ms(at);
         with_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            if let Some(until) = locked_until!(tx, program, s.member.0, now_ms) {
-                return Ok(Started::Locked(until));
-            }
             sqlx::query(
                 "UPDATE member_sign_ins SET used_ms = $3 \
                  WHERE program_id = $1 AND member_id = $2 AND used_ms IS NULL",
@@ -135,13 +97,14 @@ impl Store {
             tx.enqueue_mail(program, s.member, s.mail_topic, &s.mail)
                 .await?;
             tx.commit().await?;
-            Ok(Started::Sent)
+            Ok(())
         })
     }
 
-    /// Checks a code typed for `challenge`. A right code opens a session
-    /// under `session_hash` and uses the challenge up; a wrong one counts
-    /// towards the member's lockout.
+    /// Checks a code typed for `challenge`. A right code of an open,
+    /// unexpired challenge opens a session under `session_hash` and uses the
+    /// challenge up. Counting wrong codes is the caller's
+    /// ([`Store::hit_sign_in_limit`]).
     pub async fn verify_sign_in_code(
         &self,
         program: ProgramId,
@@ -163,42 +126,13 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some((member, expected, next, expires_ms, used_ms)) = row else {
-                return Ok(Verified::Expired);
+                return Ok(Verified::Wrong);
             };
-            if let Some(until) = locked_until!(tx, program, member, now_ms) {
-                return Ok(Verified::Locked(until));
+            if expected != code_hash {
+                return Ok(Verified::Wrong);
             }
             if used_ms.is_some() || expires_ms <= now_ms {
                 return Ok(Verified::Expired);
-            }
-            if expected != code_hash {
-                let failures: i32 = sqlx::query_scalar(
-                    "INSERT INTO member_sign_in_guards (program_id, member_id, failures, locked_until_ms) \
-                     VALUES ($1, $2, 1, 0) ON CONFLICT (program_id, member_id) \
-                     DO UPDATE SET failures = member_sign_in_guards.failures + 1 RETURNING failures",
-                )
-                .bind(program.0)
-                .bind(member)
-                .fetch_one(&mut *tx)
-                .await?;
-                if failures < MAX_FAILURES {
-                    tx.commit().await?;
-                    return Ok(Verified::Wrong {
-                        left: MAX_FAILURES - failures,
-                    });
-                }
-                let until = at + LOCKOUT;
-                sqlx::query(
-                    "UPDATE member_sign_in_guards SET failures = 0, locked_until_ms = $3 \
-                     WHERE program_id = $1 AND member_id = $2",
-                )
-                .bind(program.0)
-                .bind(member)
-                .bind(unix_ms(until))
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                return Ok(Verified::Locked(until));
             }
             sqlx::query(
                 "UPDATE member_sign_ins SET used_ms = $3 WHERE program_id = $1 AND challenge_id = $2",
@@ -215,6 +149,63 @@ impl Store {
                 next,
             })
         })
+    }
+
+    /// Counts one hit on the sign-in limit `key` (a
+    /// [`sarafan_core::signin::Guard`]'s) in the current window, or starts a
+    /// window of `window` with it; returns the hits in the window so far and
+    /// when it ends. Ended windows of the program are cleared on the way.
+    pub async fn hit_sign_in_limit(
+        &self,
+        program: ProgramId,
+        key: &str,
+        window: Duration,
+    ) -> Result<(i64, OffsetDateTime)> {
+        let now_ms = unix_ms(now());
+        let end_ms = unix_ms(now() + window);
+        let (hits, end): (i64, i64) = with_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM sign_in_limits WHERE program_id = $1 AND window_end_ms <= $2")
+                .bind(program.0)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query_as(
+                "INSERT INTO sign_in_limits (program_id, limit_key, window_end_ms, hits) \
+                 VALUES ($1, $2, $3, 1) ON CONFLICT (program_id, limit_key) DO UPDATE SET \
+                   hits = sign_in_limits.hits + 1 RETURNING hits, window_end_ms",
+            )
+            .bind(program.0)
+            .bind(key)
+            .bind(end_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            row
+        });
+        Ok((hits, at_ms(end)))
+    }
+
+    /// The hits on the sign-in limit `key` in its current window, and when
+    /// the window ends (0 and now when none is open).
+    pub async fn sign_in_hits(
+        &self,
+        program: ProgramId,
+        key: &str,
+    ) -> Result<(i64, OffsetDateTime)> {
+        let at = now();
+        let row: Option<(i64, i64)> = with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT hits, window_end_ms FROM sign_in_limits \
+                 WHERE program_id = $1 AND limit_key = $2 AND window_end_ms > $3",
+            )
+            .bind(program.0)
+            .bind(key)
+            .bind(unix_ms(at))
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map_or((0, at), |(hits, end)| (hits, at_ms(end))))
     }
 
     /// Follows a magic link: an open, unexpired challenge with this link

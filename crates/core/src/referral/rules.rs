@@ -395,9 +395,30 @@ impl ReferralRules {
             .unwrap_or(&self.tiers[0])
     }
 
-    /// The next tier above `order_amount`, if any.
-    pub fn next_tier(&self, order_amount: i64) -> Option<&Tier> {
-        self.tiers.iter().find(|t| t.min_order > order_amount)
+    /// The tiers a qualifying order can reach, lowest first, each with the
+    /// least order that earns it: a tier's `min_order`, but never below the
+    /// qualifying purchase's `min_amount` (a tier "from 0" under a 500 RUB
+    /// qualifying purchase starts at 500 RUB). A tier wholly below that
+    /// amount is left out, its next tier pays instead.
+    pub fn reachable_tiers(&self) -> Vec<(i64, &Tier)> {
+        let floor = match self.qualifying {
+            Qualifying::PurchaseAtLeast { min_amount } => min_amount,
+            _ => 0,
+        };
+        self.tiers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.tiers.get(i + 1).is_none_or(|up| up.min_order > floor))
+            .map(|(_, t)| (t.min_order.max(floor), t))
+            .collect()
+    }
+
+    /// The next reachable tier above `order_amount`, if any, with the least
+    /// order that earns it.
+    pub fn next_tier(&self, order_amount: i64) -> Option<(i64, &Tier)> {
+        self.reachable_tiers()
+            .into_iter()
+            .find(|(min, _)| *min > order_amount)
     }
 
     /// Who gets what for a friend whose qualifying order is `order_amount`.
@@ -604,8 +625,21 @@ mod tests {
         assert_eq!(amount(300_000), 300);
         assert_eq!(amount(5_000_000), 1000);
         assert_eq!(r.payouts(m(2), &[m(1)], 300_000)[0].level, 0);
-        assert_eq!(r.next_tier(299_999).unwrap().min_order, 300_000);
+        assert_eq!(r.next_tier(299_999).unwrap().0, 300_000);
+        let mins = |r: &ReferralRules| -> Vec<i64> {
+            r.reachable_tiers().iter().map(|(m, _)| *m).collect()
+        };
+        assert_eq!(mins(&r), [0, 300_000, 1_000_000]);
+        let mut r = r.clone();
+        r.qualifying = Qualifying::PurchaseAtLeast { min_amount: 50_000 };
+        assert_eq!(mins(&r), [50_000, 300_000, 1_000_000]);
+        r.qualifying = Qualifying::PurchaseAtLeast {
+            min_amount: 300_000,
+        };
+        assert_eq!(mins(&r), [300_000, 1_000_000]);
+        assert_eq!(r.reachable_tiers()[0].1.min_order, 300_000);
         assert_eq!(r.next_tier(1_000_000), None);
+        assert_eq!(r.next_tier(0).unwrap().0, 300_000);
     }
 
     #[test]

@@ -14,3 +14,5 @@ signin-expired-title = اعتبار این پیوند یا کد تمام شده 
 signin-expired = کدها و پیوندها یک بار و به مدت { $minutes } دقیقه کار می‌کنند. یک کد تازه بخواهید.
 signin-signed-out = از حساب خارج شدید.
 signin-out = خروج
+signin-too-many-codes = از این اتصال کدهای زیادی درخواست شده است. لطفاً { $minutes } دقیقه صبر کنید.
+signin-link-confirm = برای ورود دکمه را بزنید.

@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use sarafan_core::apikey::Scope;
+use sarafan_core::card::{card_number, parse_card_number};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::member::{
     self, Consent, Email, ExternalId, MemberFields, MemberStatus, NewMember, Phone,
@@ -68,6 +69,10 @@ pub struct MemberView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub erased_at: Option<OffsetDateTime>,
+    /// The member card's number (digits with a Luhn check digit, unique in
+    /// the program), printed under the card's QR code in the portal.
+    #[schema(example = "10000008")]
+    pub card_number: Option<String>,
 }
 
 impl From<Member> for MemberView {
@@ -88,6 +93,7 @@ impl From<Member> for MemberView {
             created_at: m.created_at,
             updated_at: m.updated_at,
             erased_at: m.erased_at,
+            card_number: m.card_serial.map(card_number),
         }
     }
 }
@@ -176,6 +182,8 @@ pub struct MemberQuery {
     pub phone: Option<String>,
     /// `active`, `blocked` or `erased`.
     pub status: Option<String>,
+    /// A member card's number (spaces allowed; the check digit is checked).
+    pub card_number: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -361,6 +369,11 @@ pub async fn list(
             .status
             .as_deref()
             .map(|s| MemberStatus::parse("status", s))
+            .transpose()?,
+        card_serial: q
+            .card_number
+            .as_deref()
+            .map(|c| parse_card_number("card_number", c))
             .transpose()?,
         limit,
     };

@@ -7,9 +7,12 @@ use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use sarafan_core::apikey::Scope;
-use sarafan_core::program::{parse_terms, Locale, ProgramName, ProgramSettings};
+use sarafan_core::program::{
+    parse_terms, parse_terms_by_locale, Locale, ProgramName, ProgramSettings,
+};
 use sarafan_store::{Program, ProgramPatch};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -23,7 +26,12 @@ pub struct ProgramView {
     /// Digits of the minor unit (2 for RUB: amounts are kopecks).
     pub currency_exponent: u8,
     pub locale: String,
+    /// The terms shown where `terms_by_locale` has no text for the page's
+    /// language.
     pub terms: String,
+    /// The terms per language (`{"ru": "…", "fa": "…"}`), on the landing
+    /// page and the portal in that language.
+    pub terms_by_locale: BTreeMap<String, String>,
     #[schema(value_type = Object)]
     pub settings: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
@@ -43,6 +51,7 @@ impl From<Program> for ProgramView {
             currency_exponent: p.currency.exponent(),
             locale: p.locale.as_str().to_owned(),
             terms: p.terms,
+            terms_by_locale: p.terms_by_locale,
             settings: serde_json::to_value(&p.settings).unwrap_or_default(),
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -58,6 +67,9 @@ pub struct PatchProgram {
     pub name: Option<String>,
     pub locale: Option<String>,
     pub terms: Option<String>,
+    /// The terms per language, replacing all given before (`{}` removes
+    /// them): keys are language tags (`ru`, `fa`, `en`), at most 20.
+    pub terms_by_locale: Option<BTreeMap<String, String>>,
     /// Settings to change, as a JSON merge patch (RFC 7386): named keys
     /// change, `null` resets a key to its default, the rest stay.
     #[schema(value_type = Option<Object>)]
@@ -127,6 +139,11 @@ pub async fn patch(
             .map(|l| Locale::parse("locale", l))
             .transpose()?,
         terms: body.terms.as_deref().map(parse_terms).transpose()?,
+        terms_by_locale: body
+            .terms_by_locale
+            .as_ref()
+            .map(parse_terms_by_locale)
+            .transpose()?,
         settings: match body.settings {
             None => None,
             Some(change) => {

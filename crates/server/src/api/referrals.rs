@@ -252,8 +252,9 @@ pub struct ProgressView {
     /// Rewards waiting for the member to pick one.
     pub awaiting_choice: u64,
     pub rewards: Vec<RewardView>,
-    /// The tiers of the rules in force, lowest first: what a friend's order
-    /// of each size earns.
+    /// The tiers of the rules in force that an order can reach, lowest
+    /// first: what a friend's order of each size earns (`min_order` is never
+    /// below the qualifying purchase's `min_amount`).
     pub tiers: Vec<TierView>,
     /// The tier above the member's friends' best qualifying order so far.
     pub next_tier: Option<TierView>,
@@ -836,8 +837,8 @@ pub(crate) async fn progress_of(
         .into_iter()
         .map(|v| v.rules)
         .collect();
-    let tier = |t: &sarafan_core::referral::Tier| TierView {
-        min_order: t.min_order,
+    let tier = |(min_order, t): (i64, &sarafan_core::referral::Tier)| TierView {
+        min_order,
         referrer: t.referrer.clone(),
         friend: t.friend.clone(),
     };
@@ -858,7 +859,7 @@ pub(crate) async fn progress_of(
             .map(|w| RewardView::new(w, now))
             .collect(),
         tiers: rules
-            .map(|r| r.tiers.iter().map(tier).collect())
+            .map(|r| r.reachable_tiers().into_iter().map(tier).collect())
             .unwrap_or_default(),
         next_tier: rules
             .and_then(|r| r.next_tier(best.unwrap_or(-1).max(0)))

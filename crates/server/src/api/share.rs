@@ -1,6 +1,8 @@
-//! A member's weekly share routine: the contacts who get the member's
-//! referral link by e-mail once a week. `PUT` opts in (or changes the
-//! list), `DELETE` opts out.
+//! A member's weekly share routine: a weekly reminder to the member with
+//! their own link, and the contacts they invite: each contact gets one
+//! invitation from the program, and the member's link weekly only after
+//! opting in with the link in it. `PUT` opts in (or changes the list),
+//! `DELETE` opts out.
 
 use super::members::{member_id, missing};
 use crate::extract::{ApiJson, Caller};
@@ -22,7 +24,8 @@ pub struct ShareRoutineView {
     pub member_id: Uuid,
     /// Whether the member opted in (has at least one contact).
     pub active: bool,
-    /// Each contact gets the link at most once in this many days.
+    /// The member's reminder (and an opted-in contact's link) comes at most
+    /// once in this many days.
     pub every_days: i64,
     pub contacts: Vec<ShareContactView>,
 }
@@ -39,6 +42,9 @@ pub struct ShareContactView {
     pub last_sent_at: Option<OffsetDateTime>,
     /// The contact followed their unsubscribe link: they get nothing more.
     pub unsubscribed: bool,
+    /// The contact asked for the member's link weekly; otherwise they get
+    /// one invitation only.
+    pub opted_in: bool,
 }
 
 impl From<ShareRoutine> for ShareRoutineView {
@@ -59,6 +65,7 @@ impl From<ShareContact> for ShareContactView {
             added_at: c.added_at,
             last_sent_at: c.last_sent_at,
             unsubscribed: c.unsubscribed,
+            opted_in: c.opted_in,
         }
     }
 }

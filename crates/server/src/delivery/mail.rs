@@ -255,6 +255,8 @@ fn sample_data(name: &str) -> serde_json::Value {
         }),
         "weekly_share" => json!({
             "member_id": member, "referral_code": "ANNA7", "contact": "friend@example.com",
+            "opt_in_url": "https://loyalty.example.com/share/opt-in/3f9a",
+            "program_id": "0193c3a4-0000-7000-8000-000000000000",
         }),
         "share_link" => json!({
             "member_id": member, "link": "https://loyalty.example.com/r/ANNA7",
@@ -604,11 +606,11 @@ pub async fn deliver(
     // A sign-in code is sent because the member asked for it, not as an
     // automated e-mail: it needs no consent and ignores quiet hours.
     let asked_for = c.message.topic == crate::signin::MAIL_TOPIC;
-    let data: serde_json::Value = serde_json::from_str(&c.message.payload).unwrap_or_default();
+    let mut data: serde_json::Value = serde_json::from_str(&c.message.payload).unwrap_or_default();
     let key = store.unsubscribe_key(c.program).await?;
     // A share-routine link goes to one of the member's contacts, who
     // unsubscribes on their own; everything else to the member, who consented.
-    let (address, recipient, token) = match data.get("contact").and_then(|v| v.as_str()) {
+    let (address, recipient, token, opt_in) = match data.get("contact").and_then(|v| v.as_str()) {
         Some(raw) => {
             let Ok(contact) = Email::parse(raw) else {
                 return cancelled("the contact's address cannot be used");
@@ -622,7 +624,13 @@ pub async fn deliver(
                 );
             }
             let token = unsubscribe::contact_token(&key, c.program, &contact);
-            (contact.as_str().to_owned(), None, token)
+            // The contact's own way to ask for more than this one invitation.
+            let opt_in = format!(
+                "{}/share/opt-in/{}",
+                config.public_url,
+                unsubscribe::opt_in_token(&key, c.program, &contact)
+            );
+            (contact.as_str().to_owned(), None, token, Some(opt_in))
         }
         None => {
             let Some(address) = member
@@ -633,9 +641,12 @@ pub async fn deliver(
                 return cancelled("the member has no e-mail address or withdrew consent to e-mail");
             };
             let token = unsubscribe::token(&key, c.program, member.id);
-            (address, member.name.clone(), token)
+            (address, member.name.clone(), token, None)
         }
     };
+    if let (Some(url), Some(d)) = (opt_in, data.as_object_mut()) {
+        d.insert("opt_in_url".into(), url.into());
+    }
     let now = sarafan_store::now();
     if let Some(wait) = program
         .settings

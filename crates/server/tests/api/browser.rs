@@ -4,7 +4,8 @@
 //! then joins; signs in with the mailed code (read from the outbox), sees
 //! balance, link, QR and share buttons, copies the link, switches to
 //! Persian (right to left) and looks at the page at phone width; another
-//! member types wrong codes until locked out. Screenshots go to
+//! member types wrong codes until her code is used up, then signs in
+//! with the mailed link's button. Screenshots go to
 //! `target/screenshots`.
 
 use crate::helpers::{json, Db, TestApp};
@@ -272,6 +273,24 @@ async fn friend_joins_and_member_uses_the_portal(db: Db) {
             .await,
         1
     );
+    // The card number sits under the card's QR code, inside its section.
+    let boris = json(app.get("/api/v1/members?email=boris@example.com").await).await;
+    assert_eq!(
+        b.text("#card-number").await,
+        boris["items"][0]["card_number"].as_str().unwrap()
+    );
+    let placed = b
+        .js(
+            "var q = document.getElementById('member-card').getBoundingClientRect(), \
+                 n = document.getElementById('card-number').getBoundingClientRect(), \
+                 s = document.getElementById('card-h').parentElement.getBoundingClientRect(); \
+             return n.top >= q.bottom && n.right <= s.right && q.right <= s.right",
+        )
+        .await;
+    assert_eq!(
+        placed, true,
+        "the card number is under the QR code, not over it"
+    );
     for (service, prefix) in [
         ("telegram", "https://t.me/share/url?url="),
         ("whatsapp", "https://wa.me/?text="),
@@ -349,10 +368,21 @@ async fn friend_joins_and_member_uses_the_portal(db: Db) {
     }
     b.fill("#code", wrong).await;
     b.submit("#verify").await;
-    assert!(b
-        .text("#error")
-        .await
-        .contains("Too many wrong codes. Please wait 15 minutes"));
-    b.screenshot("sign-in-locked").await;
+    assert_eq!(b.text("h1").await, "This sign-in link or code has expired");
+    b.screenshot("sign-in-used-up").await;
+    // Her challenge is used up, not Anna: the mailed link's button signs in.
+    b.submit("a.button").await;
+    b.fill("#email", "anna@example.com").await;
+    b.submit("#send").await;
+    let mailed = sign_in_mail(&app).await["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.client.goto(&mailed).await.unwrap();
+    assert_eq!(b.text("#message").await, "Press the button to sign in.");
+    b.screenshot("sign-in-link").await;
+    b.submit("#confirm").await;
+    assert_eq!(b.client.current_url().await.unwrap().as_str(), portal);
+    assert_eq!(b.text("#hello").await, "Hello, Anna Petrova!");
     b.client.clone().close().await.unwrap();
 }

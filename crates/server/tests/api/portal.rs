@@ -12,19 +12,31 @@ use serde_json::{json, Value};
 on_both_databases!(
     sign_in_by_code_then_portal,
     magic_link_works_once,
-    five_wrong_codes_lock_the_member_out,
+    wrong_codes_lock_the_address_not_the_member,
+    code_form_answers_alike_for_strangers,
+    code_requests_are_limited,
+    member_cards_have_short_numbers,
+    tiers_and_terms_as_they_apply,
     landing_page_joins_with_the_referral,
     bad_join_forms_store_nothing,
+    join_without_an_invitation,
     weekly_invitations_from_the_portal,
 );
 
 /// A client that shows redirects instead of following them.
 pub fn browser() -> Client {
+    browser_at("127.0.0.1")
+}
+
+/// [`browser`] connecting from another loopback address (another client
+/// address to the server).
+pub fn browser_at(ip: &str) -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("accept-language", "en-US,en;q=0.9".parse().unwrap());
     Client::builder()
         .redirect(Policy::none())
         .default_headers(headers)
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap()
 }
@@ -35,7 +47,16 @@ pub async fn body_of(resp: Response) -> String {
 }
 
 pub async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
-    browser()
+    form_from(&browser(), app, path, fields).await
+}
+
+pub async fn form_from(
+    client: &Client,
+    app: &TestApp,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Response {
+    client
         .post(format!("{}{path}", app.base))
         .form(fields)
         .send()
@@ -68,7 +89,7 @@ pub async fn sign_in_mail(app: &TestApp) -> Value {
 }
 
 /// The hidden challenge id of a code form.
-fn challenge(html: &str) -> String {
+fn challenge_of(html: &str) -> String {
     let at = html
         .find("name=\"challenge\" value=\"")
         .expect("a code form")
@@ -84,7 +105,7 @@ pub async fn ask_code(app: &TestApp, email: &str, next: &str) -> (String, Value)
     let html = body_of(resp).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("a code is on its way"), "{html}");
-    (challenge(&html), sign_in_mail(app).await)
+    (challenge_of(&html), sign_in_mail(app).await)
 }
 
 pub fn session_cookie(resp: &Response) -> String {
@@ -229,11 +250,24 @@ async fn magic_link_works_once(db: Db) {
         .strip_prefix(&app.base)
         .unwrap()
         .to_owned();
-    let resp = page(&app, &link, None).await;
+    // Opening the link (a mail scanner does too) shows a button and uses
+    // nothing up; the button's POST signs in.
+    for _ in 0..2 {
+        let resp = page(&app, &link, None).await;
+        assert_eq!(resp.status(), 200);
+        let html = body_of(resp).await;
+        assert!(
+            html.contains(&format!("<form method=\"post\" action=\"{link}\">")),
+            "{html}"
+        );
+        assert!(html.contains("Press the button to sign in."), "{html}");
+        assert!(!html.contains("sarafan_session"));
+    }
+    let resp = form(&app, &link, &[]).await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()[LOCATION], next);
     session_cookie(&resp);
-    let resp = page(&app, &link, None).await;
+    let resp = form(&app, &link, &[]).await;
     assert_eq!(resp.status(), 410);
     let html = body_of(resp).await;
     assert!(
@@ -260,12 +294,12 @@ async fn magic_link_works_once(db: Db) {
         .strip_prefix(&app.base)
         .unwrap()
         .to_owned();
-    assert_eq!(page(&app, &stale, None).await.status(), 410);
+    assert_eq!(form(&app, &stale, &[]).await.status(), 410);
     assert_eq!(
-        page(
+        form(
             &app,
             &format!("/m/{}/sign-in/link/nonsense", app.program),
-            None
+            &[]
         )
         .await
         .status(),
@@ -273,13 +307,32 @@ async fn magic_link_works_once(db: Db) {
     );
 }
 
-async fn five_wrong_codes_lock_the_member_out(db: Db) {
+/// The outbox's sign-in mails so far.
+async fn sign_in_mails(app: &TestApp) -> usize {
+    app.store
+        .outbox_messages(app.program, None, None, 500)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|m| m.topic == "sign_in")
+        .count()
+}
+
+fn wrong_code(mail: &Value) -> &'static str {
+    if mail["code"] == "000000" {
+        "111111"
+    } else {
+        "000000"
+    }
+}
+
+async fn wrong_codes_lock_the_address_not_the_member(db: Db) {
     let app = TestApp::spawn(db).await;
     app.member(json!({"email": "anna@example.com"})).await;
-    let (challenge, mail) = ask_code(&app, "anna@example.com", "/").await;
-    let code = mail["code"].as_str().unwrap();
-    let wrong = if code == "000000" { "111111" } else { "000000" };
     let verify = format!("/m/{}/sign-in/code", app.program);
+    // Five wrong codes use the challenge up: a new code is needed.
+    let (challenge, mail) = ask_code(&app, "anna@example.com", "/").await;
+    let wrong = wrong_code(&mail);
     for left in (1..5).rev() {
         let resp = form(&app, &verify, &[("challenge", &challenge), ("code", wrong)]).await;
         assert_eq!(resp.status(), 422);
@@ -287,34 +340,152 @@ async fn five_wrong_codes_lock_the_member_out(db: Db) {
         assert!(html.contains("That code is not right."), "{left}: {html}");
     }
     let resp = form(&app, &verify, &[("challenge", &challenge), ("code", wrong)]).await;
+    assert_eq!(resp.status(), 410);
+    let resp = form(
+        &app,
+        &verify,
+        &[
+            ("challenge", &challenge),
+            ("code", mail["code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 410);
+    // Ten wrong codes from one address lock that address out.
+    let (challenge, mail) = ask_code(&app, "anna@example.com", "/").await;
+    let wrong = wrong_code(&mail);
+    for _ in 0..4 {
+        let resp = form(&app, &verify, &[("challenge", &challenge), ("code", wrong)]).await;
+        assert_eq!(resp.status(), 422);
+    }
+    let (challenge, mail) = ask_code(&app, "anna@example.com", "/").await;
+    let resp = form(
+        &app,
+        &verify,
+        &[("challenge", &challenge), ("code", wrong_code(&mail))],
+    )
+    .await;
     assert_eq!(resp.status(), 429);
     assert!(body_of(resp)
         .await
         .contains("Too many wrong codes. Please wait 15 minutes"));
-    // Now even the right code waits, and no new code is sent.
-    let resp = form(&app, &verify, &[("challenge", &challenge), ("code", code)]).await;
-    assert_eq!(resp.status(), 429);
-    let before = app
-        .store
-        .outbox_messages(app.program, None, None, 500)
-        .await
-        .unwrap()
-        .len();
+    // Even the right code waits there.
     let resp = form(
+        &app,
+        &verify,
+        &[
+            ("challenge", &challenge),
+            ("code", mail["code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    // Anna, from her own address, asks for a code and signs in.
+    let hers = browser_at("127.0.0.2");
+    let resp = form_from(
+        &hers,
         &app,
         &format!("/m/{}/sign-in", app.program),
         &[("email", "anna@example.com")],
     )
     .await;
-    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.status(), 200);
+    let challenge = challenge_of(&body_of(resp).await);
+    let mail = sign_in_mail(&app).await;
+    let resp = form_from(
+        &hers,
+        &app,
+        &verify,
+        &[
+            ("challenge", &challenge),
+            ("code", mail["code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    session_cookie(&resp);
+}
+
+/// The page with the (per-request) challenge id taken out.
+fn without_challenge(html: &str) -> String {
+    html.replace(&challenge_of(html), "")
+}
+
+async fn code_form_answers_alike_for_strangers(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.member(json!({"email": "anna@example.com"})).await;
+    let sign_in = format!("/m/{}/sign-in", app.program);
+    let verify = format!("/m/{}/sign-in/code", app.program);
+    let (member_challenge, mail) = ask_code(&app, "anna@example.com", "/").await;
+    let wrong = wrong_code(&mail);
+    let resp = form(&app, &sign_in, &[("email", "nobody@example.com")]).await;
+    let stranger_page = body_of(resp).await;
+    let stranger_challenge = challenge_of(&stranger_page);
+    // Every wrong code gets the same answer, up to the challenge's end
+    // (each typed from an address of its own: the address counts too).
+    let other = browser_at("127.0.0.4");
+    for _ in 0..6 {
+        let member = form(
+            &app,
+            &verify,
+            &[("challenge", &member_challenge), ("code", wrong)],
+        )
+        .await;
+        let stranger = form_from(
+            &other,
+            &app,
+            &verify,
+            &[("challenge", &stranger_challenge), ("code", wrong)],
+        )
+        .await;
+        assert_eq!(member.status(), stranger.status());
+        let (m, s) = (body_of(member).await, body_of(stranger).await);
+        let strip = |h: &str| {
+            h.replace(&member_challenge, "")
+                .replace(&stranger_challenge, "")
+        };
+        assert_eq!(strip(&m), strip(&s));
+    }
+    // A member who had all their codes for now gets the stranger's page.
+    for _ in 0..4 {
+        ask_code(&app, "anna@example.com", "/").await;
+    }
+    let mails = sign_in_mails(&app).await;
+    assert_eq!(mails, 5);
+    let resp = form(&app, &sign_in, &[("email", "anna@example.com")]).await;
+    assert_eq!(resp.status(), 200);
     assert_eq!(
-        app.store
-            .outbox_messages(app.program, None, None, 500)
-            .await
-            .unwrap()
-            .len(),
-        before
+        without_challenge(&body_of(resp).await),
+        without_challenge(&stranger_page)
     );
+    assert_eq!(sign_in_mails(&app).await, mails);
+}
+
+async fn code_requests_are_limited(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.member(json!({"email": "anna@example.com"})).await;
+    let sign_in = format!("/m/{}/sign-in", app.program);
+    // Ten codes per address per 15 minutes, members or not.
+    for i in 0..10 {
+        let resp = form(&app, &sign_in, &[("email", &format!("x{i}@example.com"))]).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let resp = form(&app, &sign_in, &[("email", "anna@example.com")]).await;
+    assert_eq!(resp.status(), 429);
+    assert!(body_of(resp)
+        .await
+        .contains("Too many codes were asked for from this connection. Please wait 15 minutes."));
+    assert_eq!(sign_in_mails(&app).await, 0);
+    // Another address is not held up.
+    let resp = form_from(
+        &browser_at("127.0.0.3"),
+        &app,
+        &sign_in,
+        &[("email", "anna@example.com")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sign_in_mails(&app).await, 1);
 }
 
 /// A referrer with rules in force; returns her referral link and code.
@@ -440,12 +611,21 @@ async fn bad_join_forms_store_nothing(db: Db) {
         ),
         (vec![("email", "boris@example.com")], "Please tick the box"),
         (
-            vec![("phone", "12"), ("consent", "on")],
+            vec![
+                ("email", "boris@example.com"),
+                ("phone", "12"),
+                ("consent", "on"),
+            ],
             "This phone number does not look right.",
         ),
         (
             vec![("name", "Boris"), ("consent", "on")],
-            "Give an e-mail address or a phone number",
+            "Give your e-mail address: it is where your sign-in code goes.",
+        ),
+        // A phone alone would make a member who can never sign in.
+        (
+            vec![("phone", "+79161234567"), ("consent", "on")],
+            "Give your e-mail address: it is where your sign-in code goes.",
         ),
         (
             vec![
@@ -476,16 +656,14 @@ async fn bad_join_forms_store_nothing(db: Db) {
         0
     );
     // An unknown code: a friendly page that still offers the program.
-    for path in ["/join?ref=NOSUCH99", "/join"] {
-        let resp = page(&app, path, None).await;
-        assert_eq!(resp.status(), 404);
-        let html = body_of(resp).await;
-        assert!(
-            html.contains("This invitation link is not valid any more"),
-            "{html}"
-        );
-        assert!(html.contains("Join Test Coffee"), "{html}");
-    }
+    let resp = page(&app, "/join?ref=NOSUCH99", None).await;
+    assert_eq!(resp.status(), 404);
+    let html = body_of(resp).await;
+    assert!(
+        html.contains("This invitation link is not valid any more"),
+        "{html}"
+    );
+    assert!(html.contains("Join Test Coffee"), "{html}");
     let resp = form(
         &app,
         "/join",
@@ -498,6 +676,68 @@ async fn bad_join_forms_store_nothing(db: Db) {
     .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(app.member_count().await, members);
+}
+
+async fn join_without_an_invitation(db: Db) {
+    let app = TestApp::spawn(db).await;
+    referrer(&app).await;
+    // No code, or one that is not valid: a form with a button, and no
+    // referral reward promised.
+    for (path, status) in [("/join", 200), ("/join?ref=NOSUCH99", 404)] {
+        let resp = page(&app, path, None).await;
+        assert_eq!(resp.status(), status, "{path}");
+        let html = body_of(resp).await;
+        assert!(
+            html.contains("<button type=\"submit\" id=\"submit\">Join</button>"),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains(&format!(
+                "<input type=\"hidden\" name=\"program\" value=\"{}\">",
+                app.program
+            )),
+            "{html}"
+        );
+        assert!(!html.contains("200 points"), "{path}: {html}");
+        assert!(
+            html.contains("Points on every purchase, and your own link to invite friends."),
+            "{html}"
+        );
+    }
+    let resp = form(
+        &app,
+        "/join",
+        &[
+            ("program", &app.program.to_string()),
+            ("name", "Vera"),
+            ("email", "vera@example.com"),
+            ("consent", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let html = body_of(resp).await;
+    assert!(html.contains("You are a member now."), "{html}");
+    assert!(!html.contains("invitation is counted"), "{html}");
+    let vera = json(app.get("/api/v1/members?email=vera@example.com").await).await;
+    assert_eq!(vera["items"][0]["name"], "Vera");
+    assert_eq!(vera["items"][0]["consent"]["email"], true);
+    assert_eq!(
+        json(app.get("/api/v1/referrals").await).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // She can sign in: the code goes to her address.
+    signed_in(&app, "vera@example.com").await;
+    // With several programs the page names its program.
+    let other = app.new_tenant("Other Shop").await;
+    let resp = page(&app, &format!("/join?program={}", other.program), None).await;
+    assert_eq!(resp.status(), 200);
+    assert!(body_of(resp).await.contains("Join Other Shop"));
+    let resp = page(&app, "/join", None).await;
+    assert_eq!(resp.status(), 404);
 }
 
 /// Signs `email` in by code; returns the session cookie.
@@ -567,7 +807,7 @@ async fn weekly_invitations_from_the_portal(db: Db) {
     assert_eq!(contacts().await, 2);
     let html = body_of(page(&app, &format!("{portal}?weekly=saved"), Some(&cookie)).await).await;
     assert!(
-        html.contains("your friends get your link once a week"),
+        html.contains("you get a reminder once a week, and each friend gets one invitation"),
         "{html}"
     );
     assert!(
@@ -594,4 +834,165 @@ async fn weekly_invitations_from_the_portal(db: Db) {
         format!("{portal}?weekly=stopped#weekly").as_str()
     );
     assert_eq!(contacts().await, 0);
+}
+
+async fn member_cards_have_short_numbers(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let anna = app
+        .member(json!({"email": "anna@example.com", "name": "Anna"}))
+        .await;
+    let boris = app.member(json!({"external_id": "pos-2"})).await;
+    let number = |id: String| {
+        let app = &app;
+        async move {
+            json(app.get(&format!("/api/v1/members/{id}")).await).await["card_number"]
+                .as_str()
+                .expect("a card number")
+                .to_owned()
+        }
+    };
+    let (a, b) = (number(anna.clone()).await, number(boris.clone()).await);
+    assert_ne!(a, b);
+    for n in [&a, &b] {
+        assert!(n.len() == 8 && n.bytes().all(|c| c.is_ascii_digit()), "{n}");
+        assert_eq!(
+            sarafan_core::card::card_number(sarafan_core::card::parse_card_number("n", n).unwrap()),
+            *n
+        );
+    }
+    // Looked up by number (spaces as printed are fine), or refused when the
+    // check digit is off.
+    let spaced = format!("{} {}", &a[..4], &a[4..]);
+    let found = json(
+        app.get(&format!(
+            "/api/v1/members?card_number={}",
+            spaced.replace(' ', "%20")
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["items"][0]["id"], anna.as_str());
+    let mut typo = a.clone().into_bytes();
+    typo[7] = b'0' + (typo[7] - b'0' + 1) % 10;
+    let resp = app
+        .get(&format!(
+            "/api/v1/members?card_number={}",
+            String::from_utf8(typo).unwrap()
+        ))
+        .await;
+    let problem = crate::helpers::problem(resp, 422, "invalid-field").await;
+    assert!(problem.to_string().contains("card_number"), "{problem}");
+    // Another program numbers its own members.
+    let other = app.new_tenant("Other Shop").await;
+    let resp = app
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/members?card_number={a}"),
+            &other.admin_key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(resp).await["items"].as_array().unwrap().len(), 0);
+
+    // The portal prints the number under the card's QR code, which encodes it.
+    let cookie = signed_in(&app, "anna@example.com").await;
+    let html = body_of(page(&app, &format!("/m/{}", app.program), Some(&cookie)).await).await;
+    assert!(
+        html.contains(&format!(
+            "<figcaption class=\"code\" id=\"card-number\">{a}</figcaption>"
+        )),
+        "{html}"
+    );
+    assert!(!html.contains(&anna), "no member id on the page");
+    let card = html
+        .split("id=\"member-card\"")
+        .nth(1)
+        .unwrap()
+        .split("</svg>")
+        .next()
+        .unwrap();
+    let svg = &card[card.find("<svg").unwrap()..];
+    assert_eq!(crate::redirect::decode_svg(&format!("{svg}</svg>"), 4), a);
+}
+
+async fn tiers_and_terms_as_they_apply(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let resp = app
+        .post(
+            "/api/v1/referral-rules",
+            json!({"qualifying": {"action": "purchase_at_least", "min_amount": 50000},
+                   "effective_from": "2020-01-01T00:00:00Z",
+                   "tiers": [{"referrer": [{"kind": "points", "amount": 300}], "friend": {"kind": "points", "amount": 200}},
+                             {"min_order": 300000, "referrer": [{"kind": "points", "amount": 1000}], "friend": {"kind": "points", "amount": 500}}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let anna = app
+        .member(json!({"email": "anna@example.com", "name": "Anna"}))
+        .await;
+    // The lowest tier starts at the qualifying purchase, not at zero.
+    let progress = json(
+        app.get(&format!("/api/v1/members/{anna}/referral-progress"))
+            .await,
+    )
+    .await;
+    assert_eq!(progress["tiers"][0]["min_order"], 50000, "{progress}");
+    assert_eq!(progress["next_tier"]["min_order"], 50000, "{progress}");
+    let cookie = signed_in(&app, "anna@example.com").await;
+    let portal = format!("/m/{}", app.program);
+    let html = body_of(page(&app, &format!("{portal}?lang=en"), Some(&cookie)).await).await;
+    assert!(html.contains("from 500.00 RUB"), "{html}");
+    assert!(!html.contains("from 0.00 RUB"), "{html}");
+    let code = json(app.get(&format!("/api/v1/members/{anna}/referral")).await).await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let landing = body_of(page(&app, &format!("/join?ref={code}&lang=en"), None).await).await;
+    assert!(
+        landing.contains("with an order of 500.00 RUB or more: 200 points"),
+        "{landing}"
+    );
+    assert!(!landing.contains(" 0.00 RUB"), "{landing}");
+
+    // Terms per language: a language without its own gets the default.
+    let resp = app
+        .patch(
+            "/api/v1/program",
+            json!({"terms_by_locale": {"ru-RU": "Приведите друга — оба получите 300 баллов."}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let program = json(resp).await;
+    assert_eq!(
+        program["terms_by_locale"],
+        json!({"ru": "Приведите друга — оба получите 300 баллов."})
+    );
+    assert_eq!(program["terms"], "Bring a friend, both get 300 points.");
+    for (lang, want, not) in [
+        ("ru", "Приведите друга", "Bring a friend"),
+        ("en", "Bring a friend", "Приведите друга"),
+        ("fa", "Bring a friend", "Приведите друга"),
+    ] {
+        for path in [
+            format!("{portal}?lang={lang}"),
+            format!("/join?ref={code}&lang={lang}"),
+        ] {
+            let html = body_of(page(&app, &path, Some(&cookie)).await).await;
+            assert!(html.contains(want), "{path}: {html}");
+            assert!(!html.contains(not), "{path}: {html}");
+        }
+    }
+    let resp = app
+        .patch(
+            "/api/v1/program",
+            json!({"terms_by_locale": {"russian": "x"}}),
+        )
+        .await;
+    crate::helpers::problem(resp, 422, "invalid-field").await;
+    let resp = app
+        .patch("/api/v1/program", json!({"terms_by_locale": {}}))
+        .await;
+    assert_eq!(json(resp).await["terms_by_locale"], json!({}));
 }

@@ -213,9 +213,29 @@ async fn consent_and_unsubscribe_are_honoured(db: Db) {
         json(app.get(&format!("/api/v1/members/{anna}")).await).await["consent"]["email"],
         true
     );
+    // Opening the link (as mail scanners do) only shows the button.
     let resp = app
         .client
         .get(format!("{}/unsubscribe/{token}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains(
+            "<form method=\"post\"><button type=\"submit\" id=\"confirm\">Отписаться</button>"
+        ),
+        "{html}"
+    );
+    assert_eq!(
+        json(app.get(&format!("/api/v1/members/{anna}")).await).await["consent"]["email"],
+        true
+    );
+    // The button (a POST) unsubscribes.
+    let resp = app
+        .client
+        .post(format!("{}/unsubscribe/{token}", app.base))
         .send()
         .await
         .unwrap();
@@ -225,7 +245,7 @@ async fn consent_and_unsubscribe_are_honoured(db: Db) {
         json(app.get(&format!("/api/v1/members/{anna}")).await).await["consent"]["email"],
         false
     );
-    // One-click (RFC 8058) POST works too, and repeating is harmless.
+    // One-click (RFC 8058) POST is the same, and repeating is harmless.
     let resp = app
         .client
         .post(format!("{}/unsubscribe/{token}", app.base))
