@@ -1,6 +1,8 @@
 //! `sarafan bench`: throughput of the purchase-event pipeline, beside the raw
 //! rate of plain batched INSERTs into the same database.
 
+mod outbox;
+
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, Subcommand};
 use rand::rngs::StdRng;
@@ -27,6 +29,9 @@ pub enum BenchCommand {
     /// Measure how many purchase events a second the ledger pipeline books,
     /// and compare with plain batched INSERTs into the same database.
     Ingest(IngestArgs),
+    /// Measure how many webhook messages a second the outbox worker
+    /// delivers to a local receiver.
+    Outbox(outbox::OutboxArgs),
 }
 
 #[derive(Args)]
@@ -69,6 +74,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     }
     match cmd {
         BenchCommand::Ingest(args) => ingest(args).await,
+        BenchCommand::Outbox(args) => outbox::outbox(args).await,
     }
 }
 
@@ -88,27 +94,27 @@ const SKUS: usize = 200;
 const START: OffsetDateTime = datetime!(2025-03-01 00:00 UTC);
 const SPAN_SECONDS: i64 = 90 * 24 * 3600;
 
-async fn ingest(args: IngestArgs) -> Result<()> {
-    ensure!(args.members > 0, "--members must be at least 1");
-    ensure!(args.events > 0, "--events must be at least 1");
-    ensure!(args.batch > 0, "--batch must be at least 1");
-
-    // The database: a temporary SQLite file unless told otherwise.
-    let mut _tmp = None;
-    let (url, schema) = match &args.database_url {
+/// The benchmark's database: `url`, in a fresh `bench_…` schema on
+/// PostgreSQL (the caller drops it), or a temporary SQLite file (removed
+/// when the returned directory is dropped).
+pub(crate) async fn bench_store(
+    url: Option<&str>,
+) -> Result<(Store, Option<String>, Option<tempfile::TempDir>)> {
+    let mut tmp = None;
+    let (url, schema) = match url {
         None => {
             let dir = tempfile::Builder::new()
                 .prefix("sarafan-bench-")
                 .tempdir()?;
             let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-            _tmp = Some(dir);
+            tmp = Some(dir);
             (url, None)
         }
         Some(u) if u.starts_with("postgres:") || u.starts_with("postgresql:") => (
-            u.clone(),
+            u.to_owned(),
             Some(format!("bench_{:016x}", rand::random::<u64>())),
         ),
-        Some(u) if u.starts_with("sqlite:") => (u.clone(), None),
+        Some(u) if u.starts_with("sqlite:") => (u.to_owned(), None),
         Some(u) => bail!("--database-url {u:?} is neither sqlite:… nor postgres://…"),
     };
     let store = Store::open(&ConnectOptions {
@@ -118,6 +124,15 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     })
     .await
     .context("opening the benchmark database")?;
+    Ok((store, schema, tmp))
+}
+
+async fn ingest(args: IngestArgs) -> Result<()> {
+    ensure!(args.members > 0, "--members must be at least 1");
+    ensure!(args.events > 0, "--events must be at least 1");
+    ensure!(args.batch > 0, "--batch must be at least 1");
+
+    let (store, schema, _tmp) = bench_store(args.database_url.as_deref()).await?;
     let result = measure(&store, &args).await;
     if let (Some(schema), false) = (&schema, args.keep) {
         store.bench_drop_schema(schema).await?;

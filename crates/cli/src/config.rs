@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// Sender of member e-mail [default: Sarafan <noreply@localhost>].
     #[arg(long, env = "SARAFAN_SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// Let webhook URLs point at loopback, private, link-local and other
+    /// non-public addresses (a store's CRM on the same LAN). Off: tenants
+    /// could otherwise make the server probe the network it runs in.
+    #[arg(long, env = "SARAFAN_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -73,6 +78,7 @@ struct FileSettings {
     public_url: Option<String>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    allow_private_webhooks: Option<bool>,
 }
 
 /// Every setting, resolved.
@@ -85,6 +91,7 @@ pub struct Settings {
     pub public_url: String,
     pub smtp_url: Option<String>,
     pub smtp_from: String,
+    pub allow_private_webhooks: bool,
 }
 
 fn read_file(path: Option<&PathBuf>) -> Result<FileSettings> {
@@ -153,6 +160,8 @@ impl ServeArgs {
                 .smtp_from
                 .or(file.smtp_from)
                 .unwrap_or_else(|| "Sarafan <noreply@localhost>".into()),
+            allow_private_webhooks: self.allow_private_webhooks
+                || file.allow_private_webhooks.unwrap_or(false),
         })
     }
 }
@@ -193,12 +202,16 @@ impl Settings {
             None => Mailer::log(&self.smtp_from),
         }
         .map_err(anyhow::Error::msg)?;
-        Ok(DeliveryConfig::new(mailer, self.public_url.clone()))
+        Ok(DeliveryConfig {
+            allow_private: self.allow_private_webhooks,
+            ..DeliveryConfig::new(mailer, self.public_url.clone())
+        })
     }
 
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             public_url: self.public_url.clone(),
+            allow_private_webhooks: self.allow_private_webhooks,
             ..ServerConfig::default()
         }
     }

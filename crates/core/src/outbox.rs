@@ -147,10 +147,11 @@ pub fn signature_header(unix_seconds: i64, body: &[u8], secrets: &[&str]) -> Str
 }
 
 /// Checks a webhook URL: http or https, a host, no credentials. With
-/// `allow_private` false, loopback, private, link-local and unspecified
-/// addresses (and `localhost`) are refused, so a program cannot make Sarafan
-/// probe its own network. Hostnames that resolve to such addresses are the
-/// delivery's concern (it checks what they resolve to).
+/// `allow_private` false (the default of `sarafan serve`), hosts that are
+/// not publicly routable addresses (see [`is_private`]) and `localhost` are
+/// refused, so a tenant cannot make Sarafan probe the network it runs in.
+/// Host names that resolve to such addresses are the delivery's concern: it
+/// connects only to checked addresses.
 pub fn validate_webhook_url(raw: &str, allow_private: bool) -> Result<url::Url, FieldError> {
     let err = |reason: &str| FieldError::new("url", reason.to_owned());
     let url = url::Url::parse(raw.trim()).map_err(|e| {
@@ -182,34 +183,65 @@ pub fn validate_webhook_url(raw: &str, allow_private: bool) -> Result<url::Url, 
             url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
         };
         if private {
-            return Err(err(
-                "points at a private or loopback address, which this program forbids \
-                 (settings.messaging.allow_private_webhooks)",
-            ));
+            return Err(err(PRIVATE_REFUSED));
         }
     }
     Ok(url)
 }
 
-/// Addresses a webhook must not reach when private targets are forbidden.
+/// Why a private webhook target is refused, for the API and the outbox.
+pub const PRIVATE_REFUSED: &str = "points at a loopback, private, link-local or otherwise \
+     non-public address, which this server refuses (its operator may allow them with \
+     `sarafan serve --allow-private-webhooks`)";
+
+/// Addresses a webhook must not reach unless the operator allows private
+/// targets: everything that is not a publicly routable unicast address —
+/// loopback, RFC 1918 and unique-local (fc00::/7) networks, link-local
+/// (169.254.0.0/16 with the cloud metadata service, fe80::/10), carrier-grade
+/// NAT (100.64.0.0/10), "this network" (0.0.0.0/8), multicast, broadcast,
+/// documentation, benchmarking and reserved ranges, and IPv4 addresses
+/// embedded in IPv6 (mapped, compatible, NAT64, 6to4).
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_loopback()
+            let [a, b, c, _] = v4.octets();
+            a == 0 // "this network", 0.0.0.0 included
+                || v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
-                // 100.64.0.0/10, carrier-grade NAT
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+                || (a == 100 && (b & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+                || (a == 192 && b == 0 && c == 0) // 192.0.0.0/24, IETF protocol assignments
+                || (a == 192 && b == 0 && c == 2) // documentation
+                || (a == 198 && b == 51 && c == 100)
+                || (a == 203 && b == 0 && c == 113)
+                || (a == 198 && (b & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || a >= 224 // multicast and reserved
         }
         IpAddr::V6(v6) => {
             let seg = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                is_private(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                )))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local, fd00::/8 included
                 || (seg[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || (seg[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (seg[0] & 0xff00) == 0xff00 // multicast
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || (seg[0] == 0x0100 && seg[1..4] == [0, 0, 0]) // discard
+                // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible)
+                || (seg[..5] == [0; 5] && matches!(seg[5], 0 | 0xffff) && embedded(seg[6], seg[7]))
+                // 64:ff9b::a.b.c.d (NAT64)
+                || (seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(seg[6], seg[7]))
+                // 2002:aabb:ccdd::/48 (6to4)
+                || (seg[0] == 0x2002 && embedded(seg[1], seg[2]))
         }
     }
 }
@@ -267,10 +299,12 @@ impl QuietHours {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MessagingSettings {
-    /// Whether webhook URLs may point at loopback or private addresses.
-    /// On by default so a store can reach its own CRM on its LAN; turn it
-    /// off on a shared installation.
-    pub allow_private_webhooks: bool,
+    /// The former per-program switch for private webhook targets, now the
+    /// operator's (`sarafan serve --allow-private-webhooks`): read so that
+    /// programs stored with it still load, then ignored and never written
+    /// back; a request setting it is refused.
+    #[serde(skip_serializing)]
+    pub allow_private_webhooks: Option<bool>,
     /// The program's IANA time zone ("Europe/Moscow", "America/New_York"),
     /// for quiet hours and expiry days, daylight saving time included. When
     /// set it wins over `utc_offset_minutes`.
@@ -288,7 +322,7 @@ pub struct MessagingSettings {
 impl Default for MessagingSettings {
     fn default() -> Self {
         Self {
-            allow_private_webhooks: true,
+            allow_private_webhooks: None,
             timezone: None,
             utc_offset_minutes: 0,
             quiet_hours: None,
@@ -313,6 +347,13 @@ fn zone_named(name: &str) -> Result<jiff::tz::TimeZone, FieldError> {
 
 impl MessagingSettings {
     pub fn validate(&self) -> Result<(), FieldError> {
+        if self.allow_private_webhooks.is_some() {
+            return Err(FieldError::new(
+                "allow_private_webhooks",
+                "is no longer a program setting: private webhook targets are refused unless \
+                 the server's operator allows them (`sarafan serve --allow-private-webhooks`)",
+            ));
+        }
         if let Some(name) = &self.timezone {
             zone_named(name)?;
         }
@@ -498,11 +539,76 @@ mod tests {
             ("http://[::ffff:10.0.0.1]/h", false, "private"),
             ("http://localhost:8080/h", false, "private"),
             ("http://169.254.169.254/latest", false, "private"),
+            ("http://0.0.0.0:8080/h", false, "private"),
+            ("http://100.64.1.2/h", false, "private"),
+            ("http://[fd00::1]/h", false, "private"),
+            ("http://[fe80::1]/h", false, "private"),
+            ("http://[64:ff9b::a9fe:a9fe]/h", false, "private"),
+            ("http://[2002:7f00:1::]/h", false, "private"),
         ] {
             let e = validate_webhook_url(bad, allow).unwrap_err();
             assert_eq!(e.field, "url");
             assert!(e.reason.contains(says), "{bad}: {}", e.reason);
         }
+    }
+
+    #[test]
+    fn only_public_unicast_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "100.64.0.1",
+            "100.127.255.255",
+            "192.0.0.8",
+            "198.18.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fc00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "2002:a00:1::1",
+            "2001:db8::1",
+        ] {
+            assert!(is_private(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "1.1.1.1",
+            "100.128.0.1",
+            "100.63.255.255",
+            "8.8.8.8",
+            "2a00:1450::1",
+            "::ffff:1.1.1.1",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
+            assert!(!is_private(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn the_former_program_switch_loads_but_is_refused_when_set() {
+        let stored: MessagingSettings =
+            serde_json::from_str(r#"{"allow_private_webhooks": true}"#).unwrap();
+        assert_eq!(
+            serde_json::to_value(&MessagingSettings::default()).unwrap(),
+            serde_json::to_value(&stored).unwrap(),
+            "read, never written back"
+        );
+        assert_eq!(
+            stored.validate().unwrap_err().field,
+            "allow_private_webhooks"
+        );
     }
 
     #[test]

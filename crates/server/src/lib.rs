@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// Checks Alexa's request signatures (its trust roots and certificate
     /// fetch are replaceable for tests).
     pub alexa: Arc<voice::alexa_verify::AlexaVerifier>,
+    /// Whether webhook URLs may point at loopback, private and other
+    /// non-public addresses (`sarafan serve --allow-private-webhooks`): off,
+    /// so tenants cannot make the server probe its own network.
+    pub allow_private_webhooks: bool,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             body_limit: 1024 * 1024,
             alexa: Arc::default(),
+            allow_private_webhooks: false,
         }
     }
 }

@@ -295,6 +295,18 @@ impl Store {
         Ok(())
     }
 
+    /// How many of `program`'s outbox messages are in each status.
+    pub async fn bench_outbox_counts(&self, program: ProgramId) -> Result<Vec<(String, i64)>> {
+        Ok(with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT status, COUNT(*) FROM outbox WHERE program_id = $1 GROUP BY status ORDER BY status",
+            )
+            .bind(program.0)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Drops a PostgreSQL schema made by the benchmark (named `bench_…`);
     /// refuses any other name. Does nothing on SQLite.
     pub async fn bench_drop_schema(&self, schema: &str) -> Result<()> {

@@ -165,7 +165,9 @@ fn fan_out(
                 channel: "webhook",
                 topic: e.topic.as_str(),
                 endpoint: Some(*endpoint),
-                member: None,
+                // Who it is about: the delivery keeps a member's messages
+                // to one endpoint in order.
+                member: e.member.map(|m| m.0),
                 payload,
             });
         }
@@ -488,7 +490,7 @@ impl Store {
                AND (lease_ms IS NULL OR lease_ms <= $2) \
                AND message_id IN (SELECT message_id FROM outbox WHERE program_id = $1 \
                    AND status = 'pending' AND due_ms <= $2 AND (lease_ms IS NULL OR lease_ms <= $2) \
-                   ORDER BY due_ms LIMIT $5) \
+                   ORDER BY due_ms, message_id LIMIT $5) \
              RETURNING {MESSAGE_COLUMNS}"
         );
         let rows: Vec<MessageRow> = with_db!(self, write, |pool| {

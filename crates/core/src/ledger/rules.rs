@@ -228,6 +228,28 @@ impl CompiledRules {
         &self.rules
     }
 
+    /// Refuses rules whose conditions could be too costly to evaluate (see
+    /// [`Condition::check_budget`]): for rules being saved, not for stored
+    /// ones, which are skipped per order instead.
+    pub fn check_budget(&self) -> Result<(), FieldError> {
+        self.conditions().try_for_each(Condition::check_budget)
+    }
+
+    /// The fields of the conditions too costly to run on `purchase`: they
+    /// count as not met (and the breakdown says so); for the log.
+    pub fn over_budget(&self, purchase: &Purchase) -> Vec<&str> {
+        self.conditions()
+            .filter(|c| c.cost(purchase.lines.len()) > super::condition::COST_BUDGET)
+            .map(Condition::field)
+            .collect()
+    }
+
+    fn conditions(&self) -> impl Iterator<Item = &Condition> {
+        self.condition
+            .iter()
+            .chain(self.promotions.iter().flatten())
+    }
+
     /// Scores `purchase` for a member who already earned `earned_today`.
     ///
     /// In order:
@@ -266,9 +288,9 @@ impl CompiledRules {
         let facts = Facts::new(purchase, ctx);
         if let Some(c) = &self.condition {
             if !facts.check(c)? {
-                return Ok(Earn::nothing(
-                    "order does not meet the program's conditions".into(),
-                ));
+                return Ok(Earn::nothing(facts.skipped().pop().unwrap_or_else(|| {
+                    "order does not meet the program's conditions".into()
+                })));
             }
         }
         let mut breakdown = self.base_lines(purchase)?;
@@ -294,6 +316,12 @@ impl CompiledRules {
                 points: narrow(bonus)?,
             });
         }
+        breakdown.extend(
+            facts
+                .skipped()
+                .into_iter()
+                .map(|reason| EarnLine { reason, points: 0 }),
+        );
         let mut points = total(&breakdown)?;
         let mut cut = |room: i64, reason: &dyn Fn() -> String| {
             if points > room {

@@ -152,7 +152,9 @@ pub async fn add_rules(
 ) -> ApiResult<(StatusCode, Json<RulesView>)> {
     caller.require(Scope::Admin)?;
     let rules: EarnRules = new_rule_version(body, "earn rules")?;
-    let rules = CompiledRules::compile(rules)?.rules().clone();
+    let compiled = CompiledRules::compile(rules)?;
+    compiled.check_budget()?;
+    let rules = compiled.rules().clone();
     let saved = state.store.add_earn_rules(caller.program, &rules).await?;
     Ok((
         StatusCode::CREATED,

@@ -128,13 +128,8 @@ fn topics(raw: &[String]) -> Result<Vec<Topic>, FieldError> {
     Ok(topics)
 }
 
-async fn checked_url(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<String> {
-    let allow_private = state
-        .store
-        .program(caller.program)
-        .await?
-        .is_none_or(|p| p.settings.messaging.allow_private_webhooks);
-    Ok(validate_webhook_url(raw, allow_private)?.to_string())
+fn checked_url(state: &AppState, raw: &str) -> ApiResult<String> {
+    Ok(validate_webhook_url(raw, state.config.allow_private_webhooks)?.to_string())
 }
 
 fn webhook_id(raw: &str) -> ApiResult<Uuid> {
@@ -167,7 +162,7 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "messaging", request_body = CreateWebhook,
     responses(
         (status = 201, body = WebhookWithSecret),
-        (status = 422, description = "Bad URL (not http(s), or private when the program forbids it) or event type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad URL (not http(s), or a loopback, private or other non-public address unless the server allows them) or event type", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn create(
@@ -176,7 +171,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     caller.require(Scope::Admin)?;
-    let url = checked_url(&state, &caller, &body.url).await?;
+    let url = checked_url(&state, &body.url)?;
     let description = bounded("description", &body.description, 0, 500)?;
     let topics = topics(&body.events)?;
     let created = state
@@ -224,7 +219,7 @@ pub async fn patch(
     caller.require(Scope::Admin)?;
     let id = webhook_id(&id)?;
     let url = match body.url.as_deref() {
-        Some(u) => Some(checked_url(&state, &caller, u).await?),
+        Some(u) => Some(checked_url(&state, u)?),
         None => None,
     };
     let patch = WebhookPatch {

@@ -3,6 +3,14 @@
 //! try. Failures are retried with exponential backoff and jitter until the
 //! policy's last try, then dead-lettered for a manual retry.
 //!
+//! Deliveries run concurrently (up to [`DeliveryConfig::concurrency`] in
+//! flight), grouped in *lanes*: the messages about one member to one webhook
+//! endpoint (or to the member's e-mail) go one at a time, in the order they
+//! were queued, so a receiver sees `member.created` before that member's
+//! `reward.earned`; after a failed try the lane's messages behind it wait
+//! for its retry. The worker claims more as lanes finish, so a slow
+//! endpoint holds up its own lanes, not the others.
+//!
 //! Several workers (or processes) may run against one database: a claim is
 //! a lease, so each message is worked on by one at a time, and one whose
 //! worker died is taken over when its lease runs out.
@@ -17,10 +25,13 @@ use mail::Mailer;
 use sarafan_core::ids::ProgramId;
 use sarafan_core::outbox::RetryPolicy;
 use sarafan_store::outbox::{Claimed, Finish};
-use sarafan_store::Store;
+use sarafan_store::{Store, WebhookEndpoint};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use time::OffsetDateTime;
 use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
 
 /// How the worker delivers and retries.
 #[derive(Clone)]
@@ -33,8 +44,17 @@ pub struct DeliveryConfig {
     pub poll: Duration,
     /// Longest a webhook receiver or the SMTP server may take.
     pub timeout: Duration,
-    /// Messages claimed per program per round.
+    /// Most messages claimed per program at a time.
     pub batch: u32,
+    /// Most messages claimed and not yet finished at a time.
+    pub concurrency: usize,
+    /// Whether webhooks may reach loopback, private and other non-public
+    /// addresses (`sarafan serve --allow-private-webhooks`).
+    pub allow_private: bool,
+    /// Fixed addresses of host names, consulted before DNS like
+    /// `/etc/hosts` (and checked like DNS answers): tests point a name at a
+    /// private address with it.
+    pub hosts: HashMap<String, std::net::IpAddr>,
     pub mailer: Mailer,
     /// Base of links in e-mails (unsubscribe).
     pub public_url: String,
@@ -47,14 +67,86 @@ impl DeliveryConfig {
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(1),
             timeout: Duration::from_secs(15),
-            batch: 32,
+            batch: 256,
+            concurrency: 256,
+            allow_private: false,
+            hosts: HashMap::new(),
             mailer,
             public_url: public_url.into(),
         }
     }
 }
 
-struct Worker {
+/// Messages delivered one at a time, in order: the program, the webhook
+/// endpoint (none for e-mail), and the member the messages are about (the
+/// message itself when about no member, which then orders with nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Lane(ProgramId, Option<Uuid>, Uuid);
+
+impl Lane {
+    fn of(c: &Claimed) -> Self {
+        let who = c.message.member.map_or(c.message.id, |m| m.0);
+        Self(c.program, c.message.endpoint, who)
+    }
+}
+
+/// A lane's claimed messages, oldest first, with its endpoint.
+struct Batch {
+    lane: Lane,
+    endpoint: Option<Arc<WebhookEndpoint>>,
+    messages: VecDeque<Claimed>,
+}
+
+/// How a lane's run ended: when one of its messages failed, its retry
+/// time (the rest were deferred behind it).
+struct LaneDone {
+    failed_until: Option<OffsetDateTime>,
+}
+
+/// The continuous worker's lanes in flight.
+#[derive(Default)]
+struct Lanes {
+    running: JoinSet<LaneDone>,
+    /// Each running task's lane and how many messages it holds.
+    tasks: HashMap<tokio::task::Id, (Lane, usize)>,
+    /// Lanes in flight, each with what was claimed for it meanwhile.
+    busy: HashMap<Lane, Batch>,
+    /// Messages claimed and not finished.
+    in_flight: usize,
+}
+
+impl Lanes {
+    /// Runs `b` now, or after its lane's running task.
+    fn add(&mut self, worker: &Arc<Worker>, b: Batch) {
+        self.in_flight += b.messages.len();
+        if let Some(waiting) = self.busy.get_mut(&b.lane) {
+            waiting.messages.extend(b.messages);
+            return;
+        }
+        self.busy.insert(
+            b.lane,
+            Batch {
+                lane: b.lane,
+                endpoint: b.endpoint.clone(),
+                messages: VecDeque::new(),
+            },
+        );
+        let (lane, n) = (b.lane, b.messages.len());
+        let me = Arc::clone(worker);
+        let task = self.running.spawn(async move { me.deliver_lane(b).await });
+        self.tasks.insert(task.id(), (lane, n));
+    }
+
+    /// Forgets a finished task; returns what waits in its lane.
+    fn finished(&mut self, task: tokio::task::Id) -> Option<Batch> {
+        let (lane, n) = self.tasks.remove(&task)?;
+        self.in_flight -= n;
+        self.busy.remove(&lane)
+    }
+}
+
+/// Delivers the outbox; see the module documentation.
+pub struct Worker {
     store: Store,
     config: DeliveryConfig,
     http: reqwest::Client,
@@ -64,76 +156,176 @@ struct Worker {
 /// message in flight when it stops is delivered by the next worker once its
 /// lease runs out.
 pub fn spawn_delivery(store: Store, config: DeliveryConfig) -> JoinHandle<()> {
-    let http = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Sarafan-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
-    let worker = Arc::new(Worker {
-        store,
-        config,
-        http,
-    });
-    tokio::spawn(async move {
-        loop {
-            let busy = match worker.round().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "outbox: a delivery round failed");
-                    false
-                }
-            };
-            if !busy {
-                tokio::time::sleep(worker.config.poll).await;
-            }
-        }
-    })
+    tokio::spawn(Arc::new(Worker::new(store, config)).run())
 }
 
 impl Worker {
-    /// Claims and delivers one batch per program; returns how many messages
-    /// it worked on.
-    async fn round(self: &Arc<Self>) -> sarafan_store::Result<usize> {
-        let mut done = 0;
-        for program in self.store.programs().await? {
-            let claimed = self
-                .store
-                .claim_outbox(
-                    program.id,
-                    sarafan_store::now(),
-                    self.config.lease,
-                    self.config.batch,
-                )
-                .await?;
-            done += claimed.len();
-            let mut set = JoinSet::new();
-            for c in claimed {
-                let me = Arc::clone(self);
-                set.spawn(async move { me.deliver(c).await });
-            }
-            while set.join_next().await.is_some() {}
+    pub fn new(store: Store, config: DeliveryConfig) -> Self {
+        let http = webhook::client(&config);
+        Self {
+            store,
+            config,
+            http,
         }
-        Ok(done)
     }
 
-    async fn deliver(&self, c: Claimed) {
-        let started = Instant::now();
-        let finish = match c.message.channel.as_str() {
-            "webhook" => webhook::deliver(&self.store, &self.http, &c).await,
-            _ => mail::deliver(&self.store, &self.config, &c).await,
-        };
-        let finish = match finish {
-            Ok(Finish::Failed { error, .. }) => self.failed(&c, error),
-            Ok(f) => f,
-            Err(e) => self.failed(&c, format!("storage: {e}")),
-        };
-        log(&c, &finish);
-        match self
-            .store
-            .finish_outbox(&c, &finish, started.elapsed())
-            .await
-        {
+    /// One round, for tests that drive the worker in step: claims what is
+    /// due now (up to `batch` per program), delivers it lane by lane
+    /// concurrently and records every try; returns how many messages it
+    /// worked on.
+    pub async fn run_once(self: &Arc<Self>) -> sarafan_store::Result<usize> {
+        let batches = self.claim(self.config.concurrency).await?;
+        let mut set = JoinSet::new();
+        let mut n = 0;
+        for b in batches {
+            n += b.messages.len();
+            let me = Arc::clone(self);
+            set.spawn(async move { me.deliver_lane(b).await });
+        }
+        while set.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    /// Delivers until aborted: claims as room frees up (every `poll` when
+    /// little is free), one task per lane; a lane's messages claimed while
+    /// it is busy wait for it.
+    async fn run(self: Arc<Self>) {
+        let mut lanes = Lanes::default();
+        let mut last_claim = None::<Instant>;
+        loop {
+            let room = self.config.concurrency.saturating_sub(lanes.in_flight);
+            let due = last_claim.is_none_or(|t: Instant| t.elapsed() >= self.config.poll);
+            if room > 0 && (room * 2 >= self.config.concurrency || due) {
+                last_claim = Some(Instant::now());
+                match self.claim(room).await {
+                    Ok(batches) => {
+                        for b in batches {
+                            lanes.add(&self, b);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "outbox: claiming messages failed"),
+                }
+            }
+            let done = tokio::select! {
+                Some(done) = lanes.running.join_next_with_id() => done,
+                () = tokio::time::sleep(self.config.poll) => continue,
+            };
+            let (waiting, failed_until) = match done {
+                Ok((id, done)) => (lanes.finished(id), done.failed_until),
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: a delivery task failed; \
+                        its lane's messages are taken over after their lease");
+                    let waiting = lanes.finished(e.id());
+                    lanes.in_flight -= waiting.as_ref().map_or(0, |w| w.messages.len());
+                    continue;
+                }
+            };
+            let Some(waiting) = waiting.filter(|w| !w.messages.is_empty()) else {
+                continue;
+            };
+            match failed_until {
+                // Behind a failed message: wait for its retry, untried.
+                Some(until) => {
+                    lanes.in_flight -= waiting.messages.len();
+                    for c in &waiting.messages {
+                        self.record(c, Finish::Deferred { until }, Duration::ZERO)
+                            .await;
+                    }
+                }
+                None => {
+                    lanes.in_flight -= waiting.messages.len();
+                    lanes.add(&self, waiting);
+                }
+            }
+        }
+    }
+
+    /// Claims up to `room` due messages (at most `batch` per program),
+    /// grouped by lane, oldest first, each lane with its endpoint.
+    async fn claim(&self, room: usize) -> sarafan_store::Result<Vec<Batch>> {
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut index: HashMap<Lane, usize> = HashMap::new();
+        let mut room = room;
+        let mut programs = self.store.programs().await?;
+        // Programs take turns at being first when there is little room.
+        let first = rand::random::<usize>() % programs.len().max(1);
+        programs.rotate_left(first);
+        for program in programs {
+            if room == 0 {
+                break;
+            }
+            let limit = room.min(self.config.batch as usize) as u32;
+            let claimed = self
+                .store
+                .claim_outbox(program.id, sarafan_store::now(), self.config.lease, limit)
+                .await?;
+            room -= claimed.len().min(room);
+            let endpoints: HashMap<Uuid, Arc<WebhookEndpoint>> =
+                if claimed.iter().any(|c| c.message.endpoint.is_some()) {
+                    self.store
+                        .webhooks(program.id)
+                        .await?
+                        .into_iter()
+                        .map(|e| (e.id, Arc::new(e)))
+                        .collect()
+                } else {
+                    HashMap::new()
+                };
+            for c in claimed {
+                let lane = Lane::of(&c);
+                let at = *index.entry(lane).or_insert_with(|| {
+                    batches.push(Batch {
+                        lane,
+                        endpoint: c
+                            .message
+                            .endpoint
+                            .and_then(|id| endpoints.get(&id).cloned()),
+                        messages: VecDeque::new(),
+                    });
+                    batches.len() - 1
+                });
+                batches[at].messages.push_back(c);
+            }
+        }
+        Ok(batches)
+    }
+
+    /// Delivers a lane's messages in order. After a failed try the rest are
+    /// deferred to its retry time, untried, so they stay behind it.
+    async fn deliver_lane(&self, mut b: Batch) -> LaneDone {
+        let mut done = LaneDone { failed_until: None };
+        while let Some(c) = b.messages.pop_front() {
+            if let Some(until) = done.failed_until {
+                self.record(&c, Finish::Deferred { until }, Duration::ZERO)
+                    .await;
+                continue;
+            }
+            let started = Instant::now();
+            let finish = match c.message.channel.as_str() {
+                "webhook" => {
+                    let endpoint = b.endpoint.as_deref();
+                    Ok(webhook::deliver(&self.config, &self.http, endpoint, &c).await)
+                }
+                _ => mail::deliver(&self.store, &self.config, &c).await,
+            };
+            let finish = match finish {
+                Ok(Finish::Failed { error, .. }) => self.failed(&c, error),
+                Ok(f) => f,
+                Err(e) => self.failed(&c, format!("storage: {e}")),
+            };
+            if let Finish::Failed { retry_at, .. } = &finish {
+                // A dead message holds nothing up.
+                done.failed_until = *retry_at;
+            }
+            self.record(&c, finish, started.elapsed()).await;
+        }
+        done
+    }
+
+    /// Saves how a try ended.
+    async fn record(&self, c: &Claimed, finish: Finish, took: Duration) {
+        log(c, &finish);
+        match self.store.finish_outbox(c, &finish, took).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(message = %c.message.id,
                 "outbox: lease lost before the result was saved; another worker owns the message"),
@@ -176,7 +368,7 @@ fn log(c: &Claimed, finish: &Finish) {
             tracing::info!(%program, message = %id, %topic, %reason, "outbox: cancelled")
         }
         Finish::Deferred { until } => {
-            tracing::info!(%program, message = %id, %topic, %until, "outbox: deferred (quiet hours)")
+            tracing::info!(%program, message = %id, %topic, %until, "outbox: deferred (quiet hours, or behind a failed message)")
         }
     }
 }

@@ -16,7 +16,8 @@ on_both_databases!(
     unknown_customers_per_policy,
     rule_versions_and_conditions,
     points_wait_out_the_return_window,
-    caps_counts_and_statement_pages
+    caps_counts_and_statement_pages,
+    costly_conditions_are_refused_and_skipped
 );
 
 fn ago(d: Duration) -> String {
@@ -730,4 +731,93 @@ async fn caps_counts_and_statement_pages(db: Db) {
     )
     .await;
     assert_eq!(p["field"], "limit");
+}
+
+/// A list literal of 1..=n, for conditions that nest comprehensions.
+fn numbers(n: usize) -> String {
+    let items: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Conditions are costed: a nested all() that would stall a purchase is
+/// refused when saved, naming the field; one stored before the limit (or
+/// cheap on small orders only) is not run on an order it is too costly for,
+/// and the breakdown says so.
+async fn costly_conditions_are_refused_and_skipped(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let n = numbers(100);
+    let stall = format!("{n}.all(a, {n}.all(b, {n}.all(c, a + b + c > order.amount)))");
+    let now = OffsetDateTime::now_utc();
+    let promotion = |condition: &str| {
+        json!({"effective_from": ago(Duration::days(10)), "base_rate": {"points": 1, "per_minor": 100},
+               "promotions": [{"name": "x2", "starts_at": ago(Duration::days(5)),
+                               "ends_at": (now + Duration::days(5)).format(&Rfc3339).unwrap(),
+                               "basis_points": 20000, "condition": condition}]})
+    };
+    let p = problem(
+        app.post("/api/v1/earn-rules", promotion(&stall)).await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(p["field"], "promotions[0].condition", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("too costly"), "{p}");
+    let pairs = "order.lines.all(a, order.lines.all(b, a.quantity + b.quantity > 0))";
+    let p = problem(
+        app.post(
+            "/api/v1/earn-rules",
+            json!({"base_rate": {"points": 1, "per_minor": 100}, "condition": pairs}),
+        )
+        .await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(p["field"], "condition", "{p}");
+    assert!(json(app.get("/api/v1/earn-rules").await)
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Stored before the limit existed: the stalling promotion, and one that
+    // pairs up the order's lines (cheap for a few lines, not for 200).
+    let mut stored = promotion(&stall);
+    stored["version"] = json!(1);
+    let mut pairing = stored["promotions"][0].clone();
+    pairing["name"] = json!("pairs");
+    pairing["condition"] = json!(pairs);
+    stored["promotions"].as_array_mut().unwrap().push(pairing);
+    let rules: sarafan_core::ledger::rules::EarnRules = serde_json::from_value(stored).unwrap();
+    app.store.add_earn_rules(app.program, &rules).await.unwrap();
+    app.member(json!({"external_id": "C1"})).await;
+
+    let line = json!({"sku": "A", "quantity": 1, "unit_price": 100});
+    let mut small = purchase("small", "C1", 300);
+    small["lines"] = json!([line, line, line]);
+    let started = std::time::Instant::now();
+    let booked = json(app.post("/api/v1/events", small).await).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        booked["points"], 6,
+        "3 base + 3 from the pairs promotion: {booked}"
+    );
+    let reasons = booked["breakdown"].to_string();
+    assert!(
+        reasons.contains("promotions[0].condition skipped"),
+        "{booked}"
+    );
+
+    let mut big = purchase("big", "C1", 20000);
+    big["lines"] = json!(vec![line; 200]);
+    let started = std::time::Instant::now();
+    let booked = json(app.post("/api/v1/events", big).await).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(booked["points"], 200, "neither promotion ran: {booked}");
+    let reasons = booked["breakdown"].to_string();
+    assert!(
+        reasons.contains("promotions[1].condition skipped"),
+        "{booked}"
+    );
+    ledger_is_consistent(&app).await;
 }

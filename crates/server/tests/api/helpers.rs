@@ -52,8 +52,14 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// A test server that accepts webhook URLs on 127.0.0.1, where the
+    /// tests' receivers listen.
     pub async fn spawn(db: Db) -> Self {
-        Self::spawn_with(db, ServerConfig::default()).await
+        let config = ServerConfig {
+            allow_private_webhooks: true,
+            ..ServerConfig::default()
+        };
+        Self::spawn_with(db, config).await
     }
 
     /// Like [`TestApp::spawn`], with these settings (the public URL is the

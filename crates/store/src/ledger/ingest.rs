@@ -936,6 +936,10 @@ fn purchase(
                 tier: None,
                 orders_count: loaded.orders_count.get(&member).copied().unwrap_or(0),
             };
+            for field in rules.over_budget(p) {
+                tracing::warn!(program = %ctx.program, order = %e.key, field,
+                    "a rule's condition was not run: too costly for this order");
+            }
             ledger(rules.earn(p, &member_ctx, today))?
         }
         None => Earn {

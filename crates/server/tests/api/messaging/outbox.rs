@@ -1,7 +1,7 @@
 //! The outbox: retries with backoff, dead letters and manual retry, and
 //! delivery that survives the worker dying mid-delivery.
 
-use super::support::{log_mailer, worker, Behaviour, Receiver};
+use super::support::{log_mailer, stepped_worker, worker, Behaviour, Receiver};
 use super::webhooks::subscribe;
 use crate::helpers::{json, problem, Db, TestApp};
 use crate::on_both_databases;
@@ -13,7 +13,8 @@ on_both_databases!(
     dead_letters_and_manual_retry,
     worker_killed_mid_delivery_is_taken_over,
     outbox_bad_input,
-    nothing_is_queued_for_a_rolled_back_registration
+    nothing_is_queued_for_a_rolled_back_registration,
+    a_members_messages_arrive_in_order_other_members_concurrently
 );
 
 /// Waits until the message reaches `status`, and returns its detail.
@@ -224,4 +225,152 @@ async fn nothing_is_queued_for_a_rolled_back_registration(db: Db) {
             .len(),
         1
     );
+}
+
+/// What the ordering receiver saw: each request's member and number, in
+/// arrival order, and how often a member's request arrived while another of
+/// theirs was unanswered.
+#[derive(Default)]
+struct Arrivals {
+    log: Vec<(String, u64)>,
+    open: Vec<String>,
+    overlaps: usize,
+    most_open: usize,
+    failed_once: bool,
+}
+
+/// Holds each request until `lanes` are open at once (or 300 ms pass), so
+/// whatever the worker sends concurrently is open together; fails member
+/// "a"'s first request.
+async fn hold_until_lanes_meet(
+    axum::extract::State((state, lanes, met)): axum::extract::State<(
+        std::sync::Arc<std::sync::Mutex<Arrivals>>,
+        usize,
+        std::sync::Arc<tokio::sync::Notify>,
+    )>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let who = v["data"]["who"].as_str().unwrap().to_owned();
+    let n = v["data"]["n"].as_u64().unwrap();
+    let fail = {
+        let mut s = state.lock().unwrap();
+        if s.open.contains(&who) {
+            s.overlaps += 1;
+        }
+        s.open.push(who.clone());
+        s.most_open = s.most_open.max(s.open.len());
+        s.log.push((who.clone(), n));
+        let fail = who == "a" && !s.failed_once;
+        s.failed_once |= fail;
+        (fail, s.open.len() >= lanes)
+    };
+    let (fail, all_open) = fail;
+    if all_open {
+        met.notify_waiters();
+    } else {
+        let _ = tokio::time::timeout(Duration::from_millis(300), met.notified()).await;
+    }
+    let mut s = state.lock().unwrap();
+    let at = s.open.iter().position(|o| *o == who).unwrap();
+    s.open.remove(at);
+    if fail {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    }
+}
+
+/// Messages about one member go to an endpoint one at a time in the order
+/// queued, also across a failed try (the later ones wait for its retry);
+/// different members' messages go concurrently.
+async fn a_members_messages_arrive_in_order_other_members_concurrently(db: Db) {
+    use sarafan_core::ids::MemberId;
+    use sarafan_core::outbox::{RetryPolicy, Topic};
+    use sarafan_store::outbox::Outgoing;
+
+    let app = TestApp::spawn(db).await;
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Arrivals::default()));
+    let lanes = 3;
+    let router = axum::Router::new()
+        .route("/hook", axum::routing::post(hold_until_lanes_meet))
+        .with_state((
+            state.clone(),
+            lanes,
+            std::sync::Arc::new(tokio::sync::Notify::new()),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let resp = app
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": url, "events": ["member.created"]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+
+    // Three members' messages, interleaved: a0 b0 c0 a1 b1 c1 a2 b2 c2.
+    let members: Vec<(&str, MemberId)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|w| (w, MemberId(uuid::Uuid::now_v7())))
+        .collect();
+    let mut events = Vec::new();
+    for n in 0..3 {
+        for (who, id) in &members {
+            events.push(Outgoing::new(
+                Topic::MemberCreated,
+                Some(*id),
+                json!({"who": who, "n": n}),
+            ));
+        }
+    }
+    app.store.enqueue(app.program, &events).await.unwrap();
+
+    let retry_at_once = RetryPolicy {
+        base: Duration::ZERO,
+        max: Duration::ZERO,
+        max_attempts: 5,
+    };
+    let worker = stepped_worker(&app.store, retry_at_once, true, &[]);
+    assert_eq!(worker.run_once().await.unwrap(), 9);
+    {
+        let s = state.lock().unwrap();
+        assert_eq!(s.overlaps, 0, "a member's messages overlapped: {:?}", s.log);
+        assert_eq!(s.most_open, lanes, "members are delivered concurrently");
+        let a: Vec<u64> = s
+            .log
+            .iter()
+            .filter(|(w, _)| w == "a")
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(a, [0], "a1 and a2 wait behind the failed a0");
+    }
+    // The retry sends a0, then a1 and a2, in order.
+    assert_eq!(worker.run_once().await.unwrap(), 3);
+    assert_eq!(worker.run_once().await.unwrap(), 0);
+    let s = state.lock().unwrap();
+    for who in ["a", "b", "c"] {
+        let got: Vec<u64> = s
+            .log
+            .iter()
+            .filter(|(w, _)| w == who)
+            .map(|(_, n)| *n)
+            .collect();
+        let want: &[u64] = if who == "a" {
+            &[0, 0, 1, 2]
+        } else {
+            &[0, 1, 2]
+        };
+        assert_eq!(got, want, "{who}: {:?}", s.log);
+    }
+    let all = json(app.get("/api/v1/outbox?status=delivered").await).await;
+    let attempts: Vec<i64> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["attempts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts.len(), 9);
+    assert_eq!(attempts.iter().sum::<i64>(), 10, "only a0 was tried twice");
 }

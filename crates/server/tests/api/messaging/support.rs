@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use sarafan_core::outbox::RetryPolicy;
 use sarafan_server::delivery::mail::Mailer;
-use sarafan_server::delivery::{spawn_delivery, DeliveryConfig};
+use sarafan_server::delivery::{spawn_delivery, DeliveryConfig, Worker as Stepped};
 use sarafan_store::Store;
 use sha2::Sha256;
 use std::sync::{Arc, Mutex};
@@ -263,6 +263,32 @@ impl Drop for Worker {
 }
 
 pub fn worker(store: &Store, mailer: Mailer, max_attempts: u32, lease: Duration) -> Worker {
+    Worker(spawn_delivery(
+        store.clone(),
+        fast_config(mailer, max_attempts, lease),
+    ))
+}
+
+/// A worker the test drives round by round (`run_once`), retrying by
+/// `retry`, reaching receivers on 127.0.0.1 when `allow_private`, and
+/// resolving `hosts` (name, address) without DNS.
+pub fn stepped_worker(
+    store: &Store,
+    retry: RetryPolicy,
+    allow_private: bool,
+    hosts: &[(&str, &str)],
+) -> Arc<Stepped> {
+    let mut config = fast_config(log_mailer(), retry.max_attempts, Duration::from_secs(30));
+    config.retry = retry;
+    config.allow_private = allow_private;
+    config.hosts = hosts
+        .iter()
+        .map(|(name, ip)| (name.to_string(), ip.parse().unwrap()))
+        .collect();
+    Arc::new(Stepped::new(store.clone(), config))
+}
+
+fn fast_config(mailer: Mailer, max_attempts: u32, lease: Duration) -> DeliveryConfig {
     let mut config = DeliveryConfig::new(mailer, "http://sarafan.test");
     config.retry = RetryPolicy {
         base: Duration::from_millis(20),
@@ -272,7 +298,8 @@ pub fn worker(store: &Store, mailer: Mailer, max_attempts: u32, lease: Duration)
     config.poll = Duration::from_millis(20);
     config.lease = lease;
     config.timeout = Duration::from_secs(30);
-    Worker(spawn_delivery(store.clone(), config))
+    config.allow_private = true;
+    config
 }
 
 pub fn log_mailer() -> Mailer {

@@ -1,6 +1,6 @@
 //! Webhook endpoints: CRUD and bad input, signatures, secret rotation.
 
-use super::support::{log_mailer, verify, worker, Behaviour, Receiver};
+use super::support::{log_mailer, stepped_worker, verify, worker, Behaviour, Receiver};
 use crate::helpers::{json, problem, Db, TestApp};
 use crate::on_both_databases;
 use reqwest::Method;
@@ -11,7 +11,10 @@ use std::time::Duration;
 on_both_databases!(
     endpoints_crud_and_bad_input,
     deliveries_are_signed_and_tampering_is_detected,
-    rotation_signs_with_both_secrets
+    rotation_signs_with_both_secrets,
+    private_targets_are_refused_by_default,
+    a_name_resolving_to_a_private_address_is_not_delivered_to,
+    redirects_are_not_followed_and_answers_not_kept
 );
 
 /// Creates an endpoint for `events` at the receiver and returns its answer.
@@ -101,37 +104,24 @@ async fn endpoints_crud_and_bad_input(db: Db) {
         .await;
         assert_eq!(p["field"], field, "{body}");
     }
-    // Private addresses are allowed by default and refused once forbidden.
+    // Private targets are the operator's choice (this server allows them,
+    // see private_targets_are_refused_by_default), not a program setting.
     let local = json!({"url": "http://127.0.0.1:9/h", "events": ["member.created"]});
-    assert_eq!(
-        app.post("/api/v1/webhooks", local.clone()).await.status(),
-        201
-    );
-    let forbid = app
-        .patch(
-            "/api/v1/program",
-            json!({"settings": {"messaging": {"allow_private_webhooks": false}}}),
-        )
-        .await;
-    assert_eq!(forbid.status(), 200);
-    let p = problem(
-        app.post("/api/v1/webhooks", local).await,
-        422,
-        "invalid-field",
-    )
-    .await;
-    assert!(p["detail"].as_str().unwrap().contains("private"), "{p}");
+    assert_eq!(app.post("/api/v1/webhooks", local).await.status(), 201);
     let p = problem(
         app.patch(
-            &format!("/api/v1/webhooks/{id}"),
-            json!({"url": "http://10.0.0.5/h"}),
+            "/api/v1/program",
+            json!({"settings": {"messaging": {"allow_private_webhooks": true}}}),
         )
         .await,
         422,
         "invalid-field",
     )
     .await;
-    assert_eq!(p["field"], "url");
+    assert_eq!(
+        p["field"], "settings.messaging.allow_private_webhooks",
+        "{p}"
+    );
     assert_eq!(
         json(app.get("/api/v1/webhooks").await)
             .await
@@ -311,4 +301,185 @@ async fn rotation_signs_with_both_secrets(db: Db) {
     let t: i64 = sig.split(',').next().unwrap()[2..].parse().unwrap();
     assert!(verify(sig, &got[1].body, &newest, t));
     assert!(!verify(sig, &got[1].body, &new, t));
+}
+
+async fn private_targets_are_refused_by_default(db: Db) {
+    // A server started without --allow-private-webhooks.
+    let app = TestApp::spawn_with(db, sarafan_server::ServerConfig::default()).await;
+    for url in [
+        "http://127.0.0.1:8080/h",
+        "http://localhost/h",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/h",
+        "http://100.64.0.1/h",
+        "http://0.0.0.0:8080/h",
+        "http://[::1]/h",
+        "http://[fd00::1]/h",
+        "http://[::ffff:192.168.1.1]/h",
+    ] {
+        let p = problem(
+            app.post(
+                "/api/v1/webhooks",
+                json!({"url": url, "events": ["member.created"]}),
+            )
+            .await,
+            422,
+            "invalid-field",
+        )
+        .await;
+        assert_eq!(p["field"], "url", "{url}: {p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("--allow-private-webhooks"),
+            "{p}"
+        );
+    }
+    let created = json(
+        app.post(
+            "/api/v1/webhooks",
+            json!({"url": "https://crm.example.com/h", "events": ["member.created"]}),
+        )
+        .await,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let p = problem(
+        app.patch(
+            &format!("/api/v1/webhooks/{id}"),
+            json!({"url": "http://[::1]:9/h"}),
+        )
+        .await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(p["field"], "url");
+    let listed = json(app.get("/api/v1/webhooks").await).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["url"], "https://crm.example.com/h");
+}
+
+/// A host name is checked where it is connected to: a name that resolved
+/// to a public address when saved and to a private one now (DNS rebinding)
+/// is refused by the delivery without connecting.
+async fn a_name_resolving_to_a_private_address_is_not_delivered_to(db: Db) {
+    let app = TestApp::spawn_with(db, sarafan_server::ServerConfig::default()).await;
+    let receiver = Receiver::start(Behaviour::Ok).await;
+    let by_name = receiver.url.replace("127.0.0.1", "crm.example.test");
+    let resp = app
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": by_name, "events": ["member.created"]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201, "a name is not refused when saved");
+    app.member(json!({"external_id": "CRM-1"})).await;
+    let worker = stepped_worker(
+        &app.store,
+        sarafan_core::outbox::RetryPolicy::default(),
+        false,
+        &[("crm.example.test", "127.0.0.1")],
+    );
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
+    let all = json(app.get("/api/v1/outbox").await).await;
+    let message = &all["items"][0];
+    assert_eq!(message["status"], "cancelled", "{all}");
+    let error = message["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("crm.example.test resolves to 127.0.0.1")
+            && error.contains("--allow-private-webhooks"),
+        "{error}"
+    );
+    // With the operator's flag the same name is delivered to.
+    let retry = app
+        .post(
+            &format!("/api/v1/outbox/{}/retry", message["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(retry.status(), 200);
+    let allowed = stepped_worker(
+        &app.store,
+        sarafan_core::outbox::RetryPolicy::default(),
+        true,
+        &[("crm.example.test", "127.0.0.1")],
+    );
+    assert_eq!(allowed.run_once().await.unwrap(), 1);
+    assert_eq!(receiver.received().len(), 1);
+}
+
+/// A receiver that redirects elsewhere, or fails with a body, gets a failed
+/// try: the redirect is not followed and only the status line is kept.
+async fn redirects_are_not_followed_and_answers_not_kept(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let target = Receiver::start(Behaviour::Ok).await;
+    let location = target.url.clone();
+    let router = axum::Router::new()
+        .route(
+            "/moved",
+            axum::routing::post(move || async move {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [("location", location)],
+                    "moved",
+                )
+            }),
+        )
+        .route(
+            "/fails",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "stack trace: password=hunter2",
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    for path in ["moved", "fails"] {
+        let resp = app
+            .post(
+                "/api/v1/webhooks",
+                json!({"url": format!("{base}/{path}"), "events": ["member.created"]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 201);
+    }
+    app.member(json!({"external_id": "CRM-1"})).await;
+    let worker = stepped_worker(
+        &app.store,
+        sarafan_core::outbox::RetryPolicy::default(),
+        true,
+        &[],
+    );
+    assert_eq!(worker.run_once().await.unwrap(), 2);
+    assert!(
+        target.received().is_empty(),
+        "the redirect was not followed"
+    );
+    let all = json(app.get("/api/v1/outbox").await).await;
+    let mut errors: Vec<String> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["status"], "pending", "{m}");
+            m["last_error"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            "HTTP 307 Temporary Redirect",
+            "HTTP 500 Internal Server Error"
+        ]
+    );
 }
