@@ -9,6 +9,7 @@ mod events;
 mod idempotency;
 mod links;
 mod members;
+mod numbers;
 mod messaging;
 mod pages;
 mod platform;
