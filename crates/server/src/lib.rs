@@ -231,6 +231,7 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn(observe::track))
+        .layer(from_fn(page::guard_html))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -11,6 +11,7 @@ mod links;
 mod members;
 mod numbers;
 mod messaging;
+mod page_guard;
 mod pages;
 mod platform;
 mod portal;
