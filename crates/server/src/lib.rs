@@ -37,7 +37,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use idempotency::{HEADER as IDEMPOTENCY_KEY, REPLAYED as IDEMPOTENT_REPLAYED};
+pub use idempotency::{
+    fingerprint as idempotency_fingerprint, spawn_purge as spawn_idempotency_purge,
+    HEADER as IDEMPOTENCY_KEY, REPLAYED as IDEMPOTENT_REPLAYED,
+};
 
 /// Settings of the HTTP server itself.
 #[derive(Debug, Clone)]
@@ -50,6 +53,8 @@ pub struct ServerConfig {
     /// Checks Alexa's request signatures (its trust roots and certificate
     /// fetch are replaceable for tests).
     pub alexa: Arc<voice::alexa_verify::AlexaVerifier>,
+    /// How long a response saved for an `Idempotency-Key` is replayed.
+    pub idempotency_ttl: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +63,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             body_limit: 1024 * 1024,
             alexa: Arc::default(),
+            idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }

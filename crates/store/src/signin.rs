@@ -14,6 +14,10 @@ pub const MAX_FAILURES: i32 = 5;
 /// How long a lockout lasts.
 pub const LOCKOUT: Duration = Duration::minutes(15);
 
+/// The fields of a sign-in mail's data that sign in: erased from the
+/// outbox once the mail is sent.
+pub const MAIL_SECRETS: &[&str] = &["code", "link"];
+
 /// A sign-in to start.
 #[derive(Debug, Clone)]
 pub struct NewSignIn<'a> {
@@ -27,8 +31,8 @@ pub struct NewSignIn<'a> {
     pub expires: OffsetDateTime,
     /// The outbox topic of the mail that carries the code and link.
     pub mail_topic: &'static str,
-    /// The mail's template data (the code and link in clear: the outbox
-    /// must hold them until the mail is sent).
+    /// The mail's template data. Its `code` and `link` are in clear: the
+    /// outbox holds them apart and erases them once the mail is sent.
     pub mail: serde_json::Value,
 }
 
@@ -132,7 +136,7 @@ impl Store {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-            tx.enqueue_mail(program, s.member, s.mail_topic, &s.mail)
+            tx.enqueue_mail(program, s.member, s.mail_topic, &s.mail, MAIL_SECRETS)
                 .await?;
             tx.commit().await?;
             Ok(Started::Sent)

@@ -57,7 +57,8 @@ pub async fn sign_in_mail(app: &TestApp) -> Value {
         .store
         .outbox_messages(app.program, None, None, 500)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let mail = messages
         .iter()
         .rev()
@@ -118,6 +119,7 @@ async fn sign_in_by_code_then_portal(db: Db) {
         .outbox_messages(app.program, None, None, 500)
         .await
         .unwrap()
+        .0
         .len();
     let resp = form(
         &app,
@@ -132,6 +134,7 @@ async fn sign_in_by_code_then_portal(db: Db) {
             .outbox_messages(app.program, None, None, 500)
             .await
             .unwrap()
+            .0
             .len(),
         before
     );
@@ -299,6 +302,7 @@ async fn five_wrong_codes_lock_the_member_out(db: Db) {
         .outbox_messages(app.program, None, None, 500)
         .await
         .unwrap()
+        .0
         .len();
     let resp = form(
         &app,
@@ -312,6 +316,7 @@ async fn five_wrong_codes_lock_the_member_out(db: Db) {
             .outbox_messages(app.program, None, None, 500)
             .await
             .unwrap()
+            .0
             .len(),
         before
     );
