@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// could otherwise make the server probe the network it runs in.
     #[arg(long, env = "SARAFAN_ALLOW_PRIVATE_WEBHOOKS")]
     pub allow_private_webhooks: bool,
+    /// Hours a response saved for an Idempotency-Key is replayed
+    /// [default: 24; 1 to 720].
+    #[arg(long, env = "SARAFAN_IDEMPOTENCY_HOURS")]
+    pub idempotency_hours: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -79,6 +83,7 @@ struct FileSettings {
     smtp_url: Option<String>,
     smtp_from: Option<String>,
     allow_private_webhooks: Option<bool>,
+    idempotency_hours: Option<u32>,
 }
 
 /// Every setting, resolved.
@@ -92,6 +97,7 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     pub smtp_from: String,
     pub allow_private_webhooks: bool,
+    pub idempotency_hours: u32,
 }
 
 fn read_file(path: Option<&PathBuf>) -> Result<FileSettings> {
@@ -148,6 +154,13 @@ impl ServeArgs {
         if max_connections == 0 {
             bail!("--max-connections: must be at least 1");
         }
+        let idempotency_hours = self
+            .idempotency_hours
+            .or(file.idempotency_hours)
+            .unwrap_or(24);
+        if !(1..=720).contains(&idempotency_hours) {
+            bail!("--idempotency-hours: must be between 1 and 720 (30 days)");
+        }
         Ok(Settings {
             database_url,
             pg_schema: self.db.pg_schema.or(file.pg_schema),
@@ -162,6 +175,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| "Sarafan <noreply@localhost>".into()),
             allow_private_webhooks: self.allow_private_webhooks
                 || file.allow_private_webhooks.unwrap_or(false),
+            idempotency_hours,
         })
     }
 }
@@ -212,8 +226,13 @@ impl Settings {
         ServerConfig {
             public_url: self.public_url.clone(),
             allow_private_webhooks: self.allow_private_webhooks,
+            idempotency_ttl: self.idempotency_ttl(),
             ..ServerConfig::default()
         }
+    }
+
+    fn idempotency_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.idempotency_hours) * 3600)
     }
 }
 
@@ -245,6 +264,11 @@ pub async fn serve(store: Store, settings: Settings, banner: Option<String>) -> 
     let (app, clicks) =
         sarafan_server::app_with_click_writer(store.clone(), settings.server_config());
     let jobs = sarafan_server::spawn_ledger_jobs(store.clone(), std::time::Duration::from_secs(60));
+    let purge = sarafan_server::spawn_idempotency_purge(
+        store.clone(),
+        settings.idempotency_ttl(),
+        std::time::Duration::from_secs(3600),
+    );
     if settings.smtp_url.is_none() {
         tracing::warn!("no --smtp-url: member e-mails are written to the log, not sent");
     }
@@ -252,6 +276,7 @@ pub async fn serve(store: Store, settings: Settings, banner: Option<String>) -> 
     let schedules = spawn_schedules(store.clone(), std::time::Duration::from_secs(60));
     sarafan_server::serve(listener, app, shutdown_signal()).await?;
     jobs.abort();
+    purge.abort();
     schedules.abort();
     // Every click the server answered is written before the database closes.
     clicks.drained().await;

@@ -656,7 +656,9 @@ async fn export_members(
             if statement {
                 let mut from = None;
                 loop {
-                    let lines = store.statement(program, m.id, from, 500).await?;
+                    let (lines, next) = store
+                        .statement(program, m.id, from, sarafan_store::MAX_PAGE)
+                        .await?;
                     for l in &lines {
                         w.write_record([
                             m.id.to_string(),
@@ -672,10 +674,9 @@ async fn export_members(
                         ])?;
                         bar.inc(1);
                     }
-                    // A transfer may hold several postings of one member: page by transfer.
-                    match lines.last() {
-                        Some(last) if lines.len() == 500 => from = Some(last.transfer_id),
-                        _ => break,
+                    match next {
+                        Some(after) => from = Some(after),
+                        None => break,
                     }
                 }
             } else {

@@ -3,6 +3,7 @@
 //! be unit- and property-tested in isolation.
 
 pub mod apikey;
+pub mod bounds;
 pub mod card;
 pub mod error;
 pub mod ids;

@@ -235,12 +235,11 @@ impl ProgramSettings {
         self.messaging
             .validate()
             .map_err(|e| e.within("messaging"))?;
-        if self.earn_hold_days == Some(0) {
-            return Err(FieldError::new(
-                "earn_hold_days",
-                "must be at least 1, or absent for points spendable at once",
-            ));
-        }
+        crate::bounds::days(
+            "earn_hold_days",
+            self.earn_hold_days,
+            "for points spendable at once",
+        )?;
         if let Some(url) = &self.landing_url {
             crate::link::check_landing_url(url)?;
         }
@@ -253,12 +252,11 @@ impl ProgramSettings {
                 "must be between 1 and 365, or absent for 30",
             ));
         }
-        if self.points_expire_after_days == Some(0) {
-            return Err(FieldError::new(
-                "points_expire_after_days",
-                "must be at least 1, or absent for points that never expire",
-            ));
-        }
+        crate::bounds::days(
+            "points_expire_after_days",
+            self.points_expire_after_days,
+            "for points that never expire",
+        )?;
         Ok(())
     }
 }

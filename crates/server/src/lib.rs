@@ -38,7 +38,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use idempotency::{HEADER as IDEMPOTENCY_KEY, REPLAYED as IDEMPOTENT_REPLAYED};
+pub use idempotency::{
+    fingerprint as idempotency_fingerprint, spawn_purge as spawn_idempotency_purge,
+    HEADER as IDEMPOTENCY_KEY, REPLAYED as IDEMPOTENT_REPLAYED,
+};
 
 /// Settings of the HTTP server itself.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct ServerConfig {
     /// non-public addresses (`sarafan serve --allow-private-webhooks`): off,
     /// so tenants cannot make the server probe its own network.
     pub allow_private_webhooks: bool,
+    /// How long a response saved for an `Idempotency-Key` is replayed.
+    pub idempotency_ttl: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +69,7 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             alexa: Arc::default(),
             allow_private_webhooks: false,
+            idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -244,6 +250,7 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn(observe::track))
+        .layer(from_fn(page::guard_html))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -6,7 +6,9 @@
 //! resources).
 
 use crate::i18n::{self, FluentValue, Lang, Negotiated};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
@@ -81,10 +83,12 @@ pub fn render(
     neg: &Negotiated,
     ctx: Value,
 ) -> Response {
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
     let ctx = minijinja::context! {
         lang => lang.code(),
         dir => lang.dir(),
         keep => neg.keep(),
+        nonce => nonce.clone(),
         ..ctx
     };
     let html = match env().get_template(name).and_then(|t| t.render(ctx)) {
@@ -97,12 +101,48 @@ pub fn render(
     let mut resp = (status, Html(html)).into_response();
     let headers = resp.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(csp) = HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+    )) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     headers.insert(
         header::CONTENT_LANGUAGE,
         HeaderValue::from_static(lang.code()),
     );
     if let Some(cookie) = neg.remember() {
         headers.append(header::SET_COOKIE, cookie);
+    }
+    resp
+}
+
+/// The policy of an HTML response that set none of its own (the API docs,
+/// plain pages): no scripts, nothing loaded from elsewhere, never framed.
+const DEFAULT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+     base-uri 'none'; frame-ancestors 'none'";
+
+/// Middleware: every HTML response refuses to be framed (clickjacking: the
+/// OAuth allow page above all) and gets a content security policy; pages
+/// rendered by [`render`] bring their own, with a nonce per response for
+/// their inline style and script.
+pub async fn guard_html(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html"));
+    if html {
+        let headers = resp.headers_mut();
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(DEFAULT_CSP));
     }
     resp
 }

@@ -128,6 +128,11 @@ pub const KINDS: &[(&str, u16, &str)] = &[
         422,
         "A mail template does not parse or render",
     ),
+    (
+        "secret-shown-once",
+        409,
+        "The request was done before; its secret was shown only once",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +183,9 @@ pub enum ApiError {
     },
     #[error("internal: {0}")]
     Internal(String),
+    /// A replay of a request whose answer carried a secret shown only once.
+    #[error("this Idempotency-Key's request was done before, and its answer carried a secret that is shown only once and was not kept: {0}")]
+    SecretShownOnce(String),
 }
 
 impl ApiError {
@@ -208,6 +216,7 @@ impl ApiError {
             Self::RequestNotVerified(_) => "request-not-verified",
             Self::InvalidTemplate { .. } => "invalid-template",
             Self::Internal(_) => "internal",
+            Self::SecretShownOnce(_) => "secret-shown-once",
         }
     }
 
@@ -364,6 +373,7 @@ mod tests {
                 reason: "r".into(),
             },
             ApiError::Internal("secret detail".into()),
+            ApiError::SecretShownOnce("x".into()),
         ];
         for e in errors.into_iter().chain(conflicts) {
             let slug = e.slug();

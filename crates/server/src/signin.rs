@@ -22,7 +22,7 @@
 use crate::client::ClientAddress;
 use crate::i18n::{cookie, Lang, Negotiated};
 use crate::page;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, RawPathParams, State};
@@ -619,12 +619,17 @@ pub async fn link(
 
 /// Ends the session.
 #[utoipa::path(post, path = "/m/{program}/sign-out", tag = "portal", params(("program" = Uuid, Path)),
-    responses((status = 303, description = "To the sign-in page; the cookie is cleared")))]
+    responses((status = 303, description = "To the sign-in page; the cookie is cleared"),
+              (status = 404, description = "Not a program id", body = Problem, content_type = "application/problem+json")))]
 pub async fn sign_out(
     State(state): State<AppState>,
     Path(program): Path<String>,
     parts: Parts,
 ) -> Response {
+    // The redirect is built from the parsed id, never the raw path.
+    let Ok(program) = ProgramId::parse("program", &program) else {
+        return ApiError::not_found("no such program").into_response();
+    };
     if let Some((cookie_program, token_hash)) = session_of(&parts) {
         if let Err(e) = state.store.end_session(cookie_program, &token_hash).await {
             return ApiError::from(e).into_response();

@@ -126,7 +126,10 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(opts.url.clone()));
         };
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            instance: std::sync::Arc::new(crate::idempotency::Instance::new()),
+        })
     }
 
     /// Connects and brings the schema up to date.

@@ -25,6 +25,7 @@ mod mail_templates;
 mod members;
 mod notices;
 pub mod outbox;
+mod paging;
 mod programs;
 pub mod referrals;
 mod share;
@@ -39,7 +40,7 @@ pub use clicks::{Click, ClickCount};
 pub use codes::{ReferralCodes, ResolvedCode, VanityOutcome};
 pub use connect::{Backend, ConnectOptions};
 pub use error::{Result, StoreError};
-pub use idempotency::{IdempotencyBegin, SavedResponse};
+pub use idempotency::{IdempotencyBegin, IdempotencyScope, SavedResponse};
 pub use import::{ImportRow, ImportTally};
 pub use keys::ApiKey;
 pub use mail_templates::MailTemplate;
@@ -47,6 +48,7 @@ pub use members::{
     ConsentChange, Member, MemberEvent, MemberFilter, MemberPage, MemberPatch, PatchOutcome,
     Registration,
 };
+pub use paging::MAX_PAGE;
 pub use programs::{NewProgram, Program, ProgramPatch};
 pub use share::{ShareContact, ShareRoutine};
 pub use voice::{VoiceAssistant, VoiceGrant};
@@ -59,6 +61,8 @@ use time::OffsetDateTime;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
+    /// This process, as the owner of idempotency claims.
+    instance: std::sync::Arc<idempotency::Instance>,
 }
 
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 //! and GDPR erasure.
 
 use crate::outbox::{Enqueue, Outgoing};
+use crate::paging::{cut, page_size, rows_to_read};
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::member::{Consent, Email, ExternalId, MemberStatus, NewMember, Phone};
@@ -349,7 +350,7 @@ impl Store {
     }
 
     pub async fn members(&self, program: ProgramId, f: &MemberFilter) -> Result<MemberPage> {
-        let limit = f.limit.clamp(1, 500);
+        let size = page_size(f.limit);
         let sql = format!(
             "SELECT {COLUMNS}{READ} FROM members WHERE program_id = $1 \
                AND ($2 IS NULL OR member_id > $2) AND ($3 IS NULL OR external_id = $3) \
@@ -365,7 +366,7 @@ impl Store {
                 .bind(f.email.as_deref())
                 .bind(f.phone.as_deref())
                 .bind(f.status.map(MemberStatus::as_str))
-                .bind(i64::from(limit) + 1)
+                .bind(rows_to_read(size))
                 .bind(f.card_serial)
                 .fetch_all(pool)
                 .await?
@@ -374,12 +375,7 @@ impl Store {
             .into_iter()
             .map(Member::try_from)
             .collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|m| m.id)
-        } else {
-            None
-        };
+        let next = cut(&mut items, size, |m| m.id);
         Ok(MemberPage { items, next })
     }
 

@@ -22,6 +22,7 @@
 //! ledger batch enqueues all its events at once. Nothing is sent for a
 //! transaction that rolls back, and nothing committed is lost on a crash.
 
+use crate::paging::{cut, page_size, rows_to_read};
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::outbox::Topic;
@@ -105,13 +106,16 @@ pub trait Enqueue {
 
     /// Queues an e-mail that is no event (no webhook gets it): a message
     /// the member asked for, such as a sign-in code, sent whatever their
-    /// consent to automated e-mail. `topic` names its template.
+    /// consent to automated e-mail. `topic` names its template. The fields
+    /// of `data` named in `secrets` (a code, a sign-in link) are kept apart
+    /// and erased once the mail is sent or given up.
     fn enqueue_mail(
         &mut self,
         program: ProgramId,
         member: MemberId,
         topic: &'static str,
         data: &serde_json::Value,
+        secrets: &[&str],
     ) -> impl std::future::Future<Output = Result<()>> + Send;
 }
 
@@ -295,26 +299,59 @@ macro_rules! impl_enqueue {
                 member: MemberId,
                 topic: &'static str,
                 data: &serde_json::Value,
+                secrets: &[&str],
             ) -> Result<()> {
                 let at = now();
+                let (payload, secrets) = split_secrets(data, secrets);
                 sqlx::query(
                     "INSERT INTO outbox (program_id, message_id, channel, topic, endpoint_id, member_id, \
-                     payload, status, due_ms, created_at, attempts, tries) \
-                     VALUES ($1, $2, 'email', $3, NULL, $4, $5, 'pending', $6, $7, 0, 0)",
+                     payload, status, due_ms, created_at, attempts, tries, secrets) \
+                     VALUES ($1, $2, 'email', $3, NULL, $4, $5, 'pending', $6, $7, 0, 0, $8)",
                 )
                 .bind(program.0)
                 .bind(Uuid::now_v7())
                 .bind(topic)
                 .bind(member.0)
-                .bind(data.to_string())
+                .bind(payload)
                 .bind(unix_ms(at))
                 .bind(at)
+                .bind(secrets)
                 .execute(&mut *self)
                 .await?;
                 Ok(())
             }
         }
     };
+}
+
+/// `data` without the fields named in `secrets`, and those fields apart
+/// (`None` when there are none).
+fn split_secrets(data: &serde_json::Value, secrets: &[&str]) -> (String, Option<String>) {
+    let mut public = data.clone();
+    let Some(fields) = public.as_object_mut() else {
+        return (data.to_string(), None);
+    };
+    let apart: serde_json::Map<String, serde_json::Value> = secrets
+        .iter()
+        .filter_map(|name| fields.remove(*name).map(|v| ((*name).to_owned(), v)))
+        .collect();
+    let apart = (!apart.is_empty()).then(|| serde_json::Value::Object(apart).to_string());
+    (public.to_string(), apart)
+}
+
+/// A message's payload with its secret fields put back, for delivery (and
+/// for the API while the message waits to be sent).
+fn with_secrets(payload: String, secrets: Option<&str>) -> Result<String> {
+    let Some(secrets) = secrets else {
+        return Ok(payload);
+    };
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("outbox secrets: {e}"));
+    let mut data: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&payload).map_err(corrupt)?;
+    let secrets: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(secrets).map_err(corrupt)?;
+    data.extend(secrets);
+    Ok(serde_json::Value::Object(data).to_string())
 }
 
 impl_enqueue!(sqlx::SqliteConnection, sqlx::Sqlite);
@@ -392,11 +429,12 @@ struct MessageRow {
     last_error: Option<String>,
     created_at: OffsetDateTime,
     delivered_at: Option<OffsetDateTime>,
+    secrets: Option<String>,
 }
 
 const MESSAGE_COLUMNS: &str =
     "message_id, channel, topic, endpoint_id, member_id, payload, status, \
-    attempts, tries, due_ms, last_error, created_at, delivered_at";
+    attempts, tries, due_ms, last_error, created_at, delivered_at, secrets";
 
 impl TryFrom<MessageRow> for Message {
     type Error = StoreError;
@@ -409,7 +447,7 @@ impl TryFrom<MessageRow> for Message {
             topic: r.topic,
             endpoint: r.endpoint_id,
             member: r.member_id.map(MemberId),
-            payload: r.payload,
+            payload: with_secrets(r.payload, r.secrets.as_deref())?,
             attempts: r.attempts,
             due_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.due_ms) * 1_000_000)
                 .map_err(|e| StoreError::Corrupt(format!("outbox due time: {e}")))?,
@@ -553,6 +591,7 @@ impl Store {
             let attempts: Option<i32> = sqlx::query_scalar(
                 "UPDATE outbox SET status = $4, due_ms = $5, attempts = attempts + $6, tries = tries + $6, \
                    last_error = COALESCE($7, last_error), lease_ms = NULL, lease_token = NULL, \
+                   secrets = CASE WHEN $4 = 'pending' THEN secrets END, \
                    delivered_at = CASE WHEN $4 = 'delivered' THEN $8 ELSE delivered_at END \
                  WHERE program_id = $1 AND message_id = $2 AND lease_token = $3 RETURNING attempts",
             )
@@ -594,14 +633,16 @@ impl Store {
         Ok(done)
     }
 
-    /// Messages of `program`, oldest first, optionally of one status.
+    /// A page of `program`'s messages, oldest first, optionally of one
+    /// status, and the `after` of the next page when there is one.
     pub async fn outbox_messages(
         &self,
         program: ProgramId,
         status: Option<MessageStatus>,
         after: Option<Uuid>,
         limit: u32,
-    ) -> Result<Vec<Message>> {
+    ) -> Result<(Vec<Message>, Option<Uuid>)> {
+        let size = page_size(limit);
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE program_id = $1 \
                AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR message_id > $3) \
@@ -612,11 +653,16 @@ impl Store {
                 .bind(program.0)
                 .bind(status.map(MessageStatus::as_str))
                 .bind(after)
-                .bind(i64::from(limit.clamp(1, 500)))
+                .bind(rows_to_read(size))
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter().map(Message::try_from).collect()
+        let mut items = rows
+            .into_iter()
+            .map(Message::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        let next = cut(&mut items, size, |m| m.id);
+        Ok((items, next))
     }
 
     /// One message with its attempts, oldest first.

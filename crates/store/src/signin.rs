@@ -9,6 +9,10 @@ use sarafan_core::ids::{MemberId, ProgramId};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+/// The fields of a sign-in mail's data that sign in: erased from the
+/// outbox once the mail is sent.
+pub const MAIL_SECRETS: &[&str] = &["code", "link"];
+
 /// A sign-in to start.
 #[derive(Debug, Clone)]
 pub struct NewSignIn<'a> {
@@ -22,8 +26,8 @@ pub struct NewSignIn<'a> {
     pub expires: OffsetDateTime,
     /// The outbox topic of the mail that carries the code and link.
     pub mail_topic: &'static str,
-    /// The mail's template data (the code and link in clear: the outbox
-    /// must hold them until the mail is sent).
+    /// The mail's template data. Its `code` and `link` are in clear: the
+    /// outbox holds them apart and erases them once the mail is sent.
     pub mail: serde_json::Value,
 }
 
@@ -94,7 +98,7 @@ impl Store {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-            tx.enqueue_mail(program, s.member, s.mail_topic, &s.mail)
+            tx.enqueue_mail(program, s.member, s.mail_topic, &s.mail, MAIL_SECRETS)
                 .await?;
             tx.commit().await?;
             Ok(())

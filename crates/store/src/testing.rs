@@ -26,6 +26,7 @@ macro_rules! on_both {
 /// with it).
 pub struct TempStore {
     pub store: Store,
+    opts: ConnectOptions,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -49,11 +50,11 @@ pub async fn temp_store(backend: Backend) -> TempStore {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("a temporary directory");
             let url = format!("sqlite://{}", dir.path().join("test.db").display());
-            let store = Store::open(&ConnectOptions::new(url))
-                .await
-                .expect("open SQLite");
+            let opts = ConnectOptions::new(url);
+            let store = Store::open(&opts).await.expect("open SQLite");
             TempStore {
                 store,
+                opts,
                 _dir: Some(dir),
             }
         }
@@ -66,7 +67,27 @@ pub async fn temp_store(backend: Backend) -> TempStore {
             let store = Store::open(&opts)
                 .await
                 .expect("open PostgreSQL (run `bash .ci/run`: it starts PostgreSQL and creates sarafan_test)");
-            TempStore { store, _dir: None }
+            TempStore {
+                store,
+                opts,
+                _dir: None,
+            }
         }
     }
+}
+
+/// `store` as seen by another process that died: its idempotency claims
+/// belong to an instance that holds no liveness lock.
+pub fn dead_instance(store: &Store) -> Store {
+    Store {
+        db: store.db.clone(),
+        instance: std::sync::Arc::new(crate::idempotency::Instance::dead()),
+    }
+}
+
+/// Another live process on `store`'s database (its own pools and instance).
+pub async fn sibling(store: &TempStore) -> Store {
+    Store::connect(&store.opts)
+        .await
+        .expect("connect a sibling")
 }

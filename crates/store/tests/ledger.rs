@@ -380,6 +380,7 @@ async fn scripted_statement(backend: Backend) -> Vec<(String, Option<String>, i6
         .statement(program, members[0], None, 500)
         .await
         .unwrap()
+        .0
         .into_iter()
         .map(|l| (l.kind, l.event_key, l.amount, l.reason))
         .collect()
@@ -486,6 +487,7 @@ async fn grants(backend: Backend, policy: ShortfallPolicy) {
         .statement(program, m, None, 10)
         .await
         .unwrap()
+        .0
         .remove(0);
     assert_eq!(
         (line.kind.as_str(), line.amount, line.reason.as_str()),
@@ -515,6 +517,7 @@ async fn grants(backend: Backend, policy: ShortfallPolicy) {
         .statement(program, m, None, 10)
         .await
         .unwrap()
+        .0
         .pop()
         .unwrap();
     assert_eq!(
@@ -578,6 +581,7 @@ async fn grants(backend: Backend, policy: ShortfallPolicy) {
         .statement(program, m, None, 10)
         .await
         .unwrap()
+        .0
         .pop()
         .unwrap();
     assert_eq!(
@@ -809,7 +813,7 @@ async fn ledger_state(store: &TempStore, program: ProgramId, members: &[MemberId
             "{m}: {} spendable {} debt {} pending {}",
             b.points, b.spendable, b.debt, b.pending
         ));
-        for l in store.statement(program, m, None, 1000).await.unwrap() {
+        for l in store.statement(program, m, None, 1000).await.unwrap().0 {
             out.push(format!(
                 "{} {:?} {} {}",
                 l.kind, l.event_key, l.amount, l.reason

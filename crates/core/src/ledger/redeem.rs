@@ -55,15 +55,8 @@ impl RedeemPolicy {
                 ),
             ));
         }
-        if self.point_value_minor <= 0 {
-            return Err(FieldError::new(
-                "point_value_minor",
-                "must be above 0: the minor units one point is worth",
-            ));
-        }
-        if self.min_points < 0 {
-            return Err(FieldError::new("min_points", "must not be negative"));
-        }
+        crate::bounds::positive_amount("point_value_minor", self.point_value_minor)?;
+        crate::bounds::amount("min_points", self.min_points)?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use super::condition::{Condition, Facts};
 use super::{non_negative, LedgerError};
-use crate::FieldError;
+use crate::{bounds, FieldError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -179,16 +179,11 @@ impl CompiledRules {
     /// Checks `rules` and compiles its conditions; errors name the field
     /// (`base_rate.per_minor`, `promotions[0].condition`, ...).
     pub fn compile(rules: EarnRules) -> Result<Self, FieldError> {
-        non_negative("base_rate.points", rules.base_rate.points)?;
-        if rules.base_rate.per_minor <= 0 {
-            return Err(FieldError::new(
-                "base_rate.per_minor",
-                "must be above 0, e.g. 100 for 1 point per 100 minor units",
-            ));
-        }
-        non_negative("min_order", rules.min_order)?;
-        non_negative("cap_per_order", rules.cap_per_order.unwrap_or(0))?;
-        non_negative("cap_per_day", rules.cap_per_day.unwrap_or(0))?;
+        bounds::amount("base_rate.points", rules.base_rate.points)?;
+        bounds::positive_amount("base_rate.per_minor", rules.base_rate.per_minor)?;
+        bounds::amount("min_order", rules.min_order)?;
+        bounds::amount("cap_per_order", rules.cap_per_order.unwrap_or(0))?;
+        bounds::amount("cap_per_day", rules.cap_per_day.unwrap_or(0))?;
         let condition = rules
             .condition
             .as_deref()
@@ -200,10 +195,13 @@ impl CompiledRules {
             .enumerate()
             .map(|(i, p)| {
                 let field = |name: &str| format!("promotions[{i}].{name}");
-                if p.basis_points < ONE {
+                if !(ONE..=bounds::MAX_MULTIPLIER_BP).contains(&p.basis_points) {
                     return Err(FieldError::new(
                         field("basis_points"),
-                        "must be at least 10000 (×1); a promotion adds points",
+                        format!(
+                            "must be between 10000 (×1; a promotion adds points) and {}",
+                            bounds::MAX_MULTIPLIER_BP
+                        ),
                     ));
                 }
                 if p.ends_at <= p.starts_at {
@@ -420,6 +418,12 @@ impl CompiledRules {
 fn index(field: &str, list: &[Multiplier]) -> Result<HashMap<String, u32>, FieldError> {
     let mut map = HashMap::with_capacity(list.len());
     for (i, m) in list.iter().enumerate() {
+        if m.basis_points > bounds::MAX_MULTIPLIER_BP {
+            return Err(FieldError::new(
+                format!("{field}[{i}].basis_points"),
+                format!("must be at most {}", bounds::MAX_MULTIPLIER_BP),
+            ));
+        }
         if map.insert(m.key.clone(), m.basis_points).is_some() {
             return Err(FieldError::new(
                 format!("{field}[{i}].key"),

@@ -2,6 +2,7 @@
 //! the referrer and the friend get (by the friend's order value), what the
 //! referrers further up the chain get, and the limits on all of it.
 
+use crate::bounds;
 use crate::ids::MemberId;
 use crate::ledger::account::Asset;
 use crate::referral::fraud::FraudThresholds;
@@ -107,8 +108,7 @@ impl Reward {
                 FieldError::new("basis_points", "must be between 1 and 10000 (100 %)"),
             ),
             Self::CouponPercent { .. } => Ok(()),
-            _ if self.amount() <= 0 => Err(FieldError::new("amount", "must be above 0")),
-            _ => Ok(()),
+            _ => bounds::positive_amount("amount", self.amount()).map(drop),
         }
     }
 }
@@ -236,13 +236,18 @@ impl ReferralRules {
     /// Refuses rules no referral could be paid by, naming the field.
     pub fn validate(&self) -> Result<(), FieldError> {
         match &self.qualifying {
-            Qualifying::PurchaseAtLeast { min_amount } if *min_amount <= 0 => {
-                return Err(FieldError::new("qualifying.min_amount", "must be above 0"))
+            Qualifying::PurchaseAtLeast { min_amount } => {
+                bounds::positive_amount("qualifying.min_amount", *min_amount)?;
             }
-            Qualifying::PurchasesWithin { count, days } if *count == 0 || *days == 0 => {
+            Qualifying::PurchasesWithin { count, days }
+                if !(1..=1000).contains(count) || !(1..=bounds::MAX_DAYS).contains(days) =>
+            {
                 return Err(FieldError::new(
                     "qualifying",
-                    "count and days must both be at least 1",
+                    format!(
+                        "count must be between 1 and 1000, days between 1 and {}",
+                        bounds::MAX_DAYS
+                    ),
                 ))
             }
             Qualifying::CustomEvent { name }
@@ -269,6 +274,7 @@ impl ReferralRules {
         }
         for (i, t) in self.tiers.iter().enumerate() {
             let at = |f: &str| format!("tiers[{i}].{f}");
+            bounds::amount(&at("min_order"), t.min_order)?;
             if i > 0 && t.min_order <= self.tiers[i - 1].min_order {
                 return Err(FieldError::new(
                     at("min_order"),
@@ -308,8 +314,8 @@ impl ReferralRules {
                     "each share must be between 1 and 10000 basis points",
                 ));
             }
-            if l.cap.is_some_and(|c| c <= 0) {
-                return Err(FieldError::new("levels.cap", "must be above 0"));
+            if let Some(cap) = l.cap {
+                bounds::positive_amount("levels.cap", cap)?;
             }
         }
         if self.limits.max_per_referrer == Some(0) {
@@ -318,29 +324,31 @@ impl ReferralRules {
                 "must be at least 1",
             ));
         }
-        if self.limits.max_per_referrer.is_some() != self.limits.period_days.is_some()
-            || self.limits.period_days == Some(0)
-        {
+        bounds::days(
+            "limits.period_days",
+            self.limits.period_days,
+            "without a limit",
+        )?;
+        if self.limits.max_per_referrer.is_some() != self.limits.period_days.is_some() {
             return Err(FieldError::new(
                 "limits.period_days",
                 "give max_per_referrer and period_days (at least 1) together",
             ));
         }
-        if self.limits.budget_minor.is_some_and(|b| b <= 0) {
-            return Err(FieldError::new("limits.budget_minor", "must be above 0"));
+        if let Some(budget) = self.limits.budget_minor {
+            bounds::positive_amount("limits.budget_minor", budget)?;
         }
-        if self.attribution.window_days == 0 || self.attribution.window_days > 3650 {
+        if !(1..=bounds::MAX_DAYS).contains(&self.attribution.window_days) {
             return Err(FieldError::new(
                 "attribution.window_days",
-                "must be between 1 and 3650",
+                format!("must be between 1 and {}", bounds::MAX_DAYS),
             ));
         }
-        if self.hold_days == Some(0) {
-            return Err(FieldError::new(
-                "hold_days",
-                "must be at least 1, or absent for the program's earn_hold_days",
-            ));
-        }
+        bounds::days(
+            "hold_days",
+            self.hold_days,
+            "for the program's earn_hold_days",
+        )?;
         self.fraud.validate().map_err(|e| e.within("fraud"))
     }
 

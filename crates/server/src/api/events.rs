@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use sarafan_core::apikey::Scope;
+use sarafan_core::bounds;
 use sarafan_core::ids::MemberId;
 use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::rules::{EarnLine, Line, Purchase};
@@ -273,11 +274,7 @@ pub fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError
     }
     let amount = || -> Result<i64, FieldError> {
         match r.amount {
-            Some(a) if a > 0 => Ok(a),
-            Some(a) => Err(FieldError::new(
-                "amount",
-                format!("must be above 0 minor units (got {a})"),
-            )),
+            Some(a) => bounds::positive_amount("amount", a),
             None => Err(FieldError::new(
                 "amount",
                 "is required: the amount in minor units, e.g. 150000 for 1500.00",
@@ -299,12 +296,13 @@ pub fn parse(r: EventRequest, now: OffsetDateTime) -> Result<EventIn, FieldError
                 .enumerate()
                 .map(|(i, l)| {
                     let f = |name: &str| format!("lines[{i}].{name}");
-                    if l.quantity == 0 {
-                        return Err(FieldError::new(f("quantity"), "must be at least 1"));
+                    if !(1..=bounds::MAX_QUANTITY).contains(&l.quantity) {
+                        return Err(FieldError::new(
+                            f("quantity"),
+                            format!("must be between 1 and {}", bounds::MAX_QUANTITY),
+                        ));
                     }
-                    if l.unit_price < 0 {
-                        return Err(FieldError::new(f("unit_price"), "must not be negative"));
-                    }
+                    bounds::amount(&f("unit_price"), l.unit_price)?;
                     Ok(Line {
                         sku: bounded(&f("sku"), &l.sku, 1, 100)?,
                         category: text(&f("category"), l.category.as_ref(), 100)?,
@@ -584,15 +582,8 @@ pub async fn redeem(
 ) -> ApiResult<(StatusCode, Json<EventResult>)> {
     caller.require(Scope::Server)?;
     let (request, fingerprint) = canonical(&body);
-    if body.order_amount <= 0 {
-        return Err(ApiError::invalid(
-            "order_amount",
-            "must be above 0 minor units",
-        ));
-    }
-    if body.points <= 0 {
-        return Err(ApiError::invalid("points", "must be above 0"));
-    }
+    bounds::positive_amount("order_amount", body.order_amount)?;
+    bounds::positive_amount("points", body.points)?;
     let event = EventIn {
         key: bounded("id", &body.id, 1, 200)?,
         request,
@@ -681,13 +672,7 @@ pub async fn adjust(
         }
         None => {
             let points = match body.points {
-                Some(p) if p > 0 => p,
-                Some(p) => {
-                    return Err(ApiError::invalid(
-                        "points",
-                        format!("must be above 0 (got {p})"),
-                    ))
-                }
+                Some(p) => bounds::positive_amount("points", p)?,
                 None => {
                     return Err(ApiError::invalid(
                         "points",

@@ -1,11 +1,12 @@
 //! The program's API keys (admin keys only).
 
 use crate::extract::{ApiJson, Caller};
+use crate::idempotency::ShownOnce;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use sarafan_core::apikey::Scope;
 use sarafan_core::ids::ApiKeyId;
 use sarafan_core::text::bounded;
@@ -79,6 +80,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     responses(
         (status = 201, body = CreatedKey),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A replay of this request (same Idempotency-Key): the secret was shown only once", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
@@ -86,7 +88,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateKey>,
-) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+) -> ApiResult<(StatusCode, Extension<ShownOnce>, Json<CreatedKey>)> {
     caller.require(Scope::Admin)?;
     let name = bounded("name", &body.name, 1, 100)?;
     let scope = Scope::parse("scope", &body.scope)?;
@@ -94,8 +96,13 @@ pub async fn create(
         .store
         .issue_api_key(caller.program, &name, scope)
         .await?;
+    let made = ShownOnce(format!(
+        "API key {} was created; if its token was lost, revoke it and create another",
+        key.id
+    ));
     Ok((
         StatusCode::CREATED,
+        Extension(made),
         Json(CreatedKey {
             key: key.into(),
             token,

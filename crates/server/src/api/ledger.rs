@@ -1,6 +1,6 @@
 //! Earn rules, members' balances and statements, program totals.
 
-use super::new_rule_version;
+use super::{new_rule_version, page_limit};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::AppState;
@@ -223,13 +223,15 @@ pub(crate) async fn full_statement(
     let mut lines = Vec::new();
     let mut after = None;
     loop {
-        let page = state.store.statement(program, id, after, 500).await?;
-        let full = page.len() == 500;
-        after = page.last().map(|l| l.transfer_id);
+        let (page, next) = state
+            .store
+            .statement(program, id, after, sarafan_store::MAX_PAGE)
+            .await?;
         lines.extend(page.into_iter().map(StatementLineView::from));
-        if !full {
+        if next.is_none() {
             return Ok(lines);
         }
+        after = next;
     }
 }
 
@@ -248,18 +250,12 @@ pub async fn statement(
     ApiQuery(q): ApiQuery<StatementQuery>,
 ) -> ApiResult<Json<StatementView>> {
     caller.require(Scope::Server)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
+    let limit = page_limit(q.limit.or(Some(100)))?;
     let id = member(&state, &caller, &id).await?;
-    let lines = state
+    let (lines, next) = state
         .store
         .statement(caller.program, id, q.after, limit)
         .await?;
-    let next = (lines.len() == limit as usize)
-        .then(|| lines.last().map(|l| l.transfer_id))
-        .flatten();
     Ok(Json(StatementView {
         items: lines.into_iter().map(StatementLineView::from).collect(),
         next,

@@ -33,11 +33,15 @@ pub(crate) fn from_value<T: DeserializeOwned>(
     })
 }
 
-/// The page size of a list: 50 unless asked, at most 500.
+/// The page size of a list: 50 unless asked, at most
+/// [`MAX_PAGE`](sarafan_store::MAX_PAGE).
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     let limit = limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+    if !(1..=sarafan_store::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {}", sarafan_store::MAX_PAGE),
+        ));
     }
     Ok(limit)
 }

@@ -163,16 +163,10 @@ pub async fn list(
             message_id(a).map_err(|_| ApiError::invalid("after", "must be the `next` of a page"))
         })
         .transpose()?;
-    let mut items = state
+    let (items, next) = state
         .store
-        .outbox_messages(caller.program, status, after, limit + 1)
+        .outbox_messages(caller.program, status, after, limit)
         .await?;
-    let next = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|m| m.id)
-    } else {
-        None
-    };
     Ok(Json(MessageList {
         items: items.into_iter().map(MessageView::from).collect(),
         next,

@@ -3,12 +3,13 @@
 //! OAuth client for account linking. See docs/voice.md.
 
 use crate::extract::{ApiJson, Caller};
+use crate::idempotency::ShownOnce;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::voice::oauth::new_secret;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use sarafan_core::apikey::Scope;
 use sarafan_core::text::bounded;
 use sarafan_core::voice::{client_id, Assistant, TokenKind};
@@ -133,6 +134,7 @@ pub async fn list(
     responses(
         (status = 201, description = "Configured; the secrets are shown", body = VoiceAssistantWithSecrets),
         (status = 200, description = "Updated; secrets kept", body = VoiceAssistantWithSecrets),
+        (status = 409, description = "A replay of this request (same Idempotency-Key): the secret was shown only once", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown assistant, empty skill id or bad redirect URI", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
@@ -141,7 +143,11 @@ pub async fn put(
     caller: Caller,
     Path(assistant): Path<String>,
     ApiJson(body): ApiJson<PutVoiceAssistant>,
-) -> ApiResult<(StatusCode, Json<VoiceAssistantWithSecrets>)> {
+) -> ApiResult<(
+    StatusCode,
+    Option<Extension<ShownOnce>>,
+    Json<VoiceAssistantWithSecrets>,
+)> {
     caller.require(Scope::Admin)?;
     let assistant = assistant_of(&assistant)?;
     let skill_id = bounded("skill_id", &body.skill_id, 1, 200)?;
@@ -184,8 +190,15 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
+    let made = fresh.then(|| {
+        Extension(ShownOnce(format!(
+            "{} was configured with new secrets; if they were lost, put it again with rotate_secrets",
+            assistant.as_str()
+        )))
+    });
     Ok((
         status,
+        made,
         Json(VoiceAssistantWithSecrets {
             assistant: VoiceAssistantView::of(&state, &saved),
             client_secret,

@@ -1,11 +1,12 @@
 //! Webhook endpoints of the caller's program (admin keys only).
 
 use crate::extract::{ApiJson, Caller};
+use crate::idempotency::ShownOnce;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use sarafan_core::apikey::Scope;
 use sarafan_core::outbox::{validate_webhook_url, Topic};
 use sarafan_core::text::bounded;
@@ -162,6 +163,7 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "messaging", request_body = CreateWebhook,
     responses(
         (status = 201, body = WebhookWithSecret),
+        (status = 409, description = "A replay of this request (same Idempotency-Key): the secret was shown only once", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad URL (not http(s), or a loopback, private or other non-public address unless the server allows them) or event type", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
@@ -169,7 +171,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateWebhook>,
-) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
+) -> ApiResult<(StatusCode, Extension<ShownOnce>, Json<WebhookWithSecret>)> {
     caller.require(Scope::Admin)?;
     let url = checked_url(&state, &body.url)?;
     let description = bounded("description", &body.description, 0, 500)?;
@@ -178,7 +180,11 @@ pub async fn create(
         .store
         .create_webhook(caller.program, &url, &description, &topics)
         .await?;
-    Ok((StatusCode::CREATED, Json(created.into())))
+    let made = ShownOnce(format!(
+        "webhook endpoint {} was created; if its secret was lost, rotate it",
+        created.id
+    ));
+    Ok((StatusCode::CREATED, Extension(made), Json(created.into())))
 }
 
 /// One endpoint.
@@ -267,6 +273,7 @@ pub async fn delete(
     responses(
         (status = 200, body = WebhookWithSecret),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A replay of this request (same Idempotency-Key): the secret was shown only once", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
@@ -275,7 +282,7 @@ pub async fn rotate(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RotateSecret>,
-) -> ApiResult<Json<WebhookWithSecret>> {
+) -> ApiResult<(Extension<ShownOnce>, Json<WebhookWithSecret>)> {
     caller.require(Scope::Admin)?;
     let id = webhook_id(&id)?;
     let grace = body.grace_seconds.unwrap_or(86_400);
@@ -290,7 +297,10 @@ pub async fn rotate(
         .rotate_webhook_secret(caller.program, id, Duration::from_secs(grace))
         .await?
         .ok_or_else(|| missing(id))?;
-    Ok(Json(w.into()))
+    let made = ShownOnce(format!(
+        "webhook endpoint {id} got a new secret; if it was lost, rotate it again"
+    ));
+    Ok((Extension(made), Json(w.into())))
 }
 
 /// The body POSTed to an endpoint (`api_version` 1). Headers:

@@ -12,7 +12,9 @@ use sarafan_core::member::MemberStatus;
 use sarafan_core::outbox::Topic;
 use sarafan_core::voice::{match_name, parse_token, Assistant, NameMatch, TokenKind};
 use sarafan_store::outbox::Outgoing;
-use sarafan_store::{IdempotencyBegin, Member, Program, SavedResponse, VoiceAssistant};
+use sarafan_store::{
+    IdempotencyBegin, IdempotencyScope, Member, Program, SavedResponse, VoiceAssistant,
+};
 use time::OffsetDateTime;
 
 /// What the user asked for.
@@ -338,10 +340,17 @@ async fn share(
         .await?
         .ok_or_else(|| ApiError::Internal("linked member vanished".into()))?;
     let url = format!("{}/r/{}", state.config.public_url, codes.code);
-    let key = format!("voice:{}:{}", turn.assistant.as_str(), turn.request_id);
+    let scope = IdempotencyScope {
+        program: program.id,
+        caller: member.id.0,
+        method: "VOICE",
+        path: turn.assistant.as_str(),
+        key: &turn.request_id,
+    };
+    let expired_before = sarafan_store::now() - state.config.idempotency_ttl;
     let first = state
         .store
-        .idempotency_begin(program.id, &key, member.id.0.as_bytes())
+        .idempotency_begin(&scope, member.id.0.as_bytes(), expired_before)
         .await?;
     if first == IdempotencyBegin::Run {
         let data = serde_json::json!({
@@ -357,7 +366,7 @@ async fn share(
             )
             .await;
         if let Err(e) = sent {
-            state.store.idempotency_abandon(program.id, &key).await?;
+            state.store.idempotency_abandon(&scope).await?;
             return Err(e.into());
         }
         let done = SavedResponse {
@@ -365,10 +374,7 @@ async fn share(
             content_type: None,
             body: Vec::new(),
         };
-        state
-            .store
-            .idempotency_finish(program.id, &key, &done)
-            .await?;
+        state.store.idempotency_finish(&scope, &done).await?;
     }
     let mailed = member.email.is_some() && member.consent.email;
     let lang = turn.lang;

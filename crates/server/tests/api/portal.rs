@@ -78,7 +78,8 @@ pub async fn sign_in_mail(app: &TestApp) -> Value {
         .store
         .outbox_messages(app.program, None, None, 500)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let mail = messages
         .iter()
         .rev()
@@ -139,6 +140,7 @@ async fn sign_in_by_code_then_portal(db: Db) {
         .outbox_messages(app.program, None, None, 500)
         .await
         .unwrap()
+        .0
         .len();
     let resp = form(
         &app,
@@ -153,6 +155,7 @@ async fn sign_in_by_code_then_portal(db: Db) {
             .outbox_messages(app.program, None, None, 500)
             .await
             .unwrap()
+            .0
             .len(),
         before
     );

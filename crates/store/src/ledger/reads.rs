@@ -3,6 +3,7 @@
 use super::ingest::{outgoing, replay_of, EventIn, ItemResult, LedgerContext, Wanted};
 use super::writes::LedgerIo;
 use crate::outbox::Enqueue;
+use crate::paging::{cut, page_size, rows_to_read};
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset, Owner, ProgramAccount};
@@ -177,15 +178,17 @@ impl Store {
         })
     }
 
-    /// The member's postings, oldest first, after `after` (a transfer id).
+    /// A page of the member's postings, oldest first, after `after` (a
+    /// transfer id), and the `after` of the next page when there is one.
     pub async fn statement(
         &self,
         program: ProgramId,
         member: MemberId,
         after: Option<Uuid>,
         limit: u32,
-    ) -> Result<Vec<StatementLine>> {
-        Ok(with_db!(self, read, |pool| {
+    ) -> Result<(Vec<StatementLine>, Option<Uuid>)> {
+        let size = page_size(limit);
+        let mut lines: Vec<StatementLine> = with_db!(self, read, |pool| {
             sqlx::query_as(&format!(
                 "SELECT transfer_id, CAST(0 AS INTEGER) AS seq, kind, event_key, asset, amount, reason, created_at \
                  FROM {} WHERE program_id = $1 AND member_id = $2{} AND ($3 IS NULL OR transfer_id > $3) \
@@ -196,10 +199,12 @@ impl Store {
             .bind(program.0)
             .bind(member.0)
             .bind(after)
-            .bind(i64::from(limit.clamp(1, 500)))
+            .bind(rows_to_read(size))
             .fetch_all(pool)
             .await?
-        }))
+        });
+        let next = cut(&mut lines, size, |l| l.transfer_id);
+        Ok((lines, next))
     }
 
     /// The program's totals in one asset.

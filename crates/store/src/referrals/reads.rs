@@ -2,6 +2,7 @@
 //! them), a referrer's progress and the program's funnel.
 
 use super::{Referral, ReferralRow, RewardRecord, RewardRow, REFERRAL_COLUMNS, REWARD_COLUMNS};
+use crate::paging::{cut, page_size, rows_to_read};
 use crate::{with_db, Result, Store};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::referral::ReferralState;
@@ -95,7 +96,7 @@ impl Store {
         program: ProgramId,
         f: &ReferralFilter,
     ) -> Result<(Vec<Referral>, Option<Uuid>)> {
-        let limit = f.limit.clamp(1, 500);
+        let size = page_size(f.limit);
         let sql = format!(
             "SELECT {REFERRAL_COLUMNS} FROM referrals WHERE program_id = $1 \
                AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR referrer_id = $3) \
@@ -107,7 +108,7 @@ impl Store {
                 .bind(f.status.map(ReferralState::as_str))
                 .bind(f.referrer.map(|m| m.0))
                 .bind(f.after)
-                .bind(i64::from(limit) + 1)
+                .bind(rows_to_read(size))
                 .fetch_all(pool)
                 .await?
         });
@@ -115,12 +116,7 @@ impl Store {
             .into_iter()
             .map(Referral::try_from)
             .collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|r| r.id)
-        } else {
-            None
-        };
+        let next = cut(&mut items, size, |r| r.id);
         if !items.is_empty() {
             // The page's rewards, in one query.
             let rows: Vec<RewardRow> = with_db!(self, read, |pool| {

@@ -5,6 +5,8 @@ use super::support::{log_mailer, stepped_worker, worker, Behaviour, Receiver};
 use super::webhooks::subscribe;
 use crate::helpers::{json, problem, Db, TestApp};
 use crate::on_both_databases;
+use sarafan_core::outbox::Topic;
+use sarafan_store::outbox::Outgoing;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -14,7 +16,8 @@ on_both_databases!(
     worker_killed_mid_delivery_is_taken_over,
     outbox_bad_input,
     nothing_is_queued_for_a_rolled_back_registration,
-    a_members_messages_arrive_in_order_other_members_concurrently
+    a_members_messages_arrive_in_order_other_members_concurrently,
+    the_largest_page_says_more_follow
 );
 
 /// Waits until the message reaches `status`, and returns its detail.
@@ -373,4 +376,28 @@ async fn a_members_messages_arrive_in_order_other_members_concurrently(db: Db) {
         .collect();
     assert_eq!(attempts.len(), 9);
     assert_eq!(attempts.iter().sum::<i64>(), 10, "only a0 was tried twice");
+/// At the largest page size the look-ahead row still counts: 501 messages
+/// are a full page with a `next`, then a page of one without.
+async fn the_largest_page_says_more_follow(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let receiver = Receiver::start(Behaviour::Ok).await;
+    subscribe(&app, &receiver, json!(["reward.earned"])).await;
+    let max = sarafan_store::MAX_PAGE as usize;
+    let events: Vec<Outgoing> = (0..=max)
+        .map(|i| Outgoing::new(Topic::RewardEarned, None, json!({ "points": i })))
+        .collect();
+    assert_eq!(
+        app.store.enqueue(app.program, &events).await.unwrap(),
+        max + 1
+    );
+    let first = json(app.get(&format!("/api/v1/outbox?limit={max}")).await).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), max);
+    let next = first["next"].as_str().expect("a next page");
+    let second = json(
+        app.get(&format!("/api/v1/outbox?limit={max}&after={next}"))
+            .await,
+    )
+    .await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_eq!(second["next"], Value::Null);
 }

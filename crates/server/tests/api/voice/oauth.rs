@@ -228,10 +228,11 @@ async fn authorize_page_links_a_signed_in_member(db: Db) {
     assert_eq!(resp.headers()[LOCATION], authorize.as_str());
     let cookie = portal::session_cookie(&resp);
 
-    // Signed in: the consent page names the assistant and the store.
+    // Signed in: the consent page names the assistant and the store, and
+    // cannot be framed (clickjacking the allow button).
     let resp = portal::page(app, &authorize, Some(&cookie)).await;
     assert_eq!(resp.status(), 200);
-    let html = portal::body_of(resp).await;
+    let html = crate::page_guard::guarded(resp).await;
     assert!(
         html.contains("Alexa asks to use your Coffee House account"),
         "{html}"
