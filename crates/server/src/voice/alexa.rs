@@ -1,10 +1,10 @@
 //! `POST /voice/alexa`: an Alexa custom skill's endpoint (Alexa Skills Kit
 //! request and response JSON, version 1.0). LaunchRequest, IntentRequest
 //! and SessionEndedRequest are answered; other request types get the
-//! spoken fallback. Every request is verified first ([`super::alexa_verify`])
-//! and must name a skill a program configured.
+//! spoken fallback. Every request is verified ([`super::alexa_verify`])
+//! before it is acted on, and must name a skill a program configured.
 
-use super::alexa_verify::{timestamp_ok, Refused};
+use super::alexa_verify::Refused;
 use super::intents::{answer, Intent, Reply, Turn};
 use super::texts::{lang_of, say, Lang};
 use super::xml_escape;
@@ -96,7 +96,8 @@ pub async fn webhook(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = sarafan_store::now();
+    // Read first: the timestamp is checked before any certificate fetch.
+    let req: Envelope = super::read(&body)?;
     state
         .config
         .alexa
@@ -104,12 +105,11 @@ pub async fn webhook(
             header("signaturecertchainurl"),
             header("signature-256"),
             &body,
-            now,
+            &req.request.timestamp,
+            sarafan_store::now(),
         )
         .await
         .map_err(refused)?;
-    let req: Envelope = super::read(&body)?;
-    timestamp_ok(&req.request.timestamp, now).map_err(refused)?;
     let configs = super::configs_for(
         &state,
         Assistant::Alexa,

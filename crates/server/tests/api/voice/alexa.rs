@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 on_both_databases!(
     alexa_intents_linked_and_unlinked,
     alexa_forged_requests_are_refused,
-    alexa_odd_requests_get_spoken_fallbacks
+    alexa_odd_requests_get_spoken_fallbacks,
+    alexa_certificate_fetches_are_bounded
 );
 
 /// A request envelope as Alexa sends it (after the Alexa Skills Kit
@@ -334,4 +335,58 @@ async fn alexa_forged_requests_are_refused(db: Db) {
         .unwrap();
     problem(resp, 400, "request-not-verified").await;
     assert_eq!(v.queued().await, 0, "a refused request sends nothing");
+}
+
+/// A certificate URL that fails is fetched once for many parallel
+/// requests and remembered; a stale request fetches nothing.
+async fn alexa_certificate_fetches_are_bounded(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    let fetches = || v.pki.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let share = envelope(intent("ShareProgram", "en-US", Some("Coffee House")), None);
+    let bytes = serde_json::to_vec(&share).unwrap();
+    let signature = v.pki.sign(&bytes);
+    let missing = "https://s3.amazonaws.com/echo.api/missing.pem";
+    let parallel: Vec<_> = (0..16)
+        .map(|_| {
+            let post = v
+                .app
+                .client
+                .post(format!("{}/voice/alexa", v.app.base))
+                .header("content-type", "application/json")
+                .header("SignatureCertChainUrl", missing)
+                .header("Signature-256", &signature)
+                .body(bytes.clone());
+            tokio::spawn(post.send())
+        })
+        .collect();
+    for resp in parallel {
+        let p = problem(resp.await.unwrap().unwrap(), 400, "request-not-verified").await;
+        assert!(p["detail"].as_str().unwrap().contains("404"), "{p}");
+    }
+    assert_eq!(fetches(), 1, "one fetch for 16 requests");
+    // Later requests get the remembered failure.
+    problem(
+        v.alexa_raw(&bytes, missing, &signature).await,
+        400,
+        "request-not-verified",
+    )
+    .await;
+    assert_eq!(fetches(), 1);
+
+    // A stale request, and a good URL: refused before any fetch.
+    let mut stale = share.clone();
+    stale["request"]["timestamp"] = json!((OffsetDateTime::now_utc()
+        - time::Duration::seconds(3600))
+    .format(&Rfc3339)
+    .unwrap());
+    let bytes = serde_json::to_vec(&stale).unwrap();
+    let p = problem(
+        v.alexa_raw(&bytes, CERT_URL, &v.pki.sign(&bytes)).await,
+        400,
+        "request-not-verified",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("timestamp"), "{p}");
+    assert_eq!(fetches(), 1, "nothing fetched for a stale request");
+    assert_eq!(v.queued().await, 0);
 }
