@@ -7,6 +7,7 @@ mod alexa;
 mod alice;
 mod dialogflow;
 mod oauth;
+mod shared;
 
 use crate::helpers::{json, Db, TestApp};
 use rcgen::{
