@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod csvio;
 mod demo;
+mod voice;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -53,6 +54,9 @@ enum Command {
     /// Export members or the ledger statement as CSV.
     #[command(subcommand)]
     Export(csvio::ExportCommand),
+    /// Voice assistants of the whole deployment.
+    #[command(subcommand)]
+    Voice(voice::VoiceCommand),
 }
 
 #[derive(Subcommand)]
@@ -120,6 +124,7 @@ async fn main() -> Result<()> {
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Import(cmd) => csvio::import(cmd).await,
         Command::Export(cmd) => csvio::export(cmd).await,
+        Command::Voice(cmd) => voice::run(cmd).await,
         Command::Migrate(db) => {
             let settings = db.resolve(None)?;
             config::init_logging(&settings);

@@ -104,18 +104,59 @@ pub fn parse_token(kind: TokenKind, raw: &str) -> Option<PresentedToken> {
     })
 }
 
-/// The OAuth client id of a program's assistant: `<assistant>-<program id>`,
-/// so the authorize and token endpoints find the program from it.
-pub fn client_id(assistant: Assistant, program: ProgramId) -> String {
-    format!("{}-{}", assistant.as_str(), program.0.simple())
+/// Whose OAuth client an assistant's account linking uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// A program's own skill or agent.
+    Program(ProgramId),
+    /// The deployment-wide skill or agent the operator set up: the member
+    /// picks the program when linking.
+    Shared,
+}
+
+/// The word a shared client's id carries in place of a program id.
+const SHARED: &str = "shared";
+
+/// The OAuth client id of a program's assistant, `<assistant>-<program
+/// id>`, so the authorize and token endpoints find the program from it; or
+/// of the deployment-wide one, `<assistant>-shared`.
+pub fn client_id(assistant: Assistant, client: Client) -> String {
+    match client {
+        Client::Program(program) => format!("{}-{}", assistant.as_str(), program.0.simple()),
+        Client::Shared => format!("{}-{SHARED}", assistant.as_str()),
+    }
 }
 
 /// Reads a client id made by [`client_id`].
-pub fn parse_client_id(raw: &str) -> Option<(Assistant, ProgramId)> {
-    let (assistant, program) = raw.trim().split_once('-')?;
+pub fn parse_client_id(raw: &str) -> Option<(Assistant, Client)> {
+    let (assistant, rest) = raw.trim().split_once('-')?;
     let assistant = Assistant::parse("client_id", assistant).ok()?;
-    (program.len() == 32).then_some(())?;
-    Some((assistant, ProgramId(Uuid::try_parse(program).ok()?)))
+    if rest == SHARED {
+        return Some((assistant, Client::Shared));
+    }
+    (rest.len() == 32).then_some(())?;
+    let program = ProgramId(Uuid::try_parse(rest).ok()?);
+    Some((assistant, Client::Program(program)))
+}
+
+/// Checks an assistant's account-linking redirect URIs: https, no fragment.
+/// Errors name `redirect_uris[<i>]`.
+pub fn redirect_uris(raw: &[String]) -> Result<Vec<String>, FieldError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, uri)| {
+            let field = format!("redirect_uris[{i}]");
+            let url = url::Url::parse(uri.trim())
+                .map_err(|e| FieldError::new(&field, format!("is not a URL ({e})")))?;
+            if url.scheme() != "https" || url.fragment().is_some() {
+                return Err(FieldError::new(
+                    &field,
+                    "must be an https URL without a fragment",
+                ));
+            }
+            Ok(url.to_string())
+        })
+        .collect()
 }
 
 /// How a spoken store name matched the candidates.
@@ -308,8 +349,15 @@ mod tests {
         assert_eq!((read.program_id, read.hash), (p, hash));
         assert!(parse_token(TokenKind::Refresh, &token).is_none());
         assert!(parse_token(TokenKind::Access, &token[..token.len() - 1]).is_none());
-        let id = client_id(Assistant::Alice, p);
-        assert_eq!(parse_client_id(&id), Some((Assistant::Alice, p)));
+        let id = client_id(Assistant::Alice, Client::Program(p));
+        assert_eq!(
+            parse_client_id(&id),
+            Some((Assistant::Alice, Client::Program(p)))
+        );
+        assert_eq!(
+            parse_client_id("alexa-shared"),
+            Some((Assistant::Alexa, Client::Shared))
+        );
         assert_eq!(parse_client_id("alexa-zz"), None);
     }
 }

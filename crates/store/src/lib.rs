@@ -51,7 +51,7 @@ pub use members::{
 pub use paging::MAX_PAGE;
 pub use programs::{NewProgram, Program, ProgramPatch};
 pub use share::{ShareContact, ShareRoutine};
-pub use voice::{VoiceAssistant, VoiceGrant};
+pub use voice::{SharedVoiceAssistant, VoiceAssistant, VoiceGrant};
 pub use webhooks::{WebhookEndpoint, WebhookPatch};
 
 use sqlx::{PgPool, SqlitePool};

@@ -1,6 +1,7 @@
 //! Voice assistants: each program's configuration of its skills and agents,
-//! the directory from a skill id to its programs, and the OAuth codes and
-//! tokens that link an assistant's user to a member.
+//! the directory from a skill id to its programs, the deployment-wide
+//! (shared) skills the operator set up, and the OAuth codes and tokens that
+//! link an assistant's user to a member.
 
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::apikey::TokenHash;
@@ -51,17 +52,72 @@ impl TryFrom<AssistantRow> for VoiceAssistant {
     fn try_from(r: AssistantRow) -> Result<Self> {
         Ok(Self {
             program: ProgramId(r.program_id),
-            assistant: Assistant::parse("assistant", &r.assistant)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            assistant: assistant_of(&r.assistant)?,
             skill_id: r.skill_id,
             secret_hash: r.secret_hash.map(hash_of).transpose()?,
             client_secret_hash: hash_of(r.client_secret_hash)?,
-            redirect_uris: serde_json::from_str(&r.redirect_uris)
-                .map_err(|e| StoreError::Corrupt(format!("voice redirect URIs: {e}")))?,
+            redirect_uris: uris_of(&r.redirect_uris)?,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
     }
+}
+
+/// The operator's deployment-wide configuration of one assistant: a skill
+/// or agent serving every program that configured its skill id, with one
+/// OAuth client and (Dialogflow) one secret for all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedVoiceAssistant {
+    pub assistant: Assistant,
+    pub skill_id: String,
+    /// Hash of the secret Dialogflow sends (Dialogflow only).
+    pub secret_hash: Option<TokenHash>,
+    pub client_secret_hash: TokenHash,
+    pub redirect_uris: Vec<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct SharedRow {
+    assistant: String,
+    skill_id: String,
+    secret_hash: Option<Vec<u8>>,
+    client_secret_hash: Vec<u8>,
+    redirect_uris: String,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+const SHARED_COLUMNS: &str = "assistant, skill_id, secret_hash, client_secret_hash, \
+    redirect_uris, created_at, updated_at";
+
+impl TryFrom<SharedRow> for SharedVoiceAssistant {
+    type Error = StoreError;
+    fn try_from(r: SharedRow) -> Result<Self> {
+        Ok(Self {
+            assistant: assistant_of(&r.assistant)?,
+            skill_id: r.skill_id,
+            secret_hash: r.secret_hash.map(hash_of).transpose()?,
+            client_secret_hash: hash_of(r.client_secret_hash)?,
+            redirect_uris: uris_of(&r.redirect_uris)?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+fn assistant_of(raw: &str) -> Result<Assistant> {
+    Assistant::parse("assistant", raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn uris_of(raw: &str) -> Result<Vec<String>> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("voice redirect URIs: {e}")))
+}
+
+fn uris_json(uris: &[String]) -> Result<String> {
+    serde_json::to_string(uris)
+        .map_err(|e| StoreError::Corrupt(format!("voice redirect URIs: {e}")))
 }
 
 /// A code or token as stored.
@@ -85,8 +141,7 @@ impl TryFrom<GrantRow> for VoiceGrant {
     type Error = StoreError;
     fn try_from(r: GrantRow) -> Result<Self> {
         Ok(Self {
-            assistant: Assistant::parse("assistant", &r.assistant)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            assistant: assistant_of(&r.assistant)?,
             member: MemberId(r.member_id),
             redirect_uri: r.redirect_uri,
             expires_at: r.expires_at,
@@ -98,8 +153,7 @@ impl Store {
     /// Creates or replaces the program's configuration of `c.assistant`,
     /// and routes its skill id to the program. Keeps `created_at`.
     pub async fn put_voice_assistant(&self, c: &VoiceAssistant) -> Result<VoiceAssistant> {
-        let uris = serde_json::to_string(&c.redirect_uris)
-            .map_err(|e| StoreError::Corrupt(format!("voice redirect URIs: {e}")))?;
+        let uris = uris_json(&c.redirect_uris)?;
         let at = now();
         let sql = format!(
             "INSERT INTO voice_assistants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
@@ -217,6 +271,76 @@ impl Store {
             found.extend(self.voice_assistant(ProgramId(p), assistant).await?);
         }
         Ok(found)
+    }
+
+    /// Creates or replaces the deployment-wide configuration of
+    /// `c.assistant`. Keeps `created_at`.
+    pub async fn put_shared_voice_assistant(
+        &self,
+        c: &SharedVoiceAssistant,
+    ) -> Result<SharedVoiceAssistant> {
+        let uris = uris_json(&c.redirect_uris)?;
+        let sql = format!(
+            "INSERT INTO voice_shared_assistants ({SHARED_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (assistant) DO UPDATE SET skill_id = excluded.skill_id, \
+             secret_hash = excluded.secret_hash, client_secret_hash = excluded.client_secret_hash, \
+             redirect_uris = excluded.redirect_uris, updated_at = excluded.updated_at \
+             RETURNING {SHARED_COLUMNS}"
+        );
+        let at = now();
+        let row: SharedRow = with_db!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(c.assistant.as_str())
+                .bind(&c.skill_id)
+                .bind(c.secret_hash.map(|h| h.to_vec()))
+                .bind(&c.client_secret_hash[..])
+                .bind(&uris)
+                .bind(at)
+                .fetch_one(pool)
+                .await?
+        });
+        row.try_into()
+    }
+
+    /// The deployment-wide configurations, by assistant.
+    pub async fn shared_voice_assistants(&self) -> Result<Vec<SharedVoiceAssistant>> {
+        let sql =
+            format!("SELECT {SHARED_COLUMNS} FROM voice_shared_assistants ORDER BY assistant");
+        let rows: Vec<SharedRow> = with_db!(self, read, |pool| {
+            sqlx::query_as(&sql).fetch_all(pool).await?
+        });
+        rows.into_iter()
+            .map(SharedVoiceAssistant::try_from)
+            .collect()
+    }
+
+    pub async fn shared_voice_assistant(
+        &self,
+        assistant: Assistant,
+    ) -> Result<Option<SharedVoiceAssistant>> {
+        let sql =
+            format!("SELECT {SHARED_COLUMNS} FROM voice_shared_assistants WHERE assistant = $1");
+        let row: Option<SharedRow> = with_db!(self, read, |pool| {
+            sqlx::query_as(&sql)
+                .bind(assistant.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(SharedVoiceAssistant::try_from).transpose()
+    }
+
+    /// Removes the deployment-wide configuration; `false` when there was
+    /// none. The programs keep their own configurations.
+    pub async fn delete_shared_voice_assistant(&self, assistant: Assistant) -> Result<bool> {
+        let n = with_db!(self, write, |pool| {
+            sqlx::query("DELETE FROM voice_shared_assistants WHERE assistant = $1")
+                .bind(assistant.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n > 0)
     }
 
     /// Stores a code or token (by its hash) for `member`.

@@ -6,3 +6,4 @@ oauth-deny = Do not allow
 oauth-refused-title = This link request cannot be used
 oauth-unknown-client = The assistant that sent you here is not set up for this store. Start the linking again from the assistant's app.
 oauth-bad-redirect = The assistant asked to return to an address the store has not registered, so we stopped here.
+oauth-pick = Which store is your account with? { $assistant } will use that store's account.

@@ -12,9 +12,8 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use sarafan_core::apikey::Scope;
 use sarafan_core::text::bounded;
-use sarafan_core::voice::{client_id, Assistant, TokenKind};
-use sarafan_core::FieldError;
-use sarafan_store::VoiceAssistant;
+use sarafan_core::voice::{client_id, redirect_uris, Assistant, Client, TokenKind};
+use sarafan_store::{SharedVoiceAssistant, VoiceAssistant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -33,6 +32,10 @@ pub struct VoiceAssistantView {
     pub authorize_url: String,
     pub token_url: String,
     pub redirect_uris: Vec<String>,
+    /// The skill id is the deployment's shared skill (set up by the
+    /// operator): its account linking client and Dialogflow secret are the
+    /// operator's, and `client_id` names that shared client.
+    pub shared: bool,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -42,16 +45,25 @@ pub struct VoiceAssistantView {
 }
 
 impl VoiceAssistantView {
-    fn of(state: &AppState, c: &VoiceAssistant) -> Self {
+    fn of(state: &AppState, c: &VoiceAssistant, shared: &[SharedVoiceAssistant]) -> Self {
         let base = &state.config.public_url;
+        let shared = shared
+            .iter()
+            .any(|s| s.assistant == c.assistant && s.skill_id == c.skill_id);
+        let client = if shared {
+            Client::Shared
+        } else {
+            Client::Program(c.program)
+        };
         Self {
             assistant: c.assistant.as_str().to_owned(),
             skill_id: c.skill_id.clone(),
             endpoint_url: format!("{base}/voice/{}", c.assistant.as_str()),
-            client_id: client_id(c.assistant, c.program),
+            client_id: client_id(c.assistant, client),
             authorize_url: format!("{base}/oauth/authorize"),
             token_url: format!("{base}/oauth/token"),
             redirect_uris: c.redirect_uris.clone(),
+            shared,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -91,24 +103,6 @@ fn assistant_of(raw: &str) -> ApiResult<Assistant> {
     Ok(Assistant::parse("assistant", raw)?)
 }
 
-fn redirect_uris(raw: &[String]) -> Result<Vec<String>, FieldError> {
-    raw.iter()
-        .enumerate()
-        .map(|(i, uri)| {
-            let field = format!("redirect_uris[{i}]");
-            let url = url::Url::parse(uri.trim())
-                .map_err(|e| FieldError::new(&field, format!("is not a URL ({e})")))?;
-            if url.scheme() != "https" || url.fragment().is_some() {
-                return Err(FieldError::new(
-                    &field,
-                    "must be an https URL without a fragment",
-                ));
-            }
-            Ok(url.to_string())
-        })
-        .collect()
-}
-
 /// Lists the program's voice assistants.
 #[utoipa::path(get, path = "/api/v1/voice-assistants", tag = "voice",
     responses((status = 200, body = Vec<VoiceAssistantView>), (status = 403, body = Problem, content_type = "application/problem+json")),
@@ -119,9 +113,10 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<VoiceAssistantView>>> {
     caller.require(Scope::Admin)?;
     let all = state.store.voice_assistants(caller.program).await?;
+    let shared = state.store.shared_voice_assistants().await?;
     Ok(Json(
         all.iter()
-            .map(|c| VoiceAssistantView::of(&state, c))
+            .map(|c| VoiceAssistantView::of(&state, c, &shared))
             .collect(),
     ))
 }
@@ -185,6 +180,7 @@ pub async fn put(
             updated_at: now,
         })
         .await?;
+    let shared = state.store.shared_voice_assistants().await?;
     let status = if existing.is_none() {
         StatusCode::CREATED
     } else {
@@ -200,7 +196,7 @@ pub async fn put(
         status,
         made,
         Json(VoiceAssistantWithSecrets {
-            assistant: VoiceAssistantView::of(&state, &saved),
+            assistant: VoiceAssistantView::of(&state, &saved, &shared),
             client_secret,
             webhook_secret,
         }),

@@ -1,11 +1,11 @@
 //! `POST /voice/alexa`: an Alexa custom skill's endpoint (Alexa Skills Kit
 //! request and response JSON, version 1.0). LaunchRequest, IntentRequest
 //! and SessionEndedRequest are answered; other request types get the
-//! spoken fallback. Every request is verified first ([`super::alexa_verify`])
-//! and must name a skill a program configured.
+//! spoken fallback. Every request is verified ([`super::alexa_verify`])
+//! before it is acted on, and must name a skill a program configured.
 
-use super::alexa_verify::{timestamp_ok, Refused};
-use super::intents::{answer, Intent, Reply, Turn};
+use super::alexa_verify::Refused;
+use super::intents::{answer, Intent, Reply, Turn, PENDING};
 use super::texts::{lang_of, say, Lang};
 use super::xml_escape;
 use crate::problem::ApiError;
@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use sarafan_core::voice::Assistant;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 /// The request envelope (the fields Sarafan reads).
@@ -32,6 +32,10 @@ struct Envelope {
 struct Session {
     #[serde(default)]
     user: Option<User>,
+    /// The attributes the last response set: the intent waiting for a
+    /// store name.
+    #[serde(default)]
+    attributes: Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -96,7 +100,8 @@ pub async fn webhook(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = sarafan_store::now();
+    // Read first: the timestamp is checked before any certificate fetch.
+    let req: Envelope = super::read(&body)?;
     state
         .config
         .alexa
@@ -104,12 +109,11 @@ pub async fn webhook(
             header("signaturecertchainurl"),
             header("signature-256"),
             &body,
-            now,
+            &req.request.timestamp,
+            sarafan_store::now(),
         )
         .await
         .map_err(refused)?;
-    let req: Envelope = super::read(&body)?;
-    timestamp_ok(&req.request.timestamp, now).map_err(refused)?;
     let configs = super::configs_for(
         &state,
         Assistant::Alexa,
@@ -130,6 +134,13 @@ pub async fn webhook(
         .as_ref()
         .and_then(|i| i.slots.get("store"))
         .and_then(|s| s.value.clone());
+    let pending = req
+        .session
+        .as_ref()
+        .and_then(|s| s.attributes.get(PENDING))
+        .and_then(Value::as_str)
+        .map(Intent::from_name)
+        .filter(|i| *i != Intent::Unknown);
     let access_token = req
         .context
         .system
@@ -146,6 +157,9 @@ pub async fn webhook(
             assistant: Assistant::Alexa,
             intent,
             store,
+            // Alexa sends no transcript; the answer must fill a slot.
+            utterance: None,
+            pending,
             lang,
             access_token,
             request_id: req.request.request_id,
@@ -161,8 +175,9 @@ fn ssml(text: &str) -> Value {
 }
 
 /// The response: SSML speech, a LinkAccount card when the user should
-/// link, else a Simple card with the link, and a reprompt while the
-/// session stays open.
+/// link, else a Simple card with the link, a reprompt while the session
+/// stays open, and the intent waiting for a store name as a session
+/// attribute.
 fn response(lang: Lang, reply: &Reply) -> Value {
     let mut body = json!({
         "outputSpeech": ssml(&reply.speech),
@@ -176,5 +191,9 @@ fn response(lang: Lang, reply: &Reply) -> Value {
     if !reply.end_session {
         body["reprompt"] = json!({"outputSpeech": ssml(&say(lang, "voice-help", &[]))});
     }
-    json!({"version": "1.0", "response": body})
+    let attributes = match reply.asks_store {
+        Some(intent) => json!({ PENDING: intent.as_str() }),
+        None => json!({}),
+    };
+    json!({"version": "1.0", "sessionAttributes": attributes, "response": body})
 }

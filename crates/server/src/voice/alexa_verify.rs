@@ -10,6 +10,14 @@
 //! run their own CA; production uses the Mozilla roots and HTTPS. Fetched
 //! chains are cached by URL (Amazon reuses a certificate for many requests);
 //! the chain is re-verified against the clock on every use.
+//!
+//! Fetching is what an attacker can make expensive: any URL under
+//! `/echo.api/` passes the shape check. So everything that costs nothing
+//! is checked first (the URL's shape, the signature's encoding, the
+//! request's timestamp); one fetch per URL runs at a time and the other
+//! requests naming it wait for its outcome; a failed fetch is remembered
+//! for [`FAILURE_TTL`]; and at most [`MAX_FETCHES`] fetches run at once,
+//! a request beyond that is refused at once rather than queued.
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
@@ -18,6 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
+use tokio::sync::{OnceCell, Semaphore};
 use webpki::{EndEntityCert, KeyUsage};
 
 /// How far a request's timestamp may be from now.
@@ -28,6 +37,12 @@ const SIGNER: &str = "echo-api.amazon.com";
 
 /// Cached chains at most; an attacker cannot make Amazon's host serve many.
 const CACHE_LIMIT: usize = 64;
+
+/// How long a failed fetch is answered from memory.
+pub const FAILURE_TTL: time::Duration = time::Duration::seconds(60);
+
+/// Certificate fetches in flight at most, over all URLs.
+pub const MAX_FETCHES: usize = 4;
 
 /// Fetches the PEM certificate chain at a (checked) URL.
 pub trait CertSource: Send + Sync {
@@ -75,10 +90,25 @@ pub enum Refused {
     Timestamp(String),
 }
 
+type Chain = Arc<Vec<CertificateDer<'static>>>;
+
+/// What fetching a URL gave: a chain, or a failure remembered until
+/// `until`.
+#[derive(Clone)]
+enum Fetched {
+    Chain(Chain),
+    Failed { why: Refused, until: OffsetDateTime },
+}
+
+/// A URL's fetch, shared by every request naming it: the first to arrive
+/// runs it, the others wait for its outcome.
+type Slot = Arc<OnceCell<Fetched>>;
+
 pub struct AlexaVerifier {
     roots: Vec<TrustAnchor<'static>>,
     source: Arc<dyn CertSource>,
-    cache: Mutex<HashMap<String, Arc<Vec<CertificateDer<'static>>>>>,
+    cache: Mutex<HashMap<String, Slot>>,
+    fetches: Semaphore,
 }
 
 impl std::fmt::Debug for AlexaVerifier {
@@ -109,16 +139,20 @@ impl AlexaVerifier {
             roots,
             source,
             cache: Mutex::new(HashMap::new()),
+            fetches: Semaphore::new(MAX_FETCHES),
         }
     }
 
-    /// Checks the headers' certificate URL and signature over `body`, at
-    /// `now`.
+    /// Checks the headers' certificate URL and signature over `body`, and
+    /// the request's `timestamp` (read from the body, still unverified), at
+    /// `now`. Nothing is fetched for a request that fails a check that
+    /// costs nothing.
     pub async fn verify(
         &self,
         cert_url: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
+        timestamp: &str,
         now: OffsetDateTime,
     ) -> Result<(), Refused> {
         let url = cert_url_ok(cert_url.ok_or_else(|| Refused::CertUrl("missing".into()))?)?;
@@ -127,7 +161,8 @@ impl AlexaVerifier {
         let signature = base64::engine::general_purpose::STANDARD
             .decode(signature.trim())
             .map_err(|_| Refused::Signature("is not base64".into()))?;
-        let chain = self.chain(&url).await?;
+        timestamp_ok(timestamp, now)?;
+        let chain = self.chain(&url, now).await?;
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or_else(|| Refused::Chain("is empty".into()))?;
@@ -153,22 +188,53 @@ impl AlexaVerifier {
             .map_err(|_| Refused::Signature("does not match the body".into()))
     }
 
-    async fn chain(&self, url: &url::Url) -> Result<Arc<Vec<CertificateDer<'static>>>, Refused> {
-        let key = url.as_str().to_owned();
-        if let Some(hit) = self.cache.lock().expect("cache lock").get(&key) {
-            return Ok(hit.clone());
+    /// The chain at `url`: from memory, from the fetch another request is
+    /// running, or fetched now.
+    async fn chain(&self, url: &url::Url, now: OffsetDateTime) -> Result<Chain, Refused> {
+        let slot = self.slot(url.as_str(), now);
+        let fetched = slot
+            .get_or_try_init(|| async {
+                // Busy is not remembered: the next request may try again.
+                let _permit = self.fetches.try_acquire().map_err(|_| {
+                    Refused::Chain("too many certificate fetches in flight; try again".into())
+                })?;
+                Ok::<_, Refused>(match self.fetch(url).await {
+                    Ok(chain) => Fetched::Chain(chain),
+                    Err(why) => Fetched::Failed {
+                        why,
+                        until: now + FAILURE_TTL,
+                    },
+                })
+            })
+            .await?;
+        match fetched {
+            Fetched::Chain(chain) => Ok(chain.clone()),
+            Fetched::Failed { why, .. } => Err(why.clone()),
         }
+    }
+
+    /// The URL's slot; a failure past its time is forgotten.
+    fn slot(&self, key: &str, now: OffsetDateTime) -> Slot {
+        let mut cache = self.cache.lock().expect("cache lock");
+        let stale = matches!(
+            cache.get(key).and_then(|s| s.get()),
+            Some(Fetched::Failed { until, .. }) if *until <= now
+        );
+        if stale {
+            cache.remove(key);
+        }
+        if !cache.contains_key(key) && cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.entry(key.to_owned()).or_default().clone()
+    }
+
+    async fn fetch(&self, url: &url::Url) -> Result<Chain, Refused> {
         let pem = self.source.fetch(url).await.map_err(Refused::Chain)?;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| Refused::Chain(format!("is not PEM: {e}")))?;
-        let chain = Arc::new(chain);
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(key, chain.clone());
-        Ok(chain)
+        Ok(Arc::new(chain))
     }
 }
 
@@ -235,6 +301,105 @@ mod tests {
         ] {
             assert!(cert_url_ok(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Counts fetches; each waits for a permit of `release`, then fails.
+    struct Counting {
+        started: tokio::sync::watch::Sender<usize>,
+        release: Semaphore,
+    }
+
+    impl CertSource for Counting {
+        fn fetch<'a>(
+            &'a self,
+            url: &'a url::Url,
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
+            self.started.send_modify(|n| *n += 1);
+            Box::pin(async move {
+                let _ = self.release.acquire().await;
+                Err(format!("404 for {url}"))
+            })
+        }
+    }
+
+    fn counting(released: usize) -> (Arc<Counting>, AlexaVerifier) {
+        let source = Arc::new(Counting {
+            started: tokio::sync::watch::channel(0).0,
+            release: Semaphore::new(released),
+        });
+        (source.clone(), AlexaVerifier::new(Vec::new(), source))
+    }
+
+    const AT: OffsetDateTime = time::macros::datetime!(2026-01-01 12:00:00 UTC);
+
+    async fn verify_at(v: &AlexaVerifier, url: &str, at: OffsetDateTime) -> Refused {
+        let stamp = at.format(&time::format_description::well_known::Rfc3339);
+        v.verify(Some(url), Some("AAAA"), b"{}", &stamp.unwrap(), at)
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn failed_fetches_are_remembered_for_a_minute() {
+        let (source, v) = counting(Semaphore::MAX_PERMITS);
+        let url = "https://s3.amazonaws.com/echo.api/missing.pem";
+        let fetched = || *source.started.borrow();
+        assert!(matches!(verify_at(&v, url, AT).await, Refused::Chain(_)));
+        verify_at(&v, url, AT + time::Duration::seconds(59)).await;
+        assert_eq!(fetched(), 1);
+        verify_at(&v, url, AT + FAILURE_TTL).await;
+        assert_eq!(fetched(), 2, "tried again once the minute is over");
+    }
+
+    #[tokio::test]
+    async fn fetches_in_flight_are_capped() {
+        let (source, v) = counting(0);
+        let v = Arc::new(v);
+        let url = |i: usize| format!("https://s3.amazonaws.com/echo.api/{i}.pem");
+        let mut held = Vec::new();
+        for i in 0..MAX_FETCHES {
+            let (v, url) = (v.clone(), url(i));
+            held.push(tokio::spawn(async move { verify_at(&v, &url, AT).await }));
+        }
+        let mut started = source.started.subscribe();
+        started.wait_for(|n| *n == MAX_FETCHES).await.unwrap();
+        // One more URL is refused at once, without a fetch, and not
+        // remembered as failed.
+        let busy = verify_at(&v, &url(MAX_FETCHES), AT).await;
+        assert!(busy.to_string().contains("too many"), "{busy}");
+        assert_eq!(*source.started.borrow(), MAX_FETCHES);
+        source.release.add_permits(Semaphore::MAX_PERMITS / 2);
+        for h in held {
+            assert!(h.await.unwrap().to_string().contains("404"));
+        }
+        let again = verify_at(&v, &url(MAX_FETCHES), AT).await;
+        assert!(again.to_string().contains("404"), "{again}");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_fetched_for_a_stale_or_misshapen_request() {
+        let (source, v) = counting(Semaphore::MAX_PERMITS);
+        let url = "https://s3.amazonaws.com/echo.api/cert.pem";
+        let stale = v
+            .verify(Some(url), Some("AAAA"), b"{}", "2026-01-01T11:57:29Z", AT)
+            .await;
+        assert!(matches!(stale, Err(Refused::Timestamp(_))), "{stale:?}");
+        let elsewhere = "https://s3.amazonaws.com/other/cert.pem";
+        assert!(matches!(
+            verify_at(&v, elsewhere, AT).await,
+            Refused::CertUrl(_)
+        ));
+        let unsigned = v
+            .verify(
+                Some(url),
+                Some("not base64!"),
+                b"{}",
+                "2026-01-01T12:00:00Z",
+                AT,
+            )
+            .await;
+        assert!(matches!(unsigned, Err(Refused::Signature(_))));
+        assert_eq!(*source.started.borrow(), 0);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! A request with an unknown client or a redirect URI the program did not
 //! register is answered here, never redirected (§4.1.2.1): the page must
 //! not become an open redirect.
+//!
+//! The client of a deployment-wide skill (`alexa-shared`) names no
+//! program: the page first asks which store's account to link (`program`
+//! is then added to the request), and the member signs in to that
+//! program; the code is that program's.
 
 use super::oauth::grant;
 use crate::i18n::{text, Negotiated};
@@ -20,12 +25,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use minijinja::context;
 use sarafan_core::ids::ProgramId;
-use sarafan_core::voice::{parse_client_id, Assistant, TokenKind};
+use sarafan_core::voice::{parse_client_id, Assistant, Client as ClientId, TokenKind};
 use sarafan_store::Program;
 use serde::{Deserialize, Serialize};
 
 /// The authorization request, from the query (GET) or the consent form (POST).
-#[derive(Deserialize, Serialize, Default)]
+#[derive(Deserialize, Serialize, Default, Clone)]
 pub struct AuthorizeRequest {
     #[serde(default)]
     response_type: Option<String>,
@@ -37,6 +42,9 @@ pub struct AuthorizeRequest {
     state: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+    /// The program picked on a shared client's first page.
+    #[serde(default)]
+    program: Option<String>,
 }
 
 /// A checked request: the program, the assistant and where to send the code.
@@ -52,8 +60,9 @@ struct Client {
            ("client_id" = String, Query, description = "The assistant's client id (`alexa-<program id>`)"),
            ("redirect_uri" = String, Query, description = "One of the redirect URIs the program registered for the assistant"),
            ("state" = Option<String>, Query, description = "Returned unchanged"),
-           ("scope" = Option<String>, Query, description = "Returned unchanged; Sarafan grants one scope")),
-    responses((status = 200, description = "The consent page", content_type = "text/html", body = String),
+           ("scope" = Option<String>, Query, description = "Returned unchanged; Sarafan grants one scope"),
+           ("program" = Option<String>, Query, description = "A shared client's program, picked on the page this endpoint shows without it")),
+    responses((status = 200, description = "The consent page, or for a shared client without `program` the list of stores to pick from", content_type = "text/html", body = String),
               (status = 303, description = "To the program's sign-in page, or back to the assistant with an error"),
               (status = 400, description = "Unknown client or unregistered redirect URI (not redirected)", content_type = "text/html", body = String)))]
 pub async fn page(State(state): State<AppState>, neg: Negotiated, parts: Parts) -> Response {
@@ -95,6 +104,7 @@ pub async fn page(State(state): State<AppState>, neg: Negotiated, parts: Parts) 
             redirect_uri => client.redirect_uri,
             state => req.state,
             scope => req.scope,
+            program_id => req.program,
         },
     )
 }
@@ -168,24 +178,48 @@ async fn client(
             },
         )
     };
-    let Some((assistant, program)) = req.client_id.as_deref().and_then(parse_client_id) else {
+    let Some((assistant, client_id)) = req.client_id.as_deref().and_then(parse_client_id) else {
         return Err(refuse("oauth-unknown-client"));
     };
     let store_failed = |e| crate::problem::ApiError::from(e).into_response();
-    let Some(config) = state
-        .store
-        .voice_assistant(program, assistant)
-        .await
-        .map_err(store_failed)?
-    else {
-        return Err(refuse("oauth-unknown-client"));
+    // The registered redirect URIs, and the program or the shared skill.
+    let (registered, program) = match client_id {
+        ClientId::Program(program) => {
+            let Some(config) = state
+                .store
+                .voice_assistant(program, assistant)
+                .await
+                .map_err(store_failed)?
+            else {
+                return Err(refuse("oauth-unknown-client"));
+            };
+            (config.redirect_uris, Ok(program))
+        }
+        ClientId::Shared => {
+            let Some(shared) = state
+                .store
+                .shared_voice_assistant(assistant)
+                .await
+                .map_err(store_failed)?
+            else {
+                return Err(refuse("oauth-unknown-client"));
+            };
+            (shared.redirect_uris, Err(shared.skill_id))
+        }
     };
     let Some(redirect_uri) = req
         .redirect_uri
         .as_deref()
-        .filter(|uri| config.redirect_uris.iter().any(|r| r == uri))
+        .filter(|uri| registered.iter().any(|r| r == uri))
     else {
         return Err(refuse("oauth-bad-redirect"));
+    };
+    let program = match program {
+        Ok(program) => program,
+        Err(skill) => match shared_program(state, req, neg, assistant, &skill).await? {
+            Some(program) => program,
+            None => return Err(refuse("oauth-unknown-client")),
+        },
     };
     let Some(program) = state.store.program(program).await.map_err(store_failed)? else {
         return Err(refuse("oauth-unknown-client"));
@@ -195,6 +229,62 @@ async fn client(
         assistant,
         redirect_uri: redirect_uri.to_owned(),
     })
+}
+
+/// The program a shared client's request links: the one picked (which
+/// must be served by the shared skill), the only one the skill serves, or
+/// else a page listing them to pick from. `None`: a program the skill
+/// does not serve.
+async fn shared_program(
+    state: &AppState,
+    req: &AuthorizeRequest,
+    neg: &Negotiated,
+    assistant: Assistant,
+    skill: &str,
+) -> Result<Option<ProgramId>, Response> {
+    let store_failed = |e| crate::problem::ApiError::from(e).into_response();
+    let served: Vec<ProgramId> = state
+        .store
+        .voice_assistants_for_skill(assistant, skill)
+        .await
+        .map_err(store_failed)?
+        .into_iter()
+        .map(|c| c.program)
+        .collect();
+    if let Some(picked) = req.program.as_deref() {
+        let picked = ProgramId::parse("program", picked).ok();
+        return Ok(picked.filter(|p| served.contains(p)));
+    }
+    if let [only] = served.as_slice() {
+        return Ok(Some(*only));
+    }
+    let mut programs = Vec::with_capacity(served.len());
+    for id in served {
+        let Some(program) = state.store.program(id).await.map_err(store_failed)? else {
+            continue;
+        };
+        let picked = AuthorizeRequest {
+            program: Some(id.to_string()),
+            ..req.clone()
+        };
+        let query = serde_urlencoded::to_string(&picked).unwrap_or_default();
+        programs.push(context! {
+            name => program.name,
+            url => format!("/oauth/authorize?{query}"),
+        });
+    }
+    let lang = neg.lang("en");
+    Err(page::render(
+        StatusCode::OK,
+        "authorize.html",
+        lang,
+        neg,
+        context! {
+            program_name => "Sarafan",
+            assistant => assistant_name(assistant),
+            programs => programs,
+        },
+    ))
 }
 
 /// Only the authorization-code grant is offered; anything else goes back
@@ -238,7 +328,8 @@ fn back_url(redirect_uri: &str, params: &[(&str, &str)], state: Option<&str>) ->
 
 fn assistant_name(a: Assistant) -> &'static str {
     match a {
-        Assistant::Dialogflow => "Google Assistant",
+        // Google Assistant no longer reaches third-party agents.
+        Assistant::Dialogflow => "Dialogflow",
         Assistant::Alexa => "Alexa",
         Assistant::Alice => "Алиса",
     }

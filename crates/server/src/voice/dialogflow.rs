@@ -5,8 +5,10 @@
 //! The agent is found from the session path (the ES project id, the CX
 //! agent id); the request must carry the secret Sarafan issued for it, as
 //! the password of HTTP basic authentication or in `X-Sarafan-Secret`.
+//! The intent waiting for a store name is kept in the ES context
+//! `sarafan_pending` or the CX session parameter of that name.
 
-use super::intents::{answer, Intent, Reply, Turn};
+use super::intents::{answer, Intent, Reply, Turn, PENDING};
 use super::texts::lang_of;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -44,6 +46,11 @@ struct QueryResult {
     intent: Option<EsIntent>,
     #[serde(default)]
     language_code: String,
+    #[serde(default)]
+    query_text: String,
+    /// The active contexts, Sarafan's `sarafan_pending` among them.
+    #[serde(default)]
+    output_contexts: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +80,11 @@ struct CxRequest {
     session_info: SessionInfo,
     #[serde(default)]
     language_code: String,
+    /// What the user typed, or the transcript of what they said.
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    transcript: Option<String>,
     /// Custom data the client passed in `QueryParameters.payload`; a linked
     /// account's token is at `user.accessToken`.
     #[serde(default)]
@@ -136,6 +148,8 @@ pub async fn webhook(
                 assistant: Assistant::Dialogflow,
                 intent,
                 store,
+                utterance: req.text.or(req.transcript),
+                pending: pending_in(&req.session_info.parameters),
                 lang: lang_of(&req.language_code),
                 access_token: access_token(&req.payload),
                 request_id: req.detect_intent_response_id,
@@ -148,6 +162,11 @@ pub async fn webhook(
         let req: EsRequest = super::read(&body)?;
         let configs = authenticate(&state, &headers, &req.session).await?;
         let q = req.query_result;
+        let ours = q.output_contexts.iter().find(|c| is_ours(c));
+        let pending = ours
+            .and_then(|c| c.get("parameters"))
+            .and_then(Value::as_object)
+            .and_then(pending_in);
         let reply = answer(
             &state,
             Turn {
@@ -156,6 +175,8 @@ pub async fn webhook(
                     q.intent.as_ref().map_or("", |i| i.display_name.as_str()),
                 ),
                 store: q.parameters.get("store").and_then(text_of),
+                utterance: Some(q.query_text.clone()).filter(|t| !t.trim().is_empty()),
+                pending,
                 lang: lang_of(&q.language_code),
                 access_token: req
                     .original_detect_intent_request
@@ -166,8 +187,47 @@ pub async fn webhook(
             },
         )
         .await?;
-        Ok(Json(es_response(&reply)))
+        let contexts = contexts(&req.session, &q.output_contexts, ours.is_some(), &reply);
+        Ok(Json(es_response(&reply, contexts)))
     }
+}
+
+/// The name of Sarafan's context: `<session>/contexts/sarafan_pending`.
+fn is_ours(context: &Value) -> bool {
+    context
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| n.ends_with(&format!("/contexts/{PENDING}")))
+}
+
+/// The pending intent among a context's or a session's parameters.
+fn pending_in(parameters: &Map<String, Value>) -> Option<Intent> {
+    parameters
+        .get(PENDING)
+        .and_then(Value::as_str)
+        .map(Intent::from_name)
+        .filter(|i| *i != Intent::Unknown)
+}
+
+/// ES output contexts: the request's own, with Sarafan's set while a store
+/// is asked for and ended (lifespan 0) once it is not. `None` leaves the
+/// session's contexts alone.
+fn contexts(session: &str, active: &[Value], had: bool, reply: &Reply) -> Option<Vec<Value>> {
+    let ours = match reply.asks_store {
+        Some(intent) => json!({
+            "name": format!("{session}/contexts/{PENDING}"),
+            "lifespanCount": 2,
+            "parameters": {PENDING: intent.as_str()},
+        }),
+        None if had => json!({
+            "name": format!("{session}/contexts/{PENDING}"),
+            "lifespanCount": 0,
+        }),
+        None => return None,
+    };
+    let mut all: Vec<Value> = active.iter().filter(|c| !is_ours(c)).cloned().collect();
+    all.push(ours);
+    Some(all)
 }
 
 /// A parameter's text: a string, or the first of a list.
@@ -203,7 +263,7 @@ fn agent_of(session: &str) -> Option<&str> {
 }
 
 /// The configurations of the session's agent whose secret the request
-/// carries.
+/// carries: all of them with the shared agent's secret.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -222,11 +282,22 @@ async fn authenticate(
         )
     })?;
     let hash = hash_token(&secret);
-    let configs: Vec<_> = super::configs_for(state, Assistant::Dialogflow, agent)
+    let configs = super::configs_for(state, Assistant::Dialogflow, agent).await?;
+    // The deployment's shared agent serves every program that configured
+    // it; a program's own secret only that program.
+    let shared = state
+        .store
+        .shared_voice_assistant(Assistant::Dialogflow)
         .await?
-        .into_iter()
-        .filter(|c| c.secret_hash == Some(hash))
-        .collect();
+        .is_some_and(|s| s.skill_id == agent && s.secret_hash == Some(hash));
+    let configs: Vec<_> = if shared {
+        configs
+    } else {
+        configs
+            .into_iter()
+            .filter(|c| c.secret_hash == Some(hash))
+            .collect()
+    };
     if configs.is_empty() {
         return Err(ApiError::Unauthorized(
             "wrong secret for this Dialogflow agent".into(),
@@ -252,8 +323,9 @@ fn presented_secret(headers: &HeaderMap) -> Option<String> {
 }
 
 /// ES v2 `WebhookResponse`: the speech as `fulfillmentText` and a text
-/// message, the link as a card message with a button.
-fn es_response(reply: &Reply) -> Value {
+/// message, the link as a card message with a button, and the output
+/// contexts when Sarafan's changes.
+fn es_response(reply: &Reply, contexts: Option<Vec<Value>>) -> Value {
     let mut messages = vec![json!({"text": {"text": [reply.speech]}})];
     if let Some(card) = &reply.card {
         messages.push(json!({"card": {
@@ -262,15 +334,21 @@ fn es_response(reply: &Reply) -> Value {
             "buttons": [{"text": card.title, "postback": card.url}],
         }}));
     }
-    json!({
+    let mut out = json!({
         "fulfillmentText": reply.speech,
         "fulfillmentMessages": messages,
-    })
+    });
+    if let Some(contexts) = contexts {
+        out["outputContexts"] = json!(contexts);
+    }
+    out
 }
 
 /// CX v3 `WebhookResponse`: the speech as a text message, the link as a
-/// custom payload (a Dialogflow Messenger button), and whether the
-/// conversation is over as the session parameter `sarafan_end_session`.
+/// custom payload (a Dialogflow Messenger button), whether the
+/// conversation is over as the session parameter `sarafan_end_session`,
+/// and the intent waiting for a store name as `sarafan_pending` (null
+/// removes it).
 fn cx_response(reply: &Reply) -> Value {
     let mut messages = vec![json!({"text": {"text": [reply.speech]}})];
     if let Some(card) = &reply.card {
@@ -285,6 +363,7 @@ fn cx_response(reply: &Reply) -> Value {
         "sessionInfo": {"parameters": {
             "sarafan_end_session": reply.end_session,
             "sarafan_link_account": reply.link_account,
+            PENDING: reply.asks_store.map(Intent::as_str),
         }},
     })
 }

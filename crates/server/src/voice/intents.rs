@@ -60,7 +60,29 @@ impl Intent {
             _ => Self::Unknown,
         }
     }
+
+    /// The name kept in a platform's session state while a store is asked
+    /// for; [`Intent::from_name`] reads it back.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Launch => "welcome",
+            Self::Share => "share_program",
+            Self::Terms => "program_terms",
+            Self::Balance => "my_balance",
+            Self::Progress => "my_progress",
+            Self::Help => "help",
+            Self::Stop => "stop",
+            Self::WeeklyOn => "weekly_share_on",
+            Self::WeeklyOff => "weekly_share_off",
+            Self::Unknown => "unknown",
+        }
+    }
 }
+
+/// The session-state key (Alice `session_state`, Alexa session
+/// attributes, Dialogflow context or session parameter) holding the
+/// intent whose store the last answer asked for.
+pub const PENDING: &str = "sarafan_pending";
 
 /// One request, as every adapter sees it.
 pub struct Turn<'a> {
@@ -68,6 +90,12 @@ pub struct Turn<'a> {
     pub intent: Intent,
     /// The store name the user said, if any.
     pub store: Option<String>,
+    /// The whole utterance, where the platform gives it: the answer to
+    /// "which store?" may match no intent and fill no slot.
+    pub utterance: Option<String>,
+    /// The intent whose store the previous answer asked for (from the
+    /// platform's session state).
+    pub pending: Option<Intent>,
     pub lang: Lang,
     /// The linked account's access token, if the user linked one.
     pub access_token: Option<String>,
@@ -95,11 +123,11 @@ pub struct Reply {
     pub end_session: bool,
     /// Ask the platform to offer account linking.
     pub link_account: bool,
-    /// The speech carries the program's terms, not only the linking prompt
-    /// (a platform that links instead of speaking must not drop it).
-    pub says_terms: bool,
     /// The program the answer is about, for the linking card's title.
     pub program_name: Option<String>,
+    /// The answer asks which store: the intent to carry on with once the
+    /// next turn names one (adapters keep it in the session state).
+    pub asks_store: Option<Intent>,
 }
 
 impl Reply {
@@ -109,8 +137,15 @@ impl Reply {
             card: None,
             end_session: false,
             link_account: false,
-            says_terms: false,
             program_name: None,
+            asks_store: None,
+        }
+    }
+
+    fn ask_store(intent: Intent, speech: String) -> Self {
+        Self {
+            asks_store: Some(intent),
+            ..Self::ask(speech)
         }
     }
 
@@ -122,9 +157,26 @@ impl Reply {
     }
 }
 
+impl Turn<'_> {
+    /// A turn that answers "which store?": matching no intent of its own,
+    /// it carries on with the pending intent, the store being its slot or
+    /// else all that was said.
+    fn resumed(self) -> Self {
+        match (self.pending, self.intent) {
+            (Some(pending), Intent::Unknown) => Self {
+                intent: pending,
+                store: self.store.clone().or_else(|| self.utterance.clone()),
+                ..self
+            },
+            _ => self,
+        }
+    }
+}
+
 /// Answers one turn. Only sharing changes anything (the link message in the
 /// outbox, the member's referral code on first use).
 pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError> {
+    let turn = turn.resumed();
     let lang = turn.lang;
     match turn.intent {
         Intent::Stop => return Ok(Reply::tell(say(lang, "voice-bye", &[]))),
@@ -156,18 +208,24 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
                         found.iter().map(|i| programs[*i].name.as_str()).collect();
                     let or = format!(" {} ", say(lang, "voice-or", &[]));
                     let options = names.join(&or);
-                    return Ok(Reply::ask(say(
-                        lang,
-                        "voice-ambiguous",
-                        &[("options", FluentValue::from(options.as_str()))],
-                    )));
+                    return Ok(Reply::ask_store(
+                        turn.intent,
+                        say(
+                            lang,
+                            "voice-ambiguous",
+                            &[("options", FluentValue::from(options.as_str()))],
+                        ),
+                    ));
                 }
                 NameMatch::None => {
-                    return Ok(Reply::ask(say(
-                        lang,
-                        "voice-unknown-store",
-                        &[("store", FluentValue::from(spoken))],
-                    )))
+                    return Ok(Reply::ask_store(
+                        turn.intent,
+                        say(
+                            lang,
+                            "voice-unknown-store",
+                            &[("store", FluentValue::from(spoken))],
+                        ),
+                    ))
                 }
             }
         }
@@ -178,23 +236,28 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
                 .expect("checked above"),
             (_, [only]) => only,
             (_, [first, ..]) if turn.intent == Intent::Launch => {
-                return Ok(Reply::ask(say(
-                    lang,
-                    "voice-welcome-any",
-                    &[("example", FluentValue::from(first.name.as_str()))],
-                )))
+                return Ok(Reply::ask_store(
+                    turn.intent,
+                    say(
+                        lang,
+                        "voice-welcome-any",
+                        &[("example", FluentValue::from(first.name.as_str()))],
+                    ),
+                ))
             }
-            _ => return Ok(Reply::ask(say(lang, "voice-which-store", &[]))),
+            _ => {
+                return Ok(Reply::ask_store(
+                    turn.intent,
+                    say(lang, "voice-which-store", &[]),
+                ))
+            }
         },
     };
     let member = linked.filter(|m| m.program_id == program.id);
     let name = FluentValue::from(program.name.as_str());
     let reply = match (turn.intent, member) {
         (Intent::Launch, _) => Reply::ask(say(lang, "voice-welcome", &[("program", name)])),
-        (Intent::Terms, _) => Reply {
-            says_terms: true,
-            ..Reply::tell(terms(lang, program))
-        },
+        (Intent::Terms, _) => Reply::tell(terms(lang, program)),
         (Intent::Share, Some(member)) => share(state, &turn, program, &member).await?,
         (Intent::Balance, Some(member)) => {
             Reply::tell(balance(state, lang, program, member.id).await?)
@@ -221,7 +284,6 @@ pub async fn answer(state: &AppState, turn: Turn<'_>) -> Result<Reply, ApiError>
             };
             Reply {
                 link_account: true,
-                says_terms: intent == Intent::Share,
                 ..Reply::tell(speech)
             }
         }
@@ -398,7 +460,6 @@ async fn share(
             text: url.clone(),
             url,
         }),
-        says_terms: true,
         ..Reply::tell(format!("{} {how}", terms(lang, program)))
     })
 }
@@ -515,5 +576,20 @@ mod tests {
         assert_eq!(Intent::from_name("OrderPizza"), Intent::Unknown);
         assert_eq!(Intent::from_name("WeeklyShareOn"), Intent::WeeklyOn);
         assert_eq!(Intent::from_name("weekly_share_off"), Intent::WeeklyOff);
+    }
+
+    #[test]
+    fn pending_intents_read_back() {
+        for intent in [
+            Intent::Launch,
+            Intent::Share,
+            Intent::Terms,
+            Intent::Balance,
+            Intent::Progress,
+            Intent::WeeklyOn,
+            Intent::WeeklyOff,
+        ] {
+            assert_eq!(Intent::from_name(intent.as_str()), intent);
+        }
     }
 }

@@ -6,8 +6,9 @@
 //! [`intents::Reply`] back in the platform's response format. A request is
 //! first authenticated the platform's way (the Alexa signature, the
 //! Dialogflow secret, the Alice skill id) against the programs that
-//! configured that skill; a request that fails it gets a 4xx problem and
-//! changes nothing. See docs/voice.md.
+//! configured that skill (or the deployment's shared skill, [`shared`]);
+//! a request that fails it gets a 4xx problem and changes nothing. See
+//! docs/voice.md.
 
 pub mod alexa;
 pub mod alexa_verify;
@@ -16,6 +17,7 @@ pub mod authorize;
 pub mod dialogflow;
 pub mod intents;
 pub mod oauth;
+pub mod shared;
 pub mod texts;
 
 use crate::problem::ApiError;

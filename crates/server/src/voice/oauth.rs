@@ -2,7 +2,10 @@
 //! program (RFC 6749, authorization-code grant with refresh tokens). The
 //! clients are the assistants a program configured; a client id names its
 //! program and assistant (`alexa-<program id>`), its secret is the one
-//! shown when the assistant was configured. Codes and tokens are stored
+//! shown when the assistant was configured. The client of a deployment-wide
+//! skill (`alexa-shared`) trades the codes of every program its skill
+//! serves; each code still names its program, and the tokens are that
+//! program's. Codes and tokens are stored
 //! hashed, with expiry; a code is traded once, a refresh token rotates.
 //!
 //! The token endpoint answers in OAuth's own format (`{"error": ...}`),
@@ -17,7 +20,9 @@ use base64::Engine;
 use rand::RngCore;
 use sarafan_core::apikey::hash_token;
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::voice::{issue_token, parse_client_id, parse_token, Assistant, TokenKind};
+use sarafan_core::voice::{
+    issue_token, parse_client_id, parse_token, Assistant, Client, TokenKind,
+};
 use serde::Deserialize;
 use serde_json::json;
 use time::Duration;
@@ -163,13 +168,21 @@ async fn exchange(
     let Some((client_id, secret)) = client_credentials(headers, form) else {
         return Ok(invalid_client());
     };
-    let Some((assistant, program)) = parse_client_id(&client_id) else {
+    let Some((assistant, client)) = parse_client_id(&client_id) else {
         return Ok(invalid_client());
     };
-    let Some(config) = state.store.voice_assistant(program, assistant).await? else {
-        return Ok(invalid_client());
+    // The client's secret, and for a shared client the skill it serves.
+    let (secret_hash, shared_skill) = match client {
+        Client::Program(program) => match state.store.voice_assistant(program, assistant).await? {
+            Some(config) => (config.client_secret_hash, None),
+            None => return Ok(invalid_client()),
+        },
+        Client::Shared => match state.store.shared_voice_assistant(assistant).await? {
+            Some(shared) => (shared.client_secret_hash, Some(shared.skill_id)),
+            None => return Ok(invalid_client()),
+        },
     };
-    if config.client_secret_hash != hash_token(&secret) {
+    if secret_hash != hash_token(&secret) {
         return Ok(invalid_client());
     }
     let invalid_grant = |why: &str| error(StatusCode::BAD_REQUEST, "invalid_grant", why);
@@ -187,7 +200,16 @@ async fn exchange(
     let Some(presented) = presented.and_then(|t| parse_token(kind, t)) else {
         return Ok(invalid_grant("missing or malformed code or refresh token"));
     };
-    if presented.program_id != program {
+    let program = presented.program_id;
+    let ours = match (client, shared_skill) {
+        (Client::Program(p), _) => p == program,
+        (Client::Shared, skill) => state
+            .store
+            .voice_assistant(program, assistant)
+            .await?
+            .is_some_and(|c| Some(c.skill_id) == skill),
+    };
+    if !ours {
         return Ok(invalid_grant("the grant belongs to another client"));
     }
     // A code presented with the wrong client or redirect is used up all

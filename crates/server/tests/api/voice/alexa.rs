@@ -12,12 +12,14 @@ use time::OffsetDateTime;
 on_both_databases!(
     alexa_intents_linked_and_unlinked,
     alexa_forged_requests_are_refused,
-    alexa_odd_requests_get_spoken_fallbacks
+    alexa_odd_requests_get_spoken_fallbacks,
+    alexa_certificate_fetches_are_bounded,
+    alexa_remembers_which_store_was_asked
 );
 
 /// A request envelope as Alexa sends it (after the Alexa Skills Kit
 /// documentation's examples).
-fn envelope(request: Value, token: Option<&str>) -> Value {
+pub(super) fn envelope(request: Value, token: Option<&str>) -> Value {
     let user = match token {
         Some(t) => json!({"userId": "amzn1.ask.account.AEXAMPLE", "accessToken": t}),
         None => json!({"userId": "amzn1.ask.account.AEXAMPLE"}),
@@ -48,7 +50,7 @@ fn now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap()
 }
 
-fn intent(name: &str, locale: &str, store: Option<&str>) -> Value {
+pub(super) fn intent(name: &str, locale: &str, store: Option<&str>) -> Value {
     let slots = match store {
         Some(v) => json!({"store": {"name": "store", "value": v, "confirmationStatus": "NONE"}}),
         None => json!({"store": {"name": "store", "confirmationStatus": "NONE"}}),
@@ -77,7 +79,7 @@ impl VoiceApp {
             .unwrap()
     }
 
-    async fn alexa(&self, body: Value) -> Value {
+    pub(super) async fn alexa(&self, body: Value) -> Value {
         let bytes = serde_json::to_vec(&body).unwrap();
         let resp = self
             .alexa_raw(&bytes, CERT_URL, &self.pki.sign(&bytes))
@@ -89,7 +91,7 @@ impl VoiceApp {
     }
 }
 
-fn speech(out: &Value) -> String {
+pub(super) fn speech(out: &Value) -> String {
     let ssml = out["response"]["outputSpeech"]["ssml"].as_str().unwrap();
     assert_eq!(out["response"]["outputSpeech"]["type"], "SSML");
     ssml.strip_prefix("<speak>")
@@ -334,4 +336,82 @@ async fn alexa_forged_requests_are_refused(db: Db) {
         .unwrap();
     problem(resp, 400, "request-not-verified").await;
     assert_eq!(v.queued().await, 0, "a refused request sends nothing");
+}
+
+/// A certificate URL that fails is fetched once for many parallel
+/// requests and remembered; a stale request fetches nothing.
+async fn alexa_certificate_fetches_are_bounded(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    let fetches = || v.pki.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let share = envelope(intent("ShareProgram", "en-US", Some("Coffee House")), None);
+    let bytes = serde_json::to_vec(&share).unwrap();
+    let signature = v.pki.sign(&bytes);
+    let missing = "https://s3.amazonaws.com/echo.api/missing.pem";
+    let parallel: Vec<_> = (0..16)
+        .map(|_| {
+            let post = v
+                .app
+                .client
+                .post(format!("{}/voice/alexa", v.app.base))
+                .header("content-type", "application/json")
+                .header("SignatureCertChainUrl", missing)
+                .header("Signature-256", &signature)
+                .body(bytes.clone());
+            tokio::spawn(post.send())
+        })
+        .collect();
+    for resp in parallel {
+        let p = problem(resp.await.unwrap().unwrap(), 400, "request-not-verified").await;
+        assert!(p["detail"].as_str().unwrap().contains("404"), "{p}");
+    }
+    assert_eq!(fetches(), 1, "one fetch for 16 requests");
+    // Later requests get the remembered failure.
+    problem(
+        v.alexa_raw(&bytes, missing, &signature).await,
+        400,
+        "request-not-verified",
+    )
+    .await;
+    assert_eq!(fetches(), 1);
+
+    // A stale request, and a good URL: refused before any fetch.
+    let mut stale = share.clone();
+    stale["request"]["timestamp"] = json!((OffsetDateTime::now_utc()
+        - time::Duration::seconds(3600))
+    .format(&Rfc3339)
+    .unwrap());
+    let bytes = serde_json::to_vec(&stale).unwrap();
+    let p = problem(
+        v.alexa_raw(&bytes, CERT_URL, &v.pki.sign(&bytes)).await,
+        400,
+        "request-not-verified",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("timestamp"), "{p}");
+    assert_eq!(fetches(), 1, "nothing fetched for a stale request");
+    assert_eq!(v.queued().await, 0);
+}
+
+/// "Which store?" is remembered in the session attributes; an answer
+/// matching an intent of its own (here one that only fills `store`)
+/// carries on with the question's intent.
+async fn alexa_remembers_which_store_was_asked(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    let out = v
+        .alexa(envelope(
+            intent("ProgramTerms", "en-US", Some("Koffee Haven")),
+            None,
+        ))
+        .await;
+    assert!(speech(&out).starts_with("I don't know a store"), "{out}");
+    assert_eq!(
+        out["sessionAttributes"],
+        json!({"sarafan_pending": "program_terms"})
+    );
+    let mut answer = envelope(intent("StoreName", "en-US", Some("coffee house")), None);
+    answer["session"]["attributes"] = out["sessionAttributes"].clone();
+    answer["session"]["new"] = json!(false);
+    let out = v.alexa(answer).await;
+    assert!(speech(&out).starts_with("Coffee House: Invite"), "{out}");
+    assert_eq!(out["sessionAttributes"], json!({}));
 }

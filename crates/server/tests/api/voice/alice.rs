@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 on_both_databases!(
     alice_intents_linked_and_unlinked,
     alice_bad_input,
-    weekly_share_by_voice
+    weekly_share_by_voice,
+    alice_account_linking_as_documented,
+    alice_remembers_which_store_was_asked
 );
 
 /// A request as Yandex Dialogs sends it (after the protocol
@@ -86,6 +88,19 @@ impl VoiceApp {
     }
 }
 
+/// `start_account_linking` as the Yandex Dialogs documentation has it:
+/// among the response's directives, beside the text that explains it.
+fn assert_starts_linking(out: &Value) {
+    assert_eq!(
+        out["response"]["directives"],
+        json!({"start_account_linking": {}}),
+        "{out}"
+    );
+    assert!(out.get("start_account_linking").is_none(), "{out}");
+    assert!(text(out).contains("свяжите аккаунт"), "{out}");
+    assert_eq!(out["response"]["end_session"], false);
+}
+
 fn text(out: &Value) -> &str {
     assert_eq!(out["response"]["text"], out["response"]["tts"]);
     out["response"]["text"].as_str().unwrap()
@@ -133,7 +148,7 @@ async fn alice_intents_linked_and_unlinked(db: Db) {
             false,
         ))
         .await;
-    assert_eq!(out, json!({"start_account_linking": {}, "version": "1.0"}));
+    assert_starts_linking(&out);
 
     // Linked share: the link by e-mail and as a button.
     let out = v
@@ -374,5 +389,119 @@ async fn weekly_share_by_voice(db: Db) {
             false,
         ))
         .await;
-    assert_eq!(out, json!({"start_account_linking": {}, "version": "1.0"}));
+    assert_starts_linking(&out);
+}
+
+/// Account linking as Yandex documents it: the directive under
+/// `response.directives`; the `account_linking_complete_event` that comes
+/// back in place of `request` greets the member; a long program name's
+/// button title fits Alice's 64 characters.
+async fn alice_account_linking_as_documented(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    // Unlinked share: the terms, the way to link, and the linking card.
+    let out = v
+        .alice(request(
+            "поделись программой кофе хаус",
+            Some(("share_program", Some("кофе хаус"))),
+            None,
+            "ru-RU",
+            false,
+        ))
+        .await;
+    assert_starts_linking(&out);
+    assert!(text(&out).contains("Invite a friend"), "{out}");
+    // A surface that cannot link is not asked to.
+    let mut no_link = request("баланс", Some(("my_balance", None)), None, "ru-RU", false);
+    no_link["meta"]["interfaces"] = json!({"screen": {}});
+    let out = v.alice(no_link).await;
+    assert!(out["response"].get("directives").is_none(), "{out}");
+    assert_eq!(out["response"]["end_session"], true);
+
+    // The user linked: Alice sends the event instead of a request.
+    let token = v.link(v.app.program, Assistant::Alice, v.anna).await;
+    let mut linked = request("", None, Some(&token), "ru-RU", false);
+    linked.as_object_mut().unwrap().remove("request");
+    linked["account_linking_complete_event"] = json!({});
+    let out = v.alice(linked).await;
+    assert!(
+        text(&out)
+            .starts_with("Здравствуйте! Я могу поделиться реферальной программой Coffee House"),
+        "{out}"
+    );
+    assert_eq!(out["response"]["end_session"], false);
+
+    // Neither a request nor the event: a problem naming the request.
+    let mut neither = request("", None, None, "ru-RU", false);
+    neither.as_object_mut().unwrap().remove("request");
+    let resp = v
+        .app
+        .client
+        .post(format!("{}/voice/alice", v.app.base))
+        .json(&neither)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(resp, 422, "invalid-field").await["field"],
+        "request"
+    );
+
+    // A long name: the button title is cut to 64 characters, not bytes.
+    let long = "Кофейня «Зёрна и обжарка» на Большой Никитской, дом двадцать два";
+    v.app.patch("/api/v1/program", json!({"name": long})).await;
+    let out = v
+        .alice(request(
+            "поделись",
+            Some(("share_program", None)),
+            Some(&token),
+            "ru-RU",
+            false,
+        ))
+        .await;
+    let title = out["response"]["buttons"][0]["title"].as_str().unwrap();
+    assert_eq!(title.chars().count(), 64, "{title}");
+    assert!(
+        title.starts_with("Ваша реферальная ссылка Кофейня"),
+        "{title}"
+    );
+    assert!(title.ends_with('…'), "{title}");
+}
+
+/// "Which store?" is remembered in `session_state` and the answer, which
+/// matches no intent, carries on with the question's intent.
+async fn alice_remembers_which_store_was_asked(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    let second = v.app.new_tenant("Шоколадница").await;
+    configure(&v.app, &second.admin_key, "alice", ALICE_SKILL).await;
+    let out = v
+        .alice(request(
+            "расскажи условия",
+            Some(("program_terms", None)),
+            None,
+            "ru-RU",
+            false,
+        ))
+        .await;
+    assert_eq!(text(&out), "Какой магазин вы имеете в виду?");
+    assert_eq!(
+        out["session_state"],
+        json!({"sarafan_pending": "program_terms"})
+    );
+
+    // The answer is only a store name; Alice sends the state back.
+    let mut answer = request("шоколадница", None, None, "ru-RU", false);
+    answer["state"]["session"] = out["session_state"].clone();
+    let out = v.alice(answer).await;
+    assert_eq!(
+        text(&out),
+        "Шоколадница: Bring a friend, both get 300 points."
+    );
+    assert_eq!(out["session_state"], json!({}), "answered: forgotten");
+
+    // Without the state the same words are not understood.
+    let out = v
+        .alice(request("шоколадница", None, None, "ru-RU", false))
+        .await;
+    assert!(text(&out).starts_with("Извините"), "{out}");
+    assert_eq!(v.queued().await, 0);
 }

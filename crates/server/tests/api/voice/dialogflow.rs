@@ -10,11 +10,12 @@ use serde_json::{json, Value};
 on_both_databases!(
     dialogflow_es_intents,
     dialogflow_cx_intents,
-    dialogflow_bad_input
+    dialogflow_bad_input,
+    dialogflow_remembers_which_store_was_asked
 );
 
 /// An ES v2 WebhookRequest (after the Dialogflow ES fulfillment docs).
-fn es(intent: &str, lang: &str, store: Option<&str>, token: Option<&str>) -> Value {
+pub(super) fn es(intent: &str, lang: &str, store: Option<&str>, token: Option<&str>) -> Value {
     let session = format!(
         "projects/{DIALOGFLOW_PROJECT}/agent/sessions/88d13aa8-2999-4f71-b233-39cbf3a824a0"
     );
@@ -80,7 +81,7 @@ fn cx(tag: &str, lang: &str, store: Option<&str>, token: Option<&str>) -> Value 
 }
 
 impl VoiceApp {
-    async fn dialogflow(&self, body: Value) -> Value {
+    pub(super) async fn dialogflow(&self, body: Value) -> Value {
         let resp = self
             .app
             .client
@@ -95,7 +96,7 @@ impl VoiceApp {
     }
 }
 
-fn es_text(out: &Value) -> &str {
+pub(super) fn es_text(out: &Value) -> &str {
     assert_eq!(
         out["fulfillmentMessages"][0]["text"]["text"][0],
         out["fulfillmentText"]
@@ -297,5 +298,76 @@ async fn dialogflow_bad_input(db: Db) {
         es_text(&out),
         "I don't know a store called Pizza Palace. Which store do you mean?"
     );
+    assert_eq!(v.queued().await, 0);
+}
+
+/// "Which store?" is remembered in an ES output context (the agent's own
+/// contexts kept) and a CX session parameter; the answer, matching only a
+/// fallback intent, carries on with the question's intent.
+async fn dialogflow_remembers_which_store_was_asked(db: Db) {
+    let v = VoiceApp::spawn(db).await;
+    let out = v
+        .dialogflow(es("ProgramTerms", "en", Some("Koffee Haven"), None))
+        .await;
+    assert!(
+        es_text(&out).starts_with("I don't know a store called"),
+        "{out}"
+    );
+    let contexts = out["outputContexts"].as_array().unwrap();
+    let session = format!(
+        "projects/{DIALOGFLOW_PROJECT}/agent/sessions/88d13aa8-2999-4f71-b233-39cbf3a824a0"
+    );
+    assert_eq!(contexts.len(), 2, "{out}");
+    assert_eq!(contexts[0]["name"], format!("{session}/contexts/referral"));
+    assert_eq!(
+        contexts[1],
+        json!({
+            "name": format!("{session}/contexts/sarafan_pending"),
+            "lifespanCount": 2,
+            "parameters": {"sarafan_pending": "program_terms"},
+        })
+    );
+
+    // The answer: the fallback intent, the store name as the query text,
+    // the contexts as Dialogflow sends them back.
+    let mut answer = es("Default Fallback Intent", "en", None, None);
+    answer["queryResult"]["queryText"] = json!("coffee house");
+    answer["queryResult"]["outputContexts"] = json!(contexts);
+    let out = v.dialogflow(answer).await;
+    assert!(
+        es_text(&out).starts_with("Coffee House: Invite a friend"),
+        "{out}"
+    );
+    let ended = &out["outputContexts"][1];
+    assert_eq!(ended["name"], format!("{session}/contexts/sarafan_pending"));
+    assert_eq!(ended["lifespanCount"], 0);
+    // A turn with nothing pending leaves the contexts alone.
+    let out = v.dialogflow(es("Help", "en", None, None)).await;
+    assert!(out.get("outputContexts").is_none(), "{out}");
+
+    // CX: a session parameter, removed (null) once answered.
+    super::configure(&v.app, &v.app.key, "dialogflow", "a1b2c3").await;
+    let out = v
+        .dialogflow(cx("share", "en", Some("Koffee Haven"), None))
+        .await;
+    let params = &out["sessionInfo"]["parameters"];
+    assert_eq!(params["sarafan_pending"], "share_program", "{out}");
+    let mut answer = cx("", "en", None, None);
+    answer["intentInfo"]["displayName"] = json!("store name");
+    answer["text"] = json!("coffee house");
+    answer["sessionInfo"]["parameters"] = json!({"sarafan_pending": "share_program"});
+    let out = v.dialogflow(answer).await;
+    assert!(
+        cx_text(&out).contains("link your Coffee House account"),
+        "{out}"
+    );
+    assert_eq!(
+        out["sessionInfo"]["parameters"]["sarafan_pending"],
+        Value::Null
+    );
+    assert!(out["sessionInfo"]["parameters"]
+        .as_object()
+        .unwrap()
+        .contains_key("sarafan_pending"));
     assert_eq!(v.queued().await, 0);
 }

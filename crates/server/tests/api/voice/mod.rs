@@ -7,6 +7,7 @@ mod alexa;
 mod alice;
 mod dialogflow;
 mod oauth;
+mod shared;
 
 use crate::helpers::{json, Db, TestApp};
 use rcgen::{
@@ -23,6 +24,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -42,6 +44,8 @@ pub struct Pki {
     pub root: CertificateDer<'static>,
     pub chains: HashMap<String, Vec<u8>>,
     pub signer: ring::signature::RsaKeyPair,
+    /// How many certificate chains the server fetched.
+    pub fetches: Arc<AtomicUsize>,
 }
 
 impl Pki {
@@ -82,6 +86,7 @@ impl Pki {
             root: root.der().clone(),
             chains,
             signer,
+            fetches: Arc::default(),
         }
     }
 
@@ -104,7 +109,8 @@ impl Pki {
         let anchor: TrustAnchor<'static> = webpki::anchor_from_trusted_cert(&self.root)
             .unwrap()
             .to_owned();
-        AlexaVerifier::new(vec![anchor], Arc::new(Served(self.chains.clone())))
+        let served = Served(self.chains.clone(), self.fetches.clone());
+        AlexaVerifier::new(vec![anchor], Arc::new(served))
     }
 }
 
@@ -116,14 +122,15 @@ pub fn other_name_url() -> String {
     "https://s3.amazonaws.com/echo.api/other-name.pem".into()
 }
 
-/// Serves the test chains instead of Amazon's S3.
-struct Served(HashMap<String, Vec<u8>>);
+/// Serves the test chains instead of Amazon's S3, counting the fetches.
+struct Served(HashMap<String, Vec<u8>>, Arc<AtomicUsize>);
 
 impl CertSource for Served {
     fn fetch<'a>(
         &'a self,
         url: &'a url::Url,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         let found = self.0.get(url.as_str()).cloned();
         Box::pin(async move { found.ok_or_else(|| format!("404 for {url}")) })
     }

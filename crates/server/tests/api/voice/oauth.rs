@@ -6,7 +6,7 @@ use crate::helpers::{json, Db};
 use crate::on_both_databases;
 use crate::portal;
 use reqwest::header::{COOKIE, LOCATION};
-use sarafan_core::voice::{client_id, issue_token, Assistant, TokenKind};
+use sarafan_core::voice::{client_id, issue_token, Assistant, Client, TokenKind};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -17,7 +17,7 @@ on_both_databases!(
     authorize_page_refuses_unknown_clients_and_redirects
 );
 
-const REDIRECT: &str = "https://layla.amazon.com/api/skill/link/M2AAAAAAAAAAAA";
+pub(super) const REDIRECT: &str = "https://layla.amazon.com/api/skill/link/M2AAAAAAAAAAAA";
 
 impl VoiceApp {
     /// An authorization code for Anna, as the authorize page issues it.
@@ -39,7 +39,11 @@ impl VoiceApp {
         code
     }
 
-    async fn token(&self, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+    pub(super) async fn token(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> (u16, Value) {
         let mut req = self
             .app
             .client
@@ -57,7 +61,7 @@ impl VoiceApp {
 
 async fn codes_become_tokens_once(db: Db) {
     let v = VoiceApp::spawn(db).await;
-    let id = client_id(Assistant::Alexa, v.app.program);
+    let id = client_id(Assistant::Alexa, Client::Program(v.app.program));
     let secret = v.client_secrets["alexa"].clone();
     let code = v.code(Assistant::Alexa, time::Duration::minutes(5)).await;
     let form = [
@@ -118,7 +122,7 @@ async fn codes_become_tokens_once(db: Db) {
 
 async fn token_endpoint_refuses_bad_clients_and_grants(db: Db) {
     let v = VoiceApp::spawn(db).await;
-    let id = client_id(Assistant::Alexa, v.app.program);
+    let id = client_id(Assistant::Alexa, Client::Program(v.app.program));
     let secret = v.client_secrets["alexa"].clone();
     let code = v.code(Assistant::Alexa, time::Duration::minutes(5)).await;
     let form = [
@@ -139,7 +143,7 @@ async fn token_endpoint_refuses_bad_clients_and_grants(db: Db) {
         );
     }
     // Alice's client cannot trade Alexa's code.
-    let alice = client_id(Assistant::Alice, v.app.program);
+    let alice = client_id(Assistant::Alice, Client::Program(v.app.program));
     let (status, err) = v
         .token(&form, Some((&alice, &v.client_secrets["alice"])))
         .await;
@@ -190,11 +194,34 @@ async fn token_endpoint_refuses_bad_clients_and_grants(db: Db) {
     assert_eq!(v.queued().await, 0);
 }
 
+/// Signs Anna in to the first program's portal by e-mailed code, from
+/// where `next` sent her; returns the session cookie.
+pub(super) async fn sign_in_anna(v: &VoiceApp, next: &str) -> String {
+    let app = &v.app;
+    let (challenge, mail) = portal::ask_code(app, "anna@example.com", next).await;
+    let resp = portal::form(
+        app,
+        &format!("/m/{}/sign-in/code", app.program),
+        &[
+            ("challenge", challenge.as_str()),
+            ("code", mail["code"].as_str().unwrap()),
+            ("next", next),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], next);
+    portal::session_cookie(&resp)
+}
+
 /// The authorize URL an assistant's app opens.
 fn authorize_url(v: &VoiceApp, redirect: &str, response_type: &str) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", response_type)
-        .append_pair("client_id", &client_id(Assistant::Alexa, v.app.program))
+        .append_pair(
+            "client_id",
+            &client_id(Assistant::Alexa, Client::Program(v.app.program)),
+        )
         .append_pair("redirect_uri", redirect)
         .append_pair("state", "st-42")
         .finish();
@@ -213,20 +240,7 @@ async fn authorize_page_links_a_signed_in_member(db: Db) {
         to_sign_in.starts_with(&format!("/m/{}/sign-in?next=", v.app.program)),
         "{to_sign_in}"
     );
-    let (challenge, mail) = portal::ask_code(app, "anna@example.com", &authorize).await;
-    let resp = portal::form(
-        app,
-        &format!("/m/{}/sign-in/code", app.program),
-        &[
-            ("challenge", challenge.as_str()),
-            ("code", mail["code"].as_str().unwrap()),
-            ("next", authorize.as_str()),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()[LOCATION], authorize.as_str());
-    let cookie = portal::session_cookie(&resp);
+    let cookie = sign_in_anna(&v, &authorize).await;
 
     // Signed in: the consent page names the assistant and the store, and
     // cannot be framed (clickjacking the allow button).
@@ -245,7 +259,10 @@ async fn authorize_page_links_a_signed_in_member(db: Db) {
     // Allowing sends a one-time code back to the assistant with its state.
     let fields = [
         ("response_type", "code"),
-        ("client_id", &client_id(Assistant::Alexa, app.program)),
+        (
+            "client_id",
+            &client_id(Assistant::Alexa, Client::Program(app.program)),
+        ),
         ("redirect_uri", REDIRECT),
         ("state", "st-42"),
     ];
@@ -264,7 +281,7 @@ async fn authorize_page_links_a_signed_in_member(db: Db) {
 
     // The assistant trades the code for tokens that speak for Anna.
     let secret = v.client_secrets["alexa"].clone();
-    let id = client_id(Assistant::Alexa, app.program);
+    let id = client_id(Assistant::Alexa, Client::Program(app.program));
     let form = [
         ("grant_type", "authorization_code"),
         ("code", query["code"].as_str()),
@@ -316,7 +333,10 @@ async fn authorize_page_refuses_unknown_clients_and_redirects(db: Db) {
         "/oauth/authorize",
         &[
             ("response_type", "code"),
-            ("client_id", &client_id(Assistant::Alexa, app.program)),
+            (
+                "client_id",
+                &client_id(Assistant::Alexa, Client::Program(app.program)),
+            ),
             ("redirect_uri", REDIRECT),
         ],
     )
