@@ -260,9 +260,71 @@ pub fn visitor_hash(ip: &str, user_agent: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// User-agent marks of the bots that fetch a pasted link to draw its
+/// preview (messengers, social networks, chat tools), lower case. They
+/// follow the redirect like a shopper, but nobody clicked.
+const PREVIEW_BOTS: &[&str] = &[
+    "telegrambot",
+    "whatsapp",
+    "facebookexternalhit",
+    "facebookcatalog",
+    "facebot",
+    "meta-externalagent",
+    "twitterbot",
+    "vkshare",
+    "vk.com/dev/share",
+    "slackbot",
+    "slack-imgproxy",
+    "discordbot",
+    "linkedinbot",
+    "skypeuripreview",
+    "pinterestbot",
+    "redditbot",
+    "embedly",
+    "yandexbot",
+    "googlebot",
+    "bingbot",
+    "applebot",
+    "iframely",
+    "mastodon",
+    "bluesky",
+    "odklbot",
+    "mail.ru_bot",
+];
+
+/// Whether a request for a referral link comes from a link-preview bot
+/// (or a search engine's crawler) rather than a person: it still gets the
+/// redirect, but is not counted as a click.
+pub fn is_preview_bot(user_agent: &str) -> bool {
+    let ua = user_agent.to_ascii_lowercase();
+    PREVIEW_BOTS.iter().any(|mark| ua.contains(mark))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preview_bots_are_told_from_browsers() {
+        for bot in [
+            "TelegramBot (like TwitterBot)",
+            "WhatsApp/2.23.20.0 A",
+            "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+            "Twitterbot/1.0",
+            "Mozilla/5.0 (compatible; vkShare; +http://vk.com/dev/Share)",
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+            "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)",
+        ] {
+            assert!(is_preview_bot(bot), "{bot}");
+        }
+        for person in [
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+            "",
+        ] {
+            assert!(!is_preview_bot(person), "{person}");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

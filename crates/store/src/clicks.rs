@@ -139,17 +139,9 @@ impl Store {
         member: MemberId,
         limit: u32,
     ) -> Result<Vec<Click>> {
-        type Row = (
-            Uuid,
-            String,
-            OffsetDateTime,
-            String,
-            Vec<u8>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = with_db!(self, read, |pool| {
+        let rows: Vec<ClickRow> = with_db!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT click_id, code, clicked_at, channel, visitor_hash, referer \
+                "SELECT click_id, code, member_id, clicked_at, channel, visitor_hash, referer \
                  FROM referral_clicks WHERE program_id = $1 AND member_id = $2 \
                  ORDER BY clicked_at DESC, click_id DESC LIMIT $3",
             )
@@ -159,24 +151,65 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        let corrupt = |what: String| crate::StoreError::Corrupt(format!("click: {what}"));
-        rows.into_iter()
-            .map(|(id, code, at, channel, hash, referer)| {
-                Ok(Click {
-                    program,
-                    id,
-                    code: ReferralCode::parse(&code).map_err(|e| corrupt(e.to_string()))?,
-                    member,
-                    at,
-                    channel: Channel::parse(&channel).map_err(|e| corrupt(e.to_string()))?,
-                    visitor_hash: hash
-                        .try_into()
-                        .map_err(|_| corrupt("visitor hash is not 32 bytes".into()))?,
-                    referer,
-                })
-            })
-            .collect()
+        rows.into_iter().map(|r| click_of(program, r)).collect()
     }
+
+    /// One click, by the id the redirect left in the shopper's cookie. The
+    /// id is a UUIDv7 made as the click arrived, so its time bounds the
+    /// search to a moment of the program's clicks (the table's key).
+    pub async fn click(&self, program: ProgramId, id: Uuid) -> Result<Option<Click>> {
+        let Some((secs, nanos)) = id.get_timestamp().map(|t| t.to_unix()) else {
+            return Ok(None);
+        };
+        let Ok(made) = OffsetDateTime::from_unix_timestamp(secs as i64)
+            .map(|t| t + time::Duration::nanoseconds(i64::from(nanos)))
+        else {
+            return Ok(None);
+        };
+        let row: Option<ClickRow> = with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT click_id, code, member_id, clicked_at, channel, visitor_hash, referer \
+                 FROM referral_clicks WHERE program_id = $1 AND clicked_at >= $2 AND clicked_at <= $3 \
+                   AND click_id = $4",
+            )
+            .bind(program.0)
+            .bind(made - time::Duration::seconds(1))
+            .bind(made + time::Duration::minutes(1))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(|r| click_of(program, r)).transpose()
+    }
+}
+
+type ClickRow = (
+    Uuid,
+    String,
+    Uuid,
+    OffsetDateTime,
+    String,
+    Vec<u8>,
+    Option<String>,
+);
+
+fn click_of(
+    program: ProgramId,
+    (id, code, member, at, channel, hash, referer): ClickRow,
+) -> Result<Click> {
+    let corrupt = |what: String| crate::StoreError::Corrupt(format!("click: {what}"));
+    Ok(Click {
+        program,
+        id,
+        code: ReferralCode::parse(&code).map_err(|e| corrupt(e.to_string()))?,
+        member: MemberId(member),
+        at,
+        channel: Channel::parse(&channel).map_err(|e| corrupt(e.to_string()))?,
+        visitor_hash: hash
+            .try_into()
+            .map_err(|_| corrupt("visitor hash is not 32 bytes".into()))?,
+        referer,
+    })
 }
 
 #[cfg(test)]

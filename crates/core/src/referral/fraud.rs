@@ -21,6 +21,14 @@ pub struct FraudThresholds {
     pub max_signups_per_code: u32,
     /// Whether a friend with a throw-away e-mail domain goes to review.
     pub disposable_email: bool,
+    /// The short window a burst of sign-ups with one code is counted in.
+    pub burst_window_minutes: u32,
+    /// A code's sign-ups in the burst window are a burst from this many on,
+    /// however quiet the program (see [`FraudThresholds::burst_limit`]).
+    pub burst_floor: u32,
+    /// … or from this many times the program's normal sign-ups per burst
+    /// window (its last 7 days), when that is more.
+    pub burst_factor: u32,
 }
 
 impl Default for FraudThresholds {
@@ -31,9 +39,15 @@ impl Default for FraudThresholds {
             max_signups_per_device: 3,
             max_signups_per_code: 50,
             disposable_email: true,
+            burst_window_minutes: 10,
+            burst_floor: 10,
+            burst_factor: 5,
         }
     }
 }
+
+/// Burst windows in the 7 days the program's normal rate is taken over.
+const WEEK_MINUTES: u64 = 7 * 24 * 60;
 
 impl FraudThresholds {
     pub fn validate(&self) -> Result<(), FieldError> {
@@ -47,12 +61,34 @@ impl FraudThresholds {
             ("max_signups_per_ip", self.max_signups_per_ip),
             ("max_signups_per_device", self.max_signups_per_device),
             ("max_signups_per_code", self.max_signups_per_code),
+            ("burst_floor", self.burst_floor),
+            ("burst_factor", self.burst_factor),
         ] {
             if v == 0 {
                 return Err(FieldError::new(field, "must be at least 1"));
             }
         }
+        if !(1..=1440).contains(&self.burst_window_minutes) {
+            return Err(FieldError::new(
+                "burst_window_minutes",
+                "must be between 1 and 1440 (a day)",
+            ));
+        }
         Ok(())
+    }
+
+    /// How many sign-ups with one code in the burst window make a burst,
+    /// given the program's referral sign-ups over the last 7 days: `factor`
+    /// times its normal rate per window, never below `floor`. A code
+    /// bringing in several times what the whole program normally does, in
+    /// minutes, is a script or a leaked code, not friends.
+    pub fn burst_limit(&self, program_week: u32) -> u32 {
+        let windows = WEEK_MINUTES / u64::from(self.burst_window_minutes.max(1));
+        let normal = u64::from(program_week).div_ceil(windows.max(1));
+        let limit = normal.saturating_mul(u64::from(self.burst_factor));
+        u32::try_from(limit)
+            .unwrap_or(u32::MAX)
+            .max(self.burst_floor)
     }
 }
 
@@ -96,6 +132,8 @@ pub enum Source {
     Ip,
     Device,
     Code,
+    /// A burst with one code (see [`FraudThresholds::burst_limit`]).
+    CodeBurst,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,6 +144,10 @@ pub enum FraudReason {
     /// Another referred friend has the same identifier: one person signing
     /// up again to collect the friend's reward.
     DuplicateIdentity(Signal),
+    /// The friend has an identifier of someone further up the referrer's
+    /// chain (the referrer's referrer, theirs, …): one person referring
+    /// themselves through go-betweens.
+    ChainIdentity(Signal),
     /// The friend is the referrer's own referrer (or further up): a ring.
     Cycle,
     /// Too many signups from one IP, device or code in the window.
@@ -120,10 +162,12 @@ impl FraudReason {
         match self {
             Self::SelfReferral(s) => format!("self_referral:{}", s.as_str()),
             Self::DuplicateIdentity(s) => format!("duplicate_identity:{}", s.as_str()),
+            Self::ChainIdentity(s) => format!("chain_identity:{}", s.as_str()),
             Self::Cycle => "cycle".into(),
             Self::Velocity(Source::Ip) => "velocity:ip".into(),
             Self::Velocity(Source::Device) => "velocity:device".into(),
             Self::Velocity(Source::Code) => "velocity:code".into(),
+            Self::Velocity(Source::CodeBurst) => "burst:code".into(),
             Self::DisposableEmail => "disposable_email".into(),
         }
     }
@@ -191,6 +235,11 @@ pub struct Velocity {
     pub ip: u32,
     pub device: u32,
     pub code: u32,
+    /// With this code in the burst window.
+    pub code_burst: u32,
+    /// The program's referral sign-ups in the 7 days before the burst
+    /// window: its normal rate.
+    pub program_week: u32,
 }
 
 /// What the checks look at for one new referral.
@@ -201,9 +250,27 @@ pub struct Evidence<'a> {
     /// Other referred friends of the program sharing an identifier with
     /// this friend.
     pub others: &'a [Identity],
+    /// The referrer's referrer, theirs, and so on up (as far as loaded).
+    pub chain: &'a [Identity],
     /// Whether the friend is the referrer or one of the referrer's referrers.
     pub cycle: bool,
     pub velocity: Velocity,
+}
+
+/// The earlier referrals a flagged one pulls into review with it: a ring is
+/// one scheme, so its first links are no more innocent than the one that
+/// gave it away.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Linked {
+    /// How many referrals up the chain belong to the ring: 1 is the
+    /// referrer's own referral, 2 also their referrer's, …
+    pub chain: usize,
+    /// The referrals of `others` (friends sharing an identifier).
+    pub sharing: Vec<MemberId>,
+    /// The code's other sign-ups in the burst window.
+    pub burst: bool,
+    /// The reason they are held for, kept on them as `linked:<code>`.
+    pub because: Option<FraudReason>,
 }
 
 fn shared(a: &Identity, b: &Identity) -> Vec<Signal> {
@@ -239,6 +306,9 @@ pub fn assess(e: &Evidence<'_>, t: &FraudThresholds) -> Vec<FraudReason> {
             }
         }
     }
+    if let Some((_, signals)) = chain_match(e) {
+        out.extend(signals.into_iter().map(FraudReason::ChainIdentity));
+    }
     if e.cycle {
         out.push(FraudReason::Cycle);
     }
@@ -246,6 +316,11 @@ pub fn assess(e: &Evidence<'_>, t: &FraudThresholds) -> Vec<FraudReason> {
         (Source::Ip, e.velocity.ip, t.max_signups_per_ip),
         (Source::Device, e.velocity.device, t.max_signups_per_device),
         (Source::Code, e.velocity.code, t.max_signups_per_code),
+        (
+            Source::CodeBurst,
+            e.velocity.code_burst,
+            t.burst_limit(e.velocity.program_week),
+        ),
     ] {
         if seen >= max {
             out.push(FraudReason::Velocity(source));
@@ -253,6 +328,69 @@ pub fn assess(e: &Evidence<'_>, t: &FraudThresholds) -> Vec<FraudReason> {
     }
     if t.disposable_email && e.friend.email.as_deref().is_some_and(is_disposable) {
         out.push(FraudReason::DisposableEmail);
+    }
+    out
+}
+
+/// The nearest member up the chain (1: the referrer's referrer) the friend
+/// shares identifiers with (a member id, when the friend is one of them).
+fn chain_match(e: &Evidence<'_>) -> Option<(usize, Vec<Signal>)> {
+    e.chain.iter().enumerate().find_map(|(i, up)| {
+        if up.member.is_some() && up.member == e.friend.member {
+            return None; // a cycle, not an alias
+        }
+        let signals: Vec<Signal> = shared(up, &e.friend)
+            .into_iter()
+            .filter(|s| *s != Signal::Member)
+            .collect();
+        (!signals.is_empty()).then_some((i + 1, signals))
+    })
+}
+
+/// Which earlier referrals go to review with this one, given its reasons.
+pub fn linked(e: &Evidence<'_>, reasons: &[FraudReason]) -> Linked {
+    let mut out = Linked::default();
+    let because = |r: FraudReason, out: &mut Linked| {
+        out.because.get_or_insert(r);
+    };
+    if reasons.contains(&FraudReason::Cycle) {
+        // The friend is up the chain: the ring is every link below them.
+        let at = e
+            .chain
+            .iter()
+            .position(|up| up.member.is_some() && up.member == e.friend.member);
+        if let Some(i) = at {
+            out.chain = i + 1;
+            because(FraudReason::Cycle, &mut out);
+        }
+    }
+    if let Some((depth, signals)) = chain_match(e) {
+        if depth > out.chain {
+            out.chain = depth;
+        }
+        because(FraudReason::ChainIdentity(signals[0]), &mut out);
+    }
+    if let Some(r) = reasons
+        .iter()
+        .find(|r| matches!(r, FraudReason::DuplicateIdentity(_)))
+    {
+        // The referrer and those above are where the scheme starts, not
+        // another copy of the friend: their own referrals stay as they are.
+        let upstream = |m: &Option<MemberId>| {
+            *m == e.referrer.member || e.chain.iter().any(|up| up.member == *m)
+        };
+        out.sharing = e
+            .others
+            .iter()
+            .filter(|o| o.member != e.friend.member && !upstream(&o.member))
+            .filter(|o| !shared(o, &e.friend).is_empty())
+            .filter_map(|o| o.member)
+            .collect();
+        because(*r, &mut out);
+    }
+    if reasons.contains(&FraudReason::Velocity(Source::CodeBurst)) {
+        out.burst = true;
+        because(FraudReason::Velocity(Source::CodeBurst), &mut out);
     }
     out
 }
@@ -371,6 +509,8 @@ mod tests {
                 ip: 5,
                 device: 2,
                 code: 49,
+                code_burst: 9,
+                program_week: 0,
             },
             ..Evidence::default()
         };
@@ -393,7 +533,102 @@ mod tests {
         assert_eq!(assess(&e, &lenient), vec![]);
     }
 
+    #[test]
+    fn a_burst_is_measured_against_the_programs_normal_rate() {
+        let t = FraudThresholds::default();
+        assert_eq!(t.burst_limit(0), 10, "the floor, for a quiet program");
+        // 10 080 sign-ups a week is 10 per 10 minutes: a burst is 5 times that.
+        assert_eq!(t.burst_limit(10_080), 50);
+        let burst = |code_burst, program_week| {
+            let e = Evidence {
+                referrer: person(1, "anna@example.com"),
+                friend: person(2, "boris@example.com"),
+                velocity: Velocity {
+                    code_burst,
+                    program_week,
+                    ..Velocity::default()
+                },
+                ..Evidence::default()
+            };
+            assess(&e, &t)
+                .into_iter()
+                .map(FraudReason::code)
+                .collect::<Vec<_>>()
+        };
+        // 30 in a minute from one code: the 11th on is held (and with it,
+        // see `linked`, the first ten).
+        assert_eq!(burst(9, 0), Vec::<String>::new());
+        assert_eq!(burst(10, 0), ["burst:code"]);
+        assert_eq!(burst(10, 10_080), Vec::<String>::new(), "a busy program");
+    }
+
+    #[test]
+    fn identities_are_scored_up_the_chain_and_rings_held_whole() {
+        let t = FraudThresholds::default();
+        let anna = person(1, "anna@example.com");
+        let mut b = person(2, "b@example.com");
+        b.device = Some("dev-b".into());
+        let c = person(3, "c@example.com");
+        // Anna → B → C → (friend): the friend has B's device, two links up.
+        let mut friend = person(4, "d@example.com");
+        friend.device = Some("dev-b".into());
+        let chain = [b.clone(), anna.clone()];
+        let e = Evidence {
+            referrer: c.clone(),
+            friend: friend.clone(),
+            chain: &chain,
+            ..Evidence::default()
+        };
+        let reasons = assess(&e, &t);
+        assert_eq!(
+            reasons,
+            [FraudReason::ChainIdentity(Signal::Device)],
+            "B's device, through C"
+        );
+        let l = linked(&e, &reasons);
+        assert_eq!(l.chain, 1, "C's own referral (by B) is part of it");
+        assert_eq!(l.because, Some(FraudReason::ChainIdentity(Signal::Device)));
+
+        // C refers Anna back: a cycle, and both earlier links are the ring.
+        let e = Evidence {
+            referrer: c,
+            friend: anna.clone(),
+            chain: &chain,
+            cycle: true,
+            ..Evidence::default()
+        };
+        let reasons = assess(&e, &t);
+        assert!(reasons.contains(&FraudReason::Cycle));
+        assert_eq!(linked(&e, &reasons).chain, 2);
+
+        // A duplicate pulls in the other friend sharing the identifier.
+        let mut twin = person(5, "twin@example.com");
+        twin.payment = Some("card".into());
+        let mut f = person(6, "f@example.com");
+        f.payment = Some("card".into());
+        let others = [twin];
+        let e = Evidence {
+            referrer: anna,
+            friend: f,
+            others: &others,
+            ..Evidence::default()
+        };
+        let l = linked(&e, &assess(&e, &t));
+        assert_eq!(l.sharing, vec![others[0].member.unwrap()]);
+        assert_eq!(l.chain, 0);
+    }
+
     proptest! {
+        /// A busier program never makes a burst easier to trigger, and the
+        /// limit never drops below the floor.
+        #[test]
+        fn burst_limit_is_monotone(a in 0u32..10_000_000, b in 0u32..10_000_000, floor in 1u32..100, factor in 1u32..20) {
+            let t = FraudThresholds { burst_floor: floor, burst_factor: factor, ..FraudThresholds::default() };
+            let (lo, hi) = (a.min(b), a.max(b));
+            prop_assert!(t.burst_limit(lo) <= t.burst_limit(hi));
+            prop_assert!(t.burst_limit(lo) >= floor);
+        }
+
         /// Normalising is idempotent, and a Gmail address with dots and a tag
         /// added is the same mailbox.
         #[test]

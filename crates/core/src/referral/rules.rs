@@ -114,18 +114,53 @@ impl Reward {
 }
 
 /// The rewards for friends whose qualifying order is at least `min_order`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tier {
     /// Minor units; the first tier starts at 0.
-    #[serde(default)]
     pub min_order: i64,
     /// The referrer's reward; with several, the referrer picks one.
-    #[serde(default)]
     pub referrer: Vec<Reward>,
-    /// The friend's reward.
-    #[serde(default)]
+    /// The friend's reward. A tier that does not name one keeps the friend
+    /// reward of the tier below (a bigger order never pays the friend
+    /// less by omission); `"friend": null` says the friend gets nothing.
     pub friend: Option<Reward>,
+}
+
+/// A tier as written: `friend` absent (`None`) differs from `null`
+/// (`Some(None)`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TierIn {
+    #[serde(default)]
+    min_order: i64,
+    #[serde(default)]
+    referrer: Vec<Reward>,
+    #[serde(default, deserialize_with = "present")]
+    friend: Option<Option<Reward>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Reward>>, D::Error> {
+    Option::<Reward>::deserialize(d).map(Some)
+}
+
+/// Reads tiers, each without a `friend` inheriting the one below. Stored
+/// versions are written back with every `friend` explicit, so a version
+/// keeps paying what it paid.
+fn inheriting_tiers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Tier>, D::Error> {
+    let written = Vec::<TierIn>::deserialize(d)?;
+    let mut below: Option<Reward> = None;
+    Ok(written
+        .into_iter()
+        .map(|t| {
+            let friend = t.friend.unwrap_or_else(|| below.clone());
+            below = friend.clone();
+            Tier {
+                min_order: t.min_order,
+                referrer: t.referrer,
+                friend,
+            }
+        })
+        .collect())
 }
 
 /// Rewards further up the chain: the referrer's referrer (level 2) gets
@@ -187,6 +222,7 @@ pub struct ReferralRules {
     pub effective_from: OffsetDateTime,
     pub qualifying: Qualifying,
     /// By the friend's qualifying order, lowest first.
+    #[serde(deserialize_with = "inheriting_tiers")]
     pub tiers: Vec<Tier>,
     #[serde(default)]
     pub levels: Option<Levels>,
@@ -297,10 +333,10 @@ impl ReferralRules {
             if let Some(f) = &t.friend {
                 f.validate().map_err(|e| e.within(&at("friend")))?;
             }
-            if self.levels.is_some() && t.referrer.first().and_then(Reward::ledger).is_none() {
+            if self.levels.is_some() && !t.referrer.iter().any(|r| r.ledger().is_some()) {
                 return Err(FieldError::new(
-                    at("referrer[0]"),
-                    "with levels, the referrer's first reward must be points or cashback: upper levels get a share of it",
+                    at("referrer"),
+                    "with levels, offer the referrer points or cashback: upper levels get a share of the points or cashback the referrer takes",
                 ));
             }
         }
@@ -451,25 +487,38 @@ impl ReferralRules {
                 options: tier.referrer.clone(),
             });
         }
-        if let (Some(levels), Some((asset, base))) =
-            (&self.levels, tier.referrer.first().and_then(Reward::ledger))
-        {
-            for (i, (&member, &share)) in chain[1..].iter().zip(&levels.shares_bp).enumerate() {
-                let mut amount = (i128::from(base) * i128::from(share) / 10_000) as i64;
-                if let Some(cap) = levels.cap {
-                    amount = amount.min(cap);
-                }
-                if amount > 0 {
-                    let reward = match asset {
-                        Asset::Points => Reward::Points { amount },
-                        Asset::Cashback => Reward::Cashback { amount },
-                    };
-                    out.push(Payout {
-                        member,
-                        level: (i + 2) as u8,
-                        options: vec![reward],
-                    });
-                }
+        // With a choice, upper levels wait for what the referrer takes.
+        if let [taken] = tier.referrer.as_slice() {
+            out.extend(self.level_payouts(&chain[1..], taken));
+        }
+        out
+    }
+
+    /// What the referrer's referrers get once the referrer took `taken`:
+    /// `above` is the referrer's referrer, then theirs, and so on. Each gets
+    /// their share of the points or cashback the referrer took, in the same
+    /// asset; a referrer who took a coupon, certificate or cash payout
+    /// leaves no share (there are no points or cashback to share).
+    pub fn level_payouts(&self, above: &[MemberId], taken: &Reward) -> Vec<Payout> {
+        let (Some(levels), Some((asset, base))) = (&self.levels, taken.ledger()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, (&member, &share)) in above.iter().zip(&levels.shares_bp).enumerate() {
+            let mut amount = (i128::from(base) * i128::from(share) / 10_000) as i64;
+            if let Some(cap) = levels.cap {
+                amount = amount.min(cap);
+            }
+            if amount > 0 {
+                let reward = match asset {
+                    Asset::Points => Reward::Points { amount },
+                    Asset::Cashback => Reward::Cashback { amount },
+                };
+                out.push(Payout {
+                    member,
+                    level: (i + 2) as u8,
+                    options: vec![reward],
+                });
             }
         }
         out
@@ -676,6 +725,56 @@ mod tests {
     }
 
     #[test]
+    fn a_tier_without_a_friend_reward_keeps_the_one_below() {
+        // The README's example: the second tier names only the referrer's.
+        let r = rules(
+            r#"{"qualifying":{"action":"first_purchase"},"tiers":[
+                {"min_order":0,"referrer":[{"kind":"points","amount":300}],"friend":{"kind":"points","amount":300}},
+                {"min_order":500000,"referrer":[{"kind":"points","amount":1000}]},
+                {"min_order":900000,"referrer":[{"kind":"points","amount":2000}],"friend":null}]}"#,
+        );
+        let friend = |order| {
+            r.payouts(m(2), &[m(1)], order)
+                .into_iter()
+                .find(|p| p.level == 0)
+                .map(|p| p.options[0].amount())
+        };
+        assert_eq!(friend(1), Some(300));
+        assert_eq!(friend(600_000), Some(300), "inherited from the tier below");
+        assert_eq!(
+            friend(900_000),
+            None,
+            "\"friend\": null pays the friend nothing"
+        );
+        // Written back explicitly, a stored version reads the same.
+        let again: ReferralRules =
+            serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(again, r);
+    }
+
+    #[test]
+    fn upper_levels_share_what_the_referrer_took() {
+        let r = rules(
+            r#"{"qualifying":{"action":"first_purchase"},"tiers":[{"referrer":[
+                {"kind":"points","amount":1000},{"kind":"cash_payout","amount":50000}]}],
+                "levels":{"shares_bp":[2000]}}"#,
+        );
+        let p = r.payouts(m(9), &[m(3), m(2)], 1);
+        assert_eq!(p.len(), 1, "with a choice open, upper levels wait: {p:?}");
+        let took_points = r.level_payouts(&[m(2)], &Reward::Points { amount: 1000 });
+        assert_eq!(took_points.len(), 1);
+        assert_eq!((took_points[0].member, took_points[0].level), (m(2), 2));
+        assert_eq!(took_points[0].options, vec![Reward::Points { amount: 200 }]);
+        assert_eq!(
+            r.level_payouts(&[m(2)], &Reward::CashPayout { amount: 50000 }),
+            vec![],
+            "cash taken: no points to share"
+        );
+        let cashback = r.level_payouts(&[m(2)], &Reward::Cashback { amount: 5000 });
+        assert_eq!(cashback[0].options, vec![Reward::Cashback { amount: 1000 }]);
+    }
+
+    #[test]
     fn choices_and_costs() {
         let r = rules(
             r#"{"qualifying":{"action":"first_purchase"},"tiers":[{"referrer":[
@@ -737,7 +836,7 @@ mod tests {
             bad(&format!(
                 r#"{{{q},"tiers":[{{"referrer":[{{"kind":"coupon_fixed","amount":1}}]}}],"levels":{{"shares_bp":[100]}}}}"#
             )),
-            "tiers[0].referrer[0]"
+            "tiers[0].referrer"
         );
         assert_eq!(
             bad(&format!(

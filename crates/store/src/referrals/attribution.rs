@@ -5,7 +5,9 @@
 use super::{micros, Referral, ReferralRow, REFERRAL_COLUMNS};
 use crate::{now, with_db, Result, Store};
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::referral::fraud::{self, Evidence, FraudReason, Identity, Velocity};
+use sarafan_core::referral::fraud::{
+    self, Evidence, FraudReason, FraudThresholds, Identity, Velocity,
+};
 use sarafan_core::referral::graph;
 use sarafan_core::referral::rules::{Attribution, TouchModel};
 use sarafan_core::referral::ReferralState;
@@ -16,6 +18,10 @@ use uuid::Uuid;
 
 /// How deep the cycle check walks up the referrer's chain.
 const MAX_CHAIN: i32 = 64;
+/// How far up the chain the friend's identifiers are compared.
+const IDENTITY_DEPTH: usize = 8;
+/// The span the program's normal sign-up rate is taken over.
+const NORMAL_SPAN: Duration = Duration::days(7);
 
 /// A friend meeting a referral: at registration, at a first purchase, or
 /// through the referrals API.
@@ -100,48 +106,49 @@ impl Store {
             }
         }
 
-        let referrer_own = self.referral_of_friend(program, t.referrer).await?;
-        let referrer_ids = match &referrer_own {
-            Some(r) => self.identifiers(program, r.id).await?,
-            None => (None, None),
-        };
-        let identity =
-            |member: MemberId, email: &Option<String>, phone: &Option<String>| Identity {
-                member: Some(member),
-                email: email.as_deref().map(fraud::normalize_email),
-                phone: phone.clone(),
-                ..Identity::default()
-            };
-        let referrer_identity = Identity {
-            payment: referrer_ids.0,
-            device: referrer_ids.1,
-            ..identity(referrer.id, &referrer.email, &referrer.phone)
-        };
+        // The referrer, then their referrers: identities to compare.
+        let parents = self.chain_edges(program, t.referrer, MAX_CHAIN).await?;
+        let mut up = vec![referrer.id];
+        up.extend(graph::chain(&parents, t.referrer, IDENTITY_DEPTH));
+        let mut identities = self.identities(program, &up).await?;
+        let chain = identities.split_off(1);
+        let referrer_identity = identities.pop().unwrap_or_default();
         let friend_identity = Identity {
+            member: Some(friend.id),
+            email: friend.email.as_deref().map(fraud::normalize_email),
+            phone: friend.phone.clone(),
             payment: t.payment.clone(),
             device: t.device.clone(),
-            ..identity(friend.id, &friend.email, &friend.phone)
         };
         let others = self.sharing_identity(program, &friend_identity).await?;
-        let parents = self.chain_edges(program, t.referrer, MAX_CHAIN).await?;
-        let since = at - Duration::minutes(i64::from(thresholds.velocity_window_minutes));
-        let velocity = self.velocity(program, t, since, t.friend).await?;
-        let reasons = fraud::assess(
-            &Evidence {
-                referrer: referrer_identity,
-                friend: friend_identity.clone(),
-                others: &others,
-                cycle: graph::closes_cycle(&parents, t.referrer, t.friend),
-                velocity,
-            },
-            &thresholds,
-        );
+        let velocity = self.velocity(program, t, &thresholds, at).await?;
+        let evidence = Evidence {
+            referrer: referrer_identity,
+            friend: friend_identity.clone(),
+            others: &others,
+            chain: &chain,
+            cycle: graph::closes_cycle(&parents, t.referrer, t.friend),
+            velocity,
+        };
+        let reasons = fraud::assess(&evidence, &thresholds);
+        let linked = fraud::linked(&evidence, &reasons);
         let (status, reject_reason) = match reasons.iter().find(|r| r.rejects()) {
             Some(r) => (ReferralState::Rejected, Some(r.code())),
             None if reasons.is_empty() => (ReferralState::SignedUp, None),
             None => (ReferralState::Review, None),
         };
         let codes: Vec<String> = reasons.into_iter().map(FraudReason::code).collect();
+        if let Some(because) = linked.because {
+            let mut friends: Vec<MemberId> = up.into_iter().take(linked.chain).collect();
+            friends.extend(linked.sharing.iter().copied());
+            friends.retain(|f| *f != t.friend);
+            let burst = t.code.as_deref().filter(|_| linked.burst).map(|code| {
+                let since = at - Duration::minutes(i64::from(thresholds.burst_window_minutes));
+                (code, micros(since))
+            });
+            self.hold_linked(program, t.friend, &friends, burst, because, micros(at))
+                .await?;
+        }
         let at = micros(at);
         let row = NewRow {
             t,
@@ -193,22 +200,116 @@ impl Store {
         row.map(Referral::try_from).transpose()
     }
 
-    /// The payment fingerprint and device a referral's friend came with.
-    async fn identifiers(
+    /// The identifiers of `members`, in that order: e-mail and phone from
+    /// the member, payment fingerprint and device from the referral that
+    /// brought them (if one did).
+    async fn identities(&self, program: ProgramId, members: &[MemberId]) -> Result<Vec<Identity>> {
+        type Row = (
+            Uuid,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = with_db!(self, read, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT m.member_id, m.email, m.phone, r.payment_fp, r.device_hash FROM members m \
+                 LEFT JOIN referrals r ON r.program_id = m.program_id AND r.friend_id = m.member_id \
+                 WHERE m.program_id = ",
+            );
+            q.push_bind(program.0).push(" AND m.member_id IN (");
+            let mut list = q.separated(", ");
+            for m in members {
+                list.push_bind(m.0);
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(pool).await?
+        });
+        let mut by_member: HashMap<MemberId, Identity> = rows
+            .into_iter()
+            .map(|(m, email, phone, payment, device)| {
+                let id = MemberId(m);
+                let identity = Identity {
+                    member: Some(id),
+                    email: email.as_deref().map(fraud::normalize_email),
+                    phone,
+                    payment,
+                    device,
+                };
+                (id, identity)
+            })
+            .collect();
+        Ok(members
+            .iter()
+            .map(|m| {
+                by_member.remove(m).unwrap_or(Identity {
+                    member: Some(*m),
+                    ..Identity::default()
+                })
+            })
+            .collect())
+    }
+
+    /// Puts the not yet qualified referrals of `friends` (and, for a burst,
+    /// the code's other sign-ups since the time given) in review beside
+    /// `friend`'s, each marked `linked:<reason>`: one scheme is judged
+    /// whole.
+    async fn hold_linked(
         &self,
         program: ProgramId,
-        referral: Uuid,
-    ) -> Result<(Option<String>, Option<String>)> {
-        Ok(with_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT payment_fp, device_hash FROM referrals WHERE program_id = $1 AND referral_id = $2",
-            )
-            .bind(program.0)
-            .bind(referral)
-            .fetch_optional(pool)
-            .await?
-        })
-        .unwrap_or((None, None)))
+        friend: MemberId,
+        friends: &[MemberId],
+        burst: Option<(&str, OffsetDateTime)>,
+        because: FraudReason,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        if friends.is_empty() && burst.is_none() {
+            return Ok(());
+        }
+        let rows: Vec<(Uuid, Json<Vec<String>>)> = with_db!(self, write, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT referral_id, fraud_reasons FROM referrals WHERE program_id = ",
+            );
+            q.push_bind(program.0)
+                .push(" AND status = 'signed_up' AND friend_id <> ")
+                .push_bind(friend.0)
+                .push(" AND (friend_id IN (");
+            let mut list = q.separated(", ");
+            // An impossible id keeps the list valid when it is empty.
+            list.push_bind(Uuid::nil());
+            for f in friends {
+                list.push_bind(f.0);
+            }
+            q.push(")");
+            if let Some((code, since)) = burst {
+                q.push(" OR (code = ")
+                    .push_bind(code)
+                    .push(" AND created_at >= ")
+                    .push_bind(since)
+                    .push(")");
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(pool).await?
+        });
+        let mark = format!("linked:{}", because.code());
+        for (id, Json(mut reasons)) in rows {
+            if !reasons.contains(&mark) {
+                reasons.push(mark.clone());
+            }
+            with_db!(self, write, |pool| {
+                sqlx::query(
+                    "UPDATE referrals SET status = 'review', fraud_reasons = $3, updated_at = $4 \
+                     WHERE program_id = $1 AND referral_id = $2 AND status = 'signed_up'",
+                )
+                .bind(program.0)
+                .bind(id)
+                .bind(Json(&reasons))
+                .bind(at)
+                .execute(pool)
+                .await?;
+            });
+        }
+        Ok(())
     }
 
     /// Other referred friends sharing an identifier with `friend`.
@@ -282,29 +383,46 @@ impl Store {
             .collect())
     }
 
-    /// Signups since `since` from the touch's IP, device and code, not
-    /// counting `friend`'s own referral.
+    /// Signups before `at` from the touch's IP, device and code in the
+    /// velocity window, with its code in the burst window, and the
+    /// program's in the week before that; not counting the touch's friend.
     async fn velocity(
         &self,
         program: ProgramId,
         t: &Touch,
-        since: OffsetDateTime,
-        friend: MemberId,
+        thresholds: &FraudThresholds,
+        at: OffsetDateTime,
     ) -> Result<Velocity> {
-        let (ip, device, code): (i64, i64, i64) = with_db!(self, read, |pool| {
+        let since = at - Duration::minutes(i64::from(thresholds.velocity_window_minutes));
+        let burst_since = at - Duration::minutes(i64::from(thresholds.burst_window_minutes));
+        let (ip, device, code, code_burst): (i64, i64, i64, i64) = with_db!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT CAST(COALESCE(SUM(CASE WHEN ip_hash = $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                        CAST(COALESCE(SUM(CASE WHEN device_hash = $3 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                        CAST(COALESCE(SUM(CASE WHEN code = $4 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                 FROM referrals WHERE program_id = $1 AND created_at >= $5 AND friend_id <> $6 \
+                "SELECT CAST(COALESCE(SUM(CASE WHEN ip_hash = $2 AND created_at >= $5 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                        CAST(COALESCE(SUM(CASE WHEN device_hash = $3 AND created_at >= $5 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                        CAST(COALESCE(SUM(CASE WHEN code = $4 AND created_at >= $5 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                        CAST(COALESCE(SUM(CASE WHEN code = $4 AND created_at >= $7 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                 FROM referrals WHERE program_id = $1 AND created_at >= $8 AND created_at <= $9 AND friend_id <> $6 \
                    AND (ip_hash = $2 OR device_hash = $3 OR code = $4)",
             )
             .bind(program.0)
             .bind(t.ip.as_deref())
             .bind(t.device.as_deref())
             .bind(t.code.as_deref())
-            .bind(since)
-            .bind(friend.0)
+            .bind(micros(since))
+            .bind(t.friend.0)
+            .bind(micros(burst_since))
+            .bind(micros(since.min(burst_since)))
+            .bind(micros(at))
+            .fetch_one(pool)
+            .await?
+        });
+        let program_week: i64 = with_db!(self, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM referrals WHERE program_id = $1 AND signed_up_at >= $2 AND signed_up_at < $3",
+            )
+            .bind(program.0)
+            .bind(micros(burst_since - NORMAL_SPAN))
+            .bind(micros(burst_since))
             .fetch_one(pool)
             .await?
         });
@@ -313,6 +431,8 @@ impl Store {
             ip: n(ip),
             device: n(device),
             code: n(code),
+            code_burst: n(code_burst),
+            program_week: n(program_week),
         })
     }
 

@@ -5,7 +5,8 @@ use super::{Referral, ReferralRow, RewardRecord, RewardRow, REFERRAL_COLUMNS, RE
 use crate::paging::{cut, page_size, rows_to_read};
 use crate::{with_db, Result, Store};
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::referral::ReferralState;
+use sarafan_core::referral::rules::{active_version, ActionKind};
+use sarafan_core::referral::{Qualifying, ReferralRules, ReferralState};
 use std::collections::BTreeMap;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -87,7 +88,59 @@ impl Store {
                 .await?
         });
         r.rewards = rows.into_iter().map(|r| r.into_record().1).collect();
+        let mut one = [r];
+        self.show_qualification_in_review(program, &mut one).await?;
+        let [r] = one;
         Ok(Some(r))
+    }
+
+    /// Fills in, for referrals held in review, the friend's purchase (or
+    /// event) that qualifies them under their rules: the order, its amount
+    /// and when, so the reviewer judges the referral with it.
+    async fn show_qualification_in_review(
+        &self,
+        program: ProgramId,
+        items: &mut [Referral],
+    ) -> Result<()> {
+        let friends: Vec<MemberId> = items
+            .iter()
+            .filter(|r| r.status == ReferralState::Review)
+            .map(|r| r.friend)
+            .collect();
+        if friends.is_empty() {
+            return Ok(());
+        }
+        let versions: Vec<ReferralRules> = self
+            .referral_rules(program)
+            .await?
+            .into_iter()
+            .map(|v| v.rules)
+            .collect();
+        let custom: Vec<&str> = versions
+            .iter()
+            .filter_map(|r| match &r.qualifying {
+                Qualifying::CustomEvent { name } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let actions = self.actions(program, &friends, &custom).await?;
+        for r in items
+            .iter_mut()
+            .filter(|r| r.status == ReferralState::Review)
+        {
+            let Some(rules) = active_version(&versions, r.signed_up_at) else {
+                continue;
+            };
+            let mine = actions.get(&r.friend).map_or(&[][..], Vec::as_slice);
+            if let Some(action) = rules.qualifying_action(r.signed_up_at, mine) {
+                r.qualified_at = Some(action.at);
+                if let ActionKind::Purchase { amount } = action.kind {
+                    r.order_key = Some(action.key.clone());
+                    r.order_amount = Some(amount);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Referrals, oldest first, by status and referrer; `next` pages on.
@@ -137,6 +190,8 @@ impl Store {
                 }
             }
         }
+        self.show_qualification_in_review(program, &mut items)
+            .await?;
         Ok((items, next))
     }
 

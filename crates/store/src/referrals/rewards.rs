@@ -8,7 +8,7 @@ use super::{
     micros, Referral, ReferralRow, RewardRecord, RewardRow, REFERRAL_COLUMNS, REWARD_COLUMNS,
 };
 use crate::connect::{sqlite_member_key, MEMBER_KEY_BYTES};
-use crate::ledger::{EventIn, ItemResult, LedgerContext, MemberRef};
+use crate::ledger::{EventIn, ItemError, ItemResult, LedgerContext, MemberRef};
 use crate::outbox::{Enqueue, Outgoing};
 use crate::{now, with_db, Result, Store};
 use rand::Rng;
@@ -82,6 +82,55 @@ impl NewReward {
             .then(|| grant_key(self.referral, self.level))
     }
 }
+
+/// Inserts one reward row through `$exec` (a transaction or a pool, of
+/// either backend); a row already there is left as it is.
+macro_rules! insert_reward {
+    ($exec:expr, $program:expr, $r:expr, $at:expr) => {{
+        let r: &NewReward = $r;
+        let (kind, amount) = match &r.reward {
+            Some(reward) if r.status != "awaiting_choice" => (reward.kind(), reward.amount()),
+            _ => ("choice", 0),
+        };
+        let coupon = matches!(
+            r.reward,
+            Some(
+                Reward::CouponFixed { .. }
+                    | Reward::CouponPercent { .. }
+                    | Reward::GiftCertificate { .. }
+            )
+        ) && r.status == "granted";
+        sqlx::query(
+            "INSERT INTO referral_rewards (program_id, reward_id, referral_id, member_id, level, kind, \
+               amount, options, status, reason, grant_key, coupon_code, cost_minor, order_key, \
+               order_amount, hold_until, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+             ON CONFLICT (program_id, referral_id, member_id, level) DO NOTHING",
+        )
+        .bind($program.0)
+        .bind(Uuid::now_v7())
+        .bind(r.referral)
+        .bind(r.member.0)
+        .bind(i32::from(r.level))
+        .bind(kind)
+        .bind(amount)
+        .bind(Json(&r.options))
+        .bind(r.status)
+        .bind(r.reason.as_deref())
+        .bind(r.grant_key())
+        .bind(coupon.then(coupon_code))
+        .bind(r.cost)
+        .bind(r.order_key.as_deref())
+        .bind(r.order_amount)
+        .bind(r.hold_until)
+        .bind($at)
+        .execute($exec)
+        .await?;
+    }};
+}
+
+/// Why a reward waits for its member to be unblocked.
+const MEMBER_BLOCKED: &str = "member_blocked";
 
 fn grant_key(referral: Uuid, level: u8) -> String {
     format!("referral:{referral}:{level}")
@@ -174,7 +223,7 @@ impl Store {
 
     /// The friends' purchases (net of refunds) and custom events named in
     /// `custom` (a custom event is kept under its name), oldest first.
-    async fn actions(
+    pub(super) async fn actions(
         &self,
         program: ProgramId,
         friends: &[MemberId],
@@ -336,37 +385,7 @@ impl Store {
             })
             .collect();
 
-        let grants: Vec<EventIn> = rewards
-            .iter()
-            .filter_map(|r| {
-                let key = r.grant_key()?;
-                let ledger = r.reward.as_ref()?.ledger()?;
-                Some(EventIn::grant(
-                    key,
-                    MemberRef::Id(r.member),
-                    at,
-                    ledger,
-                    reason_for(r.level, referral.friend, order_key.as_deref()),
-                    (hold_until > at).then_some(hold_until),
-                ))
-            })
-            .collect();
-        if !grants.is_empty() {
-            let results = self.ingest(ctx, &grants).await?;
-            for (g, result) in grants.iter().zip(results) {
-                if let ItemResult::Rejected(e) = result {
-                    // A blocked or erased member gets nothing; the rest stand.
-                    if let Some(r) = rewards
-                        .iter_mut()
-                        .find(|r| r.grant_key().as_deref() == Some(&g.key))
-                    {
-                        r.status = "withheld";
-                        r.reason = Some(e.to_string());
-                        r.cost = 0;
-                    }
-                }
-            }
-        }
+        self.grant(ctx, referral.friend, &mut rewards, at).await?;
         let status = if budget_hit {
             ReferralState::Rejected
         } else {
@@ -384,6 +403,123 @@ impl Store {
             at,
         )
         .await
+    }
+
+    /// Books the ledger grants of `rewards` that are granted points or
+    /// cashback. A member who is not active gets nothing now: the reward
+    /// is withheld, and released when a blocked member is active again
+    /// ([`Store::release_withheld_rewards`]).
+    async fn grant(
+        &self,
+        ctx: &LedgerContext,
+        friend: MemberId,
+        rewards: &mut [NewReward],
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let grants: Vec<EventIn> = rewards
+            .iter()
+            .filter_map(|r| {
+                let key = r.grant_key()?;
+                let ledger = r.reward.as_ref()?.ledger()?;
+                Some(EventIn::grant(
+                    key,
+                    MemberRef::Id(r.member),
+                    at,
+                    ledger,
+                    reason_for(r.level, friend, r.order_key.as_deref()),
+                    (r.hold_until > at).then_some(r.hold_until),
+                ))
+            })
+            .collect();
+        if grants.is_empty() {
+            return Ok(());
+        }
+        let results = self.ingest(ctx, &grants).await?;
+        for (g, result) in grants.iter().zip(results) {
+            if let ItemResult::Rejected(e) = result {
+                if let Some(r) = rewards
+                    .iter_mut()
+                    .find(|r| r.grant_key().as_deref() == Some(&g.key))
+                {
+                    r.status = "withheld";
+                    r.reason = Some(match e {
+                        ItemError::MemberInactive(_, "blocked") => MEMBER_BLOCKED.to_owned(),
+                        other => other.to_string(),
+                    });
+                    r.cost = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants the rewards withheld while `member` was blocked, now that
+    /// they are active again (pending until the hold ends, as they would
+    /// have been). Rewards of orders refunded meanwhile were voided.
+    pub async fn release_withheld_rewards(
+        &self,
+        ctx: &LedgerContext,
+        member: MemberId,
+    ) -> Result<usize> {
+        let sql = format!(
+            "SELECT {REWARD_COLUMNS} FROM referral_rewards \
+             WHERE program_id = $1 AND member_id = $2 AND status = 'withheld' AND reason = $3"
+        );
+        let rows: Vec<RewardRow> = with_db!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(ctx.program.0)
+                .bind(member.0)
+                .bind(MEMBER_BLOCKED)
+                .fetch_all(pool)
+                .await?
+        });
+        let at = now();
+        let mut released = 0;
+        for (referral_id, w) in rows.into_iter().map(RewardRow::into_record) {
+            let reward = match w.kind.as_str() {
+                "points" => Reward::Points { amount: w.amount },
+                "cashback" => Reward::Cashback { amount: w.amount },
+                _ => continue,
+            };
+            let Some(referral) = self.referral(ctx.program, referral_id).await? else {
+                continue;
+            };
+            let cost = reward.cost_minor(0, ctx.settings.redeem.point_value_minor);
+            let mut one = [NewReward {
+                referral: referral_id,
+                member: w.member,
+                level: w.level,
+                reward: Some(reward),
+                options: Vec::new(),
+                status: "granted",
+                reason: None,
+                cost,
+                order_key: referral.order_key.clone(),
+                order_amount: referral.order_amount.unwrap_or(0),
+                hold_until: w.hold_until,
+            }];
+            self.grant(ctx, referral.friend, &mut one, at).await?;
+            let [r] = one;
+            if r.status != "granted" {
+                continue;
+            }
+            with_db!(self, write, |pool| {
+                sqlx::query(
+                    "UPDATE referral_rewards SET status = 'granted', reason = NULL, grant_key = $3, \
+                       cost_minor = $4, updated_at = $5 \
+                     WHERE program_id = $1 AND reward_id = $2 AND status = 'withheld'",
+                )
+                .bind(ctx.program.0)
+                .bind(w.id)
+                .bind(r.grant_key())
+                .bind(r.cost)
+                .bind(at)
+                .execute(pool)
+                .await?;
+            });
+            released += 1;
+        }
+        Ok(released)
     }
 
     /// The referrer's rewarded referrals in the limit period, and what the
@@ -451,46 +587,7 @@ impl Store {
             .rows_affected();
             if moved == 1 {
                 for r in rewards {
-                    let (kind, amount) = match &r.reward {
-                        Some(reward) if r.status != "awaiting_choice" => {
-                            (reward.kind(), reward.amount())
-                        }
-                        _ => ("choice", 0),
-                    };
-                    let coupon = matches!(
-                        r.reward,
-                        Some(
-                            Reward::CouponFixed { .. }
-                                | Reward::CouponPercent { .. }
-                                | Reward::GiftCertificate { .. }
-                        )
-                    ) && r.status == "granted";
-                    sqlx::query(
-                        "INSERT INTO referral_rewards (program_id, reward_id, referral_id, member_id, level, kind, \
-                           amount, options, status, reason, grant_key, coupon_code, cost_minor, order_key, \
-                           order_amount, hold_until, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
-                         ON CONFLICT (program_id, referral_id, member_id, level) DO NOTHING",
-                    )
-                    .bind(program.0)
-                    .bind(Uuid::now_v7())
-                    .bind(referral.id)
-                    .bind(r.member.0)
-                    .bind(i32::from(r.level))
-                    .bind(kind)
-                    .bind(amount)
-                    .bind(Json(&r.options))
-                    .bind(r.status)
-                    .bind(r.reason.as_deref())
-                    .bind(r.grant_key())
-                    .bind(coupon.then(coupon_code))
-                    .bind(r.cost)
-                    .bind(r.order_key.as_deref())
-                    .bind(r.order_amount)
-                    .bind(r.hold_until)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_reward!(&mut *tx, program, r, at);
                 }
                 if status == ReferralState::Rewarded {
                     // In the same transaction: the inviter hears once,
@@ -570,14 +667,17 @@ impl Store {
             refunds.iter().map(|(k, at)| (k.as_str(), *at)).collect();
         for key in unqualified {
             let at = refund_at.get(key.as_str()).copied().unwrap_or_else(now);
+            // A reward withheld from a blocked member is voided too, so
+            // unblocking them does not pay for a refunded order.
             let sql = format!(
                 "SELECT {REWARD_COLUMNS} FROM referral_rewards WHERE program_id = $1 AND order_key = $2 \
-                   AND status IN ('granted', 'awaiting_choice')"
+                   AND (status IN ('granted', 'awaiting_choice') OR (status = 'withheld' AND reason = $3))"
             );
             let rows: Vec<RewardRow> = with_db!(self, write, |pool| {
                 sqlx::query_as(&sql)
                     .bind(ctx.program.0)
                     .bind(&key)
+                    .bind(MEMBER_BLOCKED)
                     .fetch_all(pool)
                     .await?
             });
@@ -599,7 +699,7 @@ impl Store {
                 self.ingest(ctx, &voids).await?;
             }
             for r in &rewards {
-                let status = if at < r.hold_until || r.status == "awaiting_choice" {
+                let status = if at < r.hold_until || r.status != "granted" {
                     "voided"
                 } else {
                     "clawed_back"
@@ -694,13 +794,73 @@ impl Store {
                 .await?
         });
         match row {
-            Some(r) => Ok(ChoiceOutcome::Chosen(r.into_record().1)),
+            Some(r) => {
+                self.pay_levels(ctx, referral, &option, offer.hold_until, at)
+                    .await?;
+                Ok(ChoiceOutcome::Chosen(r.into_record().1))
+            }
             // A concurrent choice won; report what it chose.
             None => match self.referral(ctx.program, referral.id).await? {
                 Some(now) => Box::pin(self.choose_reward(ctx, &now, index)).await,
                 None => Ok(ChoiceOutcome::NoChoice),
             },
         }
+    }
+
+    /// Pays the referrer's referrers their share of the reward the
+    /// referrer chose (`level_payouts`: points or cashback only).
+    async fn pay_levels(
+        &self,
+        ctx: &LedgerContext,
+        referral: &Referral,
+        taken: &Reward,
+        hold_until: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let Some(rules) = self
+            .referral_rules(ctx.program)
+            .await?
+            .into_iter()
+            .map(|v| v.rules)
+            .find(|r| Some(r.version) == referral.rules_version)
+        else {
+            return Ok(());
+        };
+        if rules.levels.is_none() || taken.ledger().is_none() {
+            return Ok(());
+        }
+        let edges = self
+            .chain_edges(ctx.program, referral.referrer, rules.depth() as i32)
+            .await?;
+        let above = graph::chain(&edges, referral.referrer, rules.depth() - 1);
+        let point_value = ctx.settings.redeem.point_value_minor;
+        let mut rewards: Vec<NewReward> = rules
+            .level_payouts(&above, taken)
+            .into_iter()
+            .map(|p| {
+                let reward = p.options.into_iter().next();
+                NewReward {
+                    referral: referral.id,
+                    member: p.member,
+                    level: p.level,
+                    cost: reward.as_ref().map_or(0, |r| r.cost_minor(0, point_value)),
+                    reward,
+                    options: Vec::new(),
+                    status: "granted",
+                    reason: None,
+                    order_key: referral.order_key.clone(),
+                    order_amount: referral.order_amount.unwrap_or(0),
+                    hold_until,
+                }
+            })
+            .collect();
+        self.grant(ctx, referral.friend, &mut rewards, at).await?;
+        with_db!(self, write, |pool| {
+            for r in &rewards {
+                insert_reward!(pool, ctx.program, r, at);
+            }
+        });
+        Ok(())
     }
 
     /// Approves or rejects a referral held for review. Returns the referral
