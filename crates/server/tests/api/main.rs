@@ -17,4 +17,5 @@ mod program;
 mod redemptions;
 mod redirect;
 mod referrals;
+mod spec;
 mod voice;
