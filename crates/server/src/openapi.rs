@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi};
         crate::unsubscribe::opt_in_page, crate::unsubscribe::opt_in,
     ),
     components(schemas(Problem, webhooks::WebhookPayload, webhooks::MemberCreatedData, webhooks::PurchaseProcessedData, webhooks::RewardEarnedData, webhooks::PointsExpiringData, webhooks::ReferralQualifiedData, webhooks::WebhookMember)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &KeyedProblems),
     tags(
         (name = "program", description = "The program (tenant) the key belongs to"),
         (name = "api keys", description = "Keys of the program: admin, server, publishable"),
@@ -67,6 +67,96 @@ impl Modify for BearerAuth {
             "api_key",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The problems any keyed operation may answer, documented once here rather
+/// than on each handler: the auth middleware (401), the scope check (403),
+/// and, where a request carries input, the extractors and the idempotency
+/// layer (400, 413, 415, 422). A handler's own entry for a status wins.
+struct KeyedProblems;
+
+/// (status, shared response name, what it means, when it applies)
+const KEYED_PROBLEMS: &[(&str, &str, &str, Applies)] = &[
+    ("400", "MalformedJson", "The body is not valid JSON", Applies::WithBody),
+    ("401", "Unauthorized", "Missing, unknown or revoked API key", Applies::Always),
+    ("403", "InsufficientScope", "The API key's scope does not allow this", Applies::Always),
+    ("413", "PayloadTooLarge", "The body is too large", Applies::WithBody),
+    ("415", "UnsupportedMediaType", "The body is not `application/json`", Applies::WithBody),
+    (
+        "422",
+        "InvalidField",
+        "A field, parameter or the `Idempotency-Key` header has an invalid value, or the key was used for another request",
+        Applies::WithInput,
+    ),
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Applies {
+    Always,
+    /// Operations with a request body.
+    WithBody,
+    /// Operations with parameters, a body, or a mutating method (whose
+    /// `Idempotency-Key` is checked).
+    WithInput,
+}
+
+impl Modify for KeyedProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (_, name, description, _) in KEYED_PROBLEMS {
+            let problem = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            components.responses.insert(
+                (*name).to_owned(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(*description)
+                        .content("application/problem+json", problem)
+                        .build(),
+                ),
+            );
+        }
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.delete, true),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+            ];
+            for (op, mutating) in operations {
+                let Some(op) = op else { continue };
+                let keyed = op
+                    .security
+                    .iter()
+                    .flatten()
+                    .any(|r| *r != Default::default());
+                if !keyed {
+                    continue;
+                }
+                let body = op.request_body.is_some();
+                let input =
+                    body || mutating || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                for (status, name, _, applies) in KEYED_PROBLEMS {
+                    let applies = match applies {
+                        Applies::Always => true,
+                        Applies::WithBody => body,
+                        Applies::WithInput => input,
+                    };
+                    if applies {
+                        op.responses
+                            .responses
+                            .entry((*status).to_owned())
+                            .or_insert_with(|| {
+                                RefOr::Ref(Ref::new(format!("#/components/responses/{name}")))
+                            });
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -115,5 +205,103 @@ pub(crate) fn render(template: &str, ctx: minijinja::Value) -> Response {
     match env.render_str(template, ctx) {
         Ok(html) => Html(html).into_response(),
         Err(e) => crate::problem::ApiError::Internal(format!("template: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn doc() -> Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    /// Every operation that takes an API key documents the problems the
+    /// shared layers answer, so clients and schemathesis expect them.
+    #[test]
+    fn keyed_operations_document_their_problems() {
+        let doc = doc();
+        let mut keyed = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if !op["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()))
+                {
+                    continue;
+                }
+                keyed += 1;
+                let body = op["requestBody"].is_object();
+                let input = body
+                    || method != "get"
+                    || op["parameters"].as_array().is_some_and(|p| !p.is_empty());
+                let mut expected = vec!["401", "403"];
+                if input {
+                    expected.push("422");
+                }
+                if body {
+                    expected.extend(["400", "413", "415"]);
+                }
+                for status in expected {
+                    let response = &op["responses"][status];
+                    let response = match response["$ref"].as_str() {
+                        Some(r) => {
+                            &doc["components"]["responses"]
+                                [r.trim_start_matches("#/components/responses/")]
+                        }
+                        None => response,
+                    };
+                    assert_eq!(
+                        response["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{method} {path} does not document {status}"
+                    );
+                }
+            }
+        }
+        assert!(keyed > 50, "only {keyed} keyed operations found");
+    }
+
+    /// An `allOf` part that forbids other properties contradicts every
+    /// other part that names one: no body could satisfy it.
+    #[test]
+    fn no_all_of_has_a_closed_part() {
+        fn walk(doc: &Value, v: &Value, at: &str) {
+            match v {
+                Value::Object(map) => {
+                    for part in map
+                        .get("allOf")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let part = match part["$ref"].as_str() {
+                            Some(r) => {
+                                &doc["components"]["schemas"]
+                                    [r.trim_start_matches("#/components/schemas/")]
+                            }
+                            None => part,
+                        };
+                        assert_ne!(
+                            part["additionalProperties"],
+                            Value::Bool(false),
+                            "closed allOf part at {at}"
+                        );
+                    }
+                    for (k, child) in map {
+                        walk(doc, child, &format!("{at}/{k}"));
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, child) in items.iter().enumerate() {
+                        walk(doc, child, &format!("{at}/{i}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let doc = doc();
+        walk(&doc, &doc, "#");
     }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 /// What a member shares: the code, the link and its QR images.
 #[derive(Serialize, ToSchema)]
-pub struct ReferralView {
+pub struct ReferralLinkView {
     pub member_id: Uuid,
     /// The code to share: the vanity code if the member chose one.
     #[schema(example = "K7MX4PQR9ZTB")]
@@ -42,9 +42,9 @@ pub struct VanityBody {
     pub code: String,
 }
 
-fn view(state: &AppState, member: MemberId, codes: ReferralCodes) -> ReferralView {
+fn view(state: &AppState, member: MemberId, codes: ReferralCodes) -> ReferralLinkView {
     let link = state.links.link(&codes.code);
-    ReferralView {
+    ReferralLinkView {
         member_id: member.0,
         code: codes.code.to_string(),
         generated_code: codes.generated.to_string(),
@@ -78,7 +78,7 @@ async fn active_member(state: &AppState, caller: &Caller, raw: &str) -> ApiResul
 #[utoipa::path(get, path = "/api/v1/members/{member_id}/referral", tag = "referrals",
     params(("member_id" = Uuid, Path)),
     responses(
-        (status = 200, body = ReferralView),
+        (status = 200, body = ReferralLinkView),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The member was erased", body = Problem, content_type = "application/problem+json"),
     ),
@@ -87,7 +87,7 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<ReferralView>> {
+) -> ApiResult<Json<ReferralLinkView>> {
     caller.require(Scope::Server)?;
     let id = active_member(&state, &caller, &id).await?;
     let codes = state
@@ -104,7 +104,7 @@ pub async fn get(
     request_body = VanityBody,
     params(("member_id" = Uuid, Path)),
     responses(
-        (status = 200, body = ReferralView),
+        (status = 200, body = ReferralLinkView),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The code is taken, or the member was erased", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -115,7 +115,7 @@ pub async fn set_code(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<VanityBody>,
-) -> ApiResult<Json<ReferralView>> {
+) -> ApiResult<Json<ReferralLinkView>> {
     caller.require(Scope::Server)?;
     let id = active_member(&state, &caller, &id).await?;
     let vanity = VanityCode::parse(&body.code)?;

@@ -62,13 +62,34 @@ pub struct ReferralTouch {
 }
 
 /// Binding an existing member (the friend) to a referrer.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeRequest {
     pub friend_id: String,
     #[serde(flatten)]
     pub touch: ReferralTouch,
 }
+
+/// One object: the touch's fields and `friend_id`. (A derived schema is an
+/// `allOf` of two closed objects, which no body can satisfy.)
+impl utoipa::PartialSchema for AttributeRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{Object, Schema, Type};
+        use utoipa::openapi::RefOr;
+        let mut schema = ReferralTouch::schema();
+        if let RefOr::T(Schema::Object(touch)) = &mut schema {
+            touch.description =
+                Some("Binding an existing member (the friend) to a referrer.".into());
+            touch
+                .properties
+                .insert("friend_id".into(), Object::with_type(Type::String).into());
+            touch.required.insert(0, "friend_id".into());
+        }
+        schema
+    }
+}
+
+impl ToSchema for AttributeRequest {}
 
 #[derive(Serialize, ToSchema)]
 pub struct RewardView {

@@ -20,4 +20,5 @@ mod redemptions;
 mod redirect;
 mod referrals;
 mod sent_secrets;
+mod spec;
 mod voice;
