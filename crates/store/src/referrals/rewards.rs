@@ -97,18 +97,13 @@ fn coupon_code() -> String {
     format!("REF-{}-{}", &body[..5], &body[5..])
 }
 
-fn reason_for(level: u8, friend: MemberId, order: Option<&str>) -> String {
-    let what = match order {
-        Some(o) => format!("order {o}"),
-        None => "qualifying action".into(),
-    };
-    match level {
-        0 => format!("welcome reward: your first {what} as a referred friend"),
-        1 => format!("referral reward: your friend {friend} completed {what}"),
-        n => {
-            format!("referral reward (level {n}): friend {friend} down your chain completed {what}")
-        }
-    }
+/// A referral reward's reason, as data the member's statement puts into
+/// their language (it names the order, not the friend).
+fn reason_for(level: u8, order: Option<&str>) -> String {
+    crate::ledger::stored(&sarafan_core::ledger::reason::Reason::Referral {
+        level,
+        order: order.map(str::to_owned),
+    })
 }
 
 impl Store {
@@ -346,7 +341,7 @@ impl Store {
                     MemberRef::Id(r.member),
                     at,
                     ledger,
-                    reason_for(r.level, referral.friend, order_key.as_deref()),
+                    reason_for(r.level, order_key.as_deref()),
                     (hold_until > at).then_some(hold_until),
                 ))
             })
@@ -655,7 +650,7 @@ impl Store {
                 MemberRef::Id(offer.member),
                 at,
                 ledger,
-                reason_for(1, referral.friend, referral.order_key.as_deref()),
+                reason_for(1, referral.order_key.as_deref()),
                 (offer.hold_until > at).then_some(offer.hold_until),
             );
             if let Some(ItemResult::Rejected(e)) =
