@@ -669,7 +669,7 @@ async fn export_members(
                             l.event_key.clone().unwrap_or_default(),
                             l.asset.clone(),
                             l.amount.to_string(),
-                            l.reason.clone(),
+                            l.why().to_string(),
                             rfc3339(l.created_at),
                         ])?;
                         bar.inc(1);

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod i18n;
 mod idempotency;
 mod landing;
+mod ledger_text;
 mod observe;
 pub mod openapi;
 mod page;

@@ -9,6 +9,7 @@ use crate::api::ledger::{balance_of, full_statement};
 use crate::api::referrals::progress_of;
 use crate::i18n::{text, Lang, Negotiated};
 use crate::landing::{money, reward_text};
+use crate::ledger_text::{self, Reader};
 use crate::page;
 use crate::problem::ApiError;
 use crate::signin::{no_program, MemberSession};
@@ -22,16 +23,9 @@ use sarafan_core::program::Currency;
 use sarafan_core::referral::Reward;
 use sarafan_core::share::parse_contacts;
 use serde::Deserialize;
-use time::macros::format_description;
-use time::OffsetDateTime;
 
 /// Statement lines shown, newest first.
 const STATEMENT_LINES: usize = 20;
-
-fn day(lang: Lang, at: OffsetDateTime) -> String {
-    let f = format_description!("[year]-[month]-[day]");
-    lang.digits(&at.format(&f).unwrap_or_default())
-}
 
 fn rewards(lang: Lang, rewards: &[Reward], currency: &Currency) -> String {
     rewards
@@ -78,9 +72,10 @@ async fn render(
     };
     let lang = neg.lang(member.locale.as_deref().unwrap_or(program.locale.as_str()));
     let currency = &program.currency;
-    let balance = balance_of(state, program.id, member.id).await?;
+    let reader = Reader { lang, currency };
+    let balance = balance_of(state, program.id, member.id, reader).await?;
     let progress = progress_of(state, program.id, member.id).await?;
-    let statement = full_statement(state, program.id, member.id).await?;
+    let statement = full_statement(state, program.id, member.id, reader).await?;
     let codes = state
         .store
         .referral_code_for(program.id, member.id)
@@ -88,26 +83,36 @@ async fn render(
         .ok_or_else(|| ApiError::not_found("no such member"))?;
     let link = state.links.link(&codes.code);
     let amount = |asset: &str, n: i64| match asset {
-        "cashback" => money(lang, n, currency),
+        "cashback" => ledger_text::money(lang, n, currency),
         _ => text(lang, "balance-points", &[("points", n.into())]),
     };
     let expiring: Vec<_> = balance
         .points
         .expiring
         .iter()
-        .map(|e| context! { points => amount("points", e.points), on => day(lang, e.at) })
+        .map(|e| context! { points => amount("points", e.points), on => ledger_text::date(lang, e.at.date()) })
         .collect();
     let lines: Vec<_> = statement
         .iter()
         .rev()
         .take(STATEMENT_LINES)
         .map(|l| {
+            let amount = match l.asset.as_str() {
+                "cashback" => {
+                    let sign = if l.amount > 0 { "+" } else { "" };
+                    format!("{sign}{}", ledger_text::money(lang, l.amount, currency))
+                }
+                _ => format!(
+                    "{} {}",
+                    lang.digits(&format!("{:+}", l.amount)),
+                    text(lang, "asset-points", &[])
+                ),
+            };
             context! {
-                on => day(lang, l.at),
+                on => ledger_text::date(lang, l.at.date()),
                 kind => text(lang, &format!("kind-{}", l.kind), &[]),
-                reason => l.reason,
-                amount => lang.digits(&format!("{:+}", l.amount)),
-                asset => text(lang, &format!("asset-{}", l.asset), &[]),
+                reason => l.text,
+                amount,
                 credit => l.amount > 0,
             }
         })
@@ -181,7 +186,8 @@ async fn render(
             card_number,
             spendable => amount("points", balance.points.spendable),
             pending_points => (balance.points.pending > 0).then(|| amount("points", balance.points.pending)),
-            cashback => (balance.cashback.spendable > 0).then(|| money(lang, balance.cashback.spendable, currency)),
+            pending_items => balance.points.pending_items.iter().chain(&balance.cashback.pending_items).map(|p| p.text.clone()).collect::<Vec<_>>(),
+            cashback => (balance.cashback.spendable > 0).then(|| ledger_text::money(lang, balance.cashback.spendable, currency)),
             expiring,
             lines,
             link,

@@ -70,8 +70,12 @@ pub enum Op {
 pub struct Outcome {
     /// Indexes into [`Book::transfers`] of the transfers it booked.
     pub transfers: Vec<usize>,
-    /// Points it earned, redeemed, held, released, reversed or expired.
+    /// Points it earned, redeemed, held, released, reversed or expired:
+    /// for a refund, what its posting took (the rest is `owed`).
     pub points: i64,
+    /// For a refund under [`ShortfallPolicy::ClawbackFromFuture`]: the
+    /// points it could not take now, a debt the next earnings pay.
+    pub owed: i64,
     /// The id of the hold it created.
     pub hold: Option<u64>,
 }
@@ -255,6 +259,7 @@ impl Book {
         Ok(Outcome {
             transfers,
             points,
+            owed: 0,
             hold: None,
         })
     }
@@ -293,6 +298,7 @@ impl Book {
         Ok(Outcome {
             transfers,
             points,
+            owed: 0,
             hold: None,
         })
     }
@@ -337,7 +343,8 @@ impl Book {
         }
         Ok(Outcome {
             transfers,
-            points: reversed,
+            points: taken_now,
+            owed: reversed - taken_now,
             hold: None,
         })
     }
@@ -367,6 +374,7 @@ impl Book {
         Ok(Outcome {
             transfers,
             points,
+            owed: 0,
             hold: None,
         })
     }
@@ -389,6 +397,7 @@ impl Book {
         Ok(Outcome {
             transfers: Vec::new(),
             points,
+            owed: 0,
             hold: Some(id),
         })
     }
@@ -405,6 +414,7 @@ impl Book {
         Ok(Outcome {
             transfers,
             points,
+            owed: 0,
             hold: Some(id),
         })
     }
@@ -431,6 +441,7 @@ impl Book {
         Ok(Outcome {
             transfers,
             points,
+            owed: 0,
             hold: Some(id),
         })
     }
@@ -601,6 +612,37 @@ mod tests {
             );
             assert_eq!(program(&book, ProgramAccount::Reversed), 100);
         }
+    }
+
+    /// #16 item 12: a full refund of partly spent points answers what it
+    /// posted (900) and what is owed (100), not the 1000 it reversed.
+    #[test]
+    fn a_refund_answers_what_it_posted_and_what_is_owed() {
+        let m = member(1);
+        let mut book = Book::new(ShortfallPolicy::ClawbackFromFuture);
+        book.apply("e", earn(m, "o1", 1_000, 1_000, None)).unwrap();
+        book.apply(
+            "spend",
+            Op::Redeem {
+                member: m,
+                points: 100,
+            },
+        )
+        .unwrap();
+        let refund = Op::Refund {
+            member: m,
+            order_id: "o1".into(),
+            refund_amount: 1_000,
+        };
+        let out = book.apply("r", refund).unwrap();
+        assert_eq!((out.points, out.owed), (900, 100));
+        let posted: i64 = out
+            .transfers
+            .iter()
+            .map(|&t| book.transfers()[t].postings[0].amount)
+            .sum();
+        assert_eq!(posted, -900);
+        assert_eq!((points(&book, m), book.debt(m)), (0, 100));
     }
 
     #[test]
@@ -851,7 +893,22 @@ mod tests {
                     Some(op) => {
                         let key = format!("k{n}");
                         match book.apply(&key, op.clone()) {
-                            Ok(outcome) => done.push((key, op, outcome)),
+                            Ok(outcome) => {
+                                if let Op::Refund { member, .. } = &op {
+                                    // What a refund answers is what it posted.
+                                    let posted: i64 = outcome.transfers.iter()
+                                        .flat_map(|&t| &book.transfers()[t].postings)
+                                        .filter(|p| p.account == AccountKey::member(*member, ASSET))
+                                        .map(|p| p.amount)
+                                        .sum();
+                                    prop_assert_eq!(posted, -outcome.points);
+                                    prop_assert!(outcome.owed >= 0);
+                                    if book.policy == ShortfallPolicy::AllowNegative {
+                                        prop_assert_eq!(outcome.owed, 0);
+                                    }
+                                }
+                                done.push((key, op, outcome))
+                            }
                             Err(_) => prop_assert_eq!(&book, &before, "a failed op changed the book"),
                         }
                     }

@@ -21,6 +21,7 @@
 //! says so).
 
 use super::rules::{MemberContext, Purchase};
+use super::reason::Reason;
 use super::LedgerError;
 use crate::FieldError;
 use cel::common::ast::{EntryExpr, Expr};
@@ -196,7 +197,7 @@ pub struct Facts<'a> {
     member: &'a MemberContext,
     context: OnceCell<Context<'a, 'a>>,
     /// Why conditions were not run (too costly for this order).
-    skipped: RefCell<Vec<String>>,
+    skipped: RefCell<Vec<Reason>>,
 }
 
 impl<'a> Facts<'a> {
@@ -210,7 +211,7 @@ impl<'a> Facts<'a> {
     }
 
     /// Why each condition checked so far was skipped, oldest first.
-    pub fn skipped(&self) -> Vec<String> {
+    pub fn skipped(&self) -> Vec<Reason> {
         self.skipped.borrow().clone()
     }
 
@@ -225,10 +226,11 @@ impl<'a> Facts<'a> {
         };
         let cost = condition.cost(self.purchase.lines.len());
         if cost > COST_BUDGET {
-            self.skipped.borrow_mut().push(format!(
-                "{} skipped: up to {cost} steps for this order, over the limit of {COST_BUDGET}",
-                condition.field
-            ));
+            self.skipped.borrow_mut().push(Reason::ConditionSkipped {
+                field: condition.field.clone(),
+                cost,
+                budget: COST_BUDGET,
+            });
             return Ok(false);
         }
         match condition.program.execute(self.context()) {
@@ -422,7 +424,7 @@ mod tests {
         let skipped = facts.skipped();
         assert_eq!(skipped.len(), 1);
         assert!(
-            skipped[0].starts_with("promotions[0].condition skipped"),
+            matches!(&skipped[0], Reason::ConditionSkipped { field, .. } if field == "promotions[0].condition"),
             "{skipped:?}"
         );
     }

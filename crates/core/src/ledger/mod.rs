@@ -10,6 +10,7 @@ pub mod book;
 mod condition;
 pub mod error;
 pub mod lots;
+pub mod reason;
 pub mod redeem;
 pub mod refund;
 pub mod rules;

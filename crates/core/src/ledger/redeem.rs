@@ -69,22 +69,26 @@ pub struct RedeemPlan {
 }
 
 /// Checks a request to spend `requested_points` on an order of
-/// `order_amount` minor units by a member with `balance` points.
+/// `order_amount` minor units by a member with `balance` points, when
+/// earlier redemptions still take `spent_minor` off the same order.
 ///
 /// Limits round in the member's disfavour only where the program's promise
-/// requires it: the maximum is `⌊order × max_bp / 10000 / value⌋` points (the
-/// discount never exceeds the share), the minimum is the larger of
-/// `min_points` and `⌈order × min_bp / 10000 / value⌉` (the discount reaches
-/// the share).
+/// requires it: the maximum share is of the order, over all its
+/// redemptions, so this one may take at most `⌊(order × max_bp / 10000 −
+/// spent) / value⌋` points (the discounts together never exceed the share);
+/// the minimum, per redemption, is the larger of `min_points` and
+/// `⌈order × min_bp / 10000 / value⌉` (the discount reaches the share).
 pub fn plan(
     policy: &RedeemPolicy,
     balance: i64,
     order_amount: i64,
+    spent_minor: i64,
     requested_points: i64,
 ) -> Result<RedeemPlan, LedgerError> {
     policy.validate()?;
     let value = i128::from(policy.point_value_minor);
     let order = i128::from(non_negative("order_amount", order_amount)?);
+    let spent = i128::from(non_negative("spent_minor", spent_minor)?);
     let requested = positive("requested_points", requested_points)?;
     if requested > balance {
         return Err(LedgerError::InsufficientBalance {
@@ -93,7 +97,8 @@ pub fn plan(
         });
     }
     let share_den = i128::from(WHOLE) * value;
-    let max_points = order * i128::from(policy.max_order_share_bp) / share_den;
+    let room = (order * i128::from(policy.max_order_share_bp) - spent * i128::from(WHOLE)).max(0);
+    let max_points = room / share_den;
     // `max_points <= order <= i64::MAX`, so both narrowings hold.
     let max_points = i64::try_from(max_points).map_err(|_| LedgerError::Overflow)?;
     if requested > max_points {
@@ -134,7 +139,7 @@ mod tests {
     #[test]
     fn accepts_within_limits() {
         assert_eq!(
-            plan(&POLICY, 1_000, 100_000, 500),
+            plan(&POLICY, 1_000, 100_000, 0, 500),
             Ok(RedeemPlan {
                 points: 500,
                 discount_minor: 50_000
@@ -145,21 +150,21 @@ mod tests {
     #[test]
     fn each_limit_has_its_error() {
         assert_eq!(
-            plan(&POLICY, 100, 100_000, 200),
+            plan(&POLICY, 100, 100_000, 0, 200),
             Err(LedgerError::InsufficientBalance {
                 available: 100,
                 requested: 200
             })
         );
         assert_eq!(
-            plan(&POLICY, 1_000, 100_000, 501),
+            plan(&POLICY, 1_000, 100_000, 0, 501),
             Err(LedgerError::AboveMaxShare {
                 max_points: 500,
                 requested: 501
             })
         );
         assert_eq!(
-            plan(&POLICY, 1_000, 100_000, 9),
+            plan(&POLICY, 1_000, 100_000, 0, 9),
             Err(LedgerError::BelowMinimum {
                 min_points: 10,
                 requested: 9
@@ -171,13 +176,13 @@ mod tests {
         };
         // 10% of 100 050 minor is 10 005, i.e. 100.05 points: round up to 101.
         assert_eq!(
-            plan(&share, 1_000, 100_050, 100),
+            plan(&share, 1_000, 100_050, 0, 100),
             Err(LedgerError::BelowMinimum {
                 min_points: 101,
                 requested: 100
             })
         );
-        assert!(plan(&POLICY, 1_000, 100_000, 0)
+        assert!(plan(&POLICY, 1_000, 100_000, 0, 0)
             .unwrap_err()
             .to_string()
             .starts_with("requested_points"));
@@ -185,10 +190,41 @@ mod tests {
             point_value_minor: 0,
             ..POLICY
         };
-        assert!(plan(&free, 1_000, 100_000, 10)
+        assert!(plan(&free, 1_000, 100_000, 0, 10)
             .unwrap_err()
             .to_string()
             .starts_with("point_value_minor"));
+    }
+
+    /// #16 item 9: the maximum share is of the order, over all its
+    /// redemptions: 20 % then 20 % under a 30 % cap is refused.
+    #[test]
+    fn the_share_cap_counts_earlier_redemptions_of_the_order() {
+        let cap30 = RedeemPolicy {
+            max_order_share_bp: 3_000,
+            min_points: 1,
+            ..POLICY
+        };
+        // Order of 1000.00: 200 points (200.00) spent already.
+        assert_eq!(
+            plan(&cap30, 1_000, 100_000, 20_000, 200),
+            Err(LedgerError::AboveMaxShare {
+                max_points: 100,
+                requested: 200
+            })
+        );
+        assert!(plan(&cap30, 1_000, 100_000, 20_000, 100).is_ok());
+        assert_eq!(
+            plan(&cap30, 1_000, 100_000, 30_000, 1),
+            Err(LedgerError::AboveMaxShare {
+                max_points: 0,
+                requested: 1
+            })
+        );
+        assert!(plan(&cap30, 1_000, 100_000, -1, 1)
+            .unwrap_err()
+            .to_string()
+            .starts_with("spent_minor"));
     }
 
     #[test]
@@ -225,12 +261,27 @@ mod tests {
             min_bp in 0u32..=10_000, max_bp in 0u32..=10_000, value in 1i64..1_000,
         ) {
             let p = RedeemPolicy { min_order_share_bp: min_bp.min(max_bp), max_order_share_bp: max_bp, point_value_minor: value, min_points: 1 };
-            if let Ok(plan) = plan(&p, balance, order, requested) {
+            if let Ok(plan) = plan(&p, balance, order, 0, requested) {
                 prop_assert!(plan.points <= balance);
                 prop_assert!(plan.discount_minor <= order);
                 prop_assert!(i128::from(plan.discount_minor) * 10_000 <= i128::from(order) * i128::from(max_bp));
                 prop_assert!(i128::from(plan.discount_minor) * 10_000 >= i128::from(order) * i128::from(min_bp.min(max_bp)));
                 prop_assert_eq!(plan.discount_minor, plan.points * value);
+            }
+        }
+
+        #[test]
+        fn redemptions_of_one_order_never_exceed_its_share_together(
+            order in 0i64..10_000_000, max_bp in 0u32..=10_000, value in 1i64..1_000,
+            asks in proptest::collection::vec(1i64..100_000, 1..8),
+        ) {
+            let p = RedeemPolicy { min_order_share_bp: 0, max_order_share_bp: max_bp, point_value_minor: value, min_points: 1 };
+            let mut spent = 0i64;
+            for ask in asks {
+                if let Ok(plan) = plan(&p, i64::MAX, order, spent, ask) {
+                    spent += plan.discount_minor;
+                }
+                prop_assert!(i128::from(spent) * 10_000 <= i128::from(order) * i128::from(max_bp));
             }
         }
     }

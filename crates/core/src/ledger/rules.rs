@@ -6,6 +6,7 @@
 //! read; the lines sum exactly to the total.
 
 use super::condition::{Condition, Facts};
+use super::reason::Reason;
 use super::{non_negative, LedgerError};
 use crate::{bounds, FieldError};
 use serde::{Deserialize, Serialize};
@@ -136,7 +137,8 @@ pub struct MemberContext {
 /// One reason in an earn's breakdown; cuts (caps) are negative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EarnLine {
-    pub reason: String,
+    #[serde(deserialize_with = "super::reason::data_or_text")]
+    pub reason: Reason,
     pub points: i64,
 }
 
@@ -149,7 +151,8 @@ pub struct Earn {
 }
 
 impl Earn {
-    fn nothing(reason: String) -> Self {
+    /// Nothing earned, and why.
+    pub fn nothing(reason: Reason) -> Self {
         Self {
             points: 0,
             breakdown: vec![EarnLine { reason, points: 0 }],
@@ -253,21 +256,24 @@ impl CompiledRules {
     /// In order:
     /// 1. `amount < min_order` → 0, with the reason.
     /// 2. `condition` false → 0, with the reason.
-    /// 3. Base, per line: `line_total = quantity × unit_price`; multiplier =
-    ///    the SKU's, else the category's, else ×1; `points = round(line_total
-    ///    × rate.points × multiplier / (rate.per_minor × 10000))`. When line
-    ///    totals differ from `amount` (order discounts, shipping), each line's
-    ///    money is first scaled to `amount` cumulatively (`⌊running × amount /
-    ///    lines_total⌋` minus the previous such value), so the scaled lines sum
-    ///    to exactly `amount`. Without lines (or lines totalling 0), `amount`
-    ///    earns at ×1.
+    /// 3. Base, per line: `line_total = quantity × unit_price` at the
+    ///    line's multiplier (the SKU's, else the category's, else ×1), worth
+    ///    `line_total × rate.points × multiplier / (rate.per_minor × 10000)`.
+    ///    When `amount` is below the lines' total (an order discount), each
+    ///    line counts only its share, `line_total × amount / lines_total`.
+    ///    When `amount` is above it (shipping, fees), the lines count in full
+    ///    and the rest is a line of its own at ×1: a multiplier is for the
+    ///    goods it names, not for the delivery. Without lines (or lines
+    ///    totalling 0), `amount` earns at ×1.
     /// 4. Each promotion with `starts_at <= at < ends_at` and a true condition
-    ///    adds `round(base × (basis_points − 10000) / 10000)`; promotions add
-    ///    up, none compounds on another.
+    ///    adds `base × (basis_points − 10000) / 10000`; promotions add up,
+    ///    none compounds on another.
     /// 5. `cap_per_order`, then `cap_per_day` (less `earned_today`), cut the
     ///    total with a negative line each.
     ///
-    /// Rounding is the rule set's [`Rounding`] throughout.
+    /// Steps 3 and 4 are exact fractions: the total is rounded once, by
+    /// the rule set's [`Rounding`], and each line shows the rounded running
+    /// sum less the one before it, so the lines add up to the total.
     pub fn earn(
         &self,
         purchase: &Purchase,
@@ -278,21 +284,25 @@ impl CompiledRules {
         let amount = non_negative("amount", purchase.amount)?;
         let earned_today = non_negative("earned_today", earned_today)?;
         if amount < r.min_order {
-            return Ok(Earn::nothing(format!(
-                "order total {amount} is below the {} minimum for points",
-                r.min_order
-            )));
+            return Ok(Earn::nothing(Reason::BelowMinimum {
+                amount,
+                min: r.min_order,
+            }));
         }
         let facts = Facts::new(purchase, ctx);
         if let Some(c) = &self.condition {
             if !facts.check(c)? {
-                return Ok(Earn::nothing(facts.skipped().pop().unwrap_or_else(|| {
-                    "order does not meet the program's conditions".into()
-                })));
+                return Ok(Earn::nothing(
+                    facts.skipped().pop().unwrap_or(Reason::ConditionNotMet),
+                ));
             }
         }
-        let mut breakdown = self.base_lines(purchase)?;
-        let base = total(&breakdown)?;
+        let (mut parts, den) = self.base_parts(purchase)?;
+        let base_num = parts
+            .iter()
+            .try_fold(0i128, |acc, (_, n)| acc.checked_add(*n))
+            .ok_or(LedgerError::Overflow)?;
+        let base_points = narrow(r.rounding.divide(base_num, den))?;
         for (promo, condition) in r.promotions.iter().zip(&self.promotions) {
             let running = promo.starts_at <= purchase.at && purchase.at < promo.ends_at;
             if !running {
@@ -304,15 +314,26 @@ impl CompiledRules {
                 }
             }
             let extra = i128::from(promo.basis_points - ONE);
-            let bonus = r.rounding.divide(mul(&[base.into(), extra])?, ONE.into());
+            parts.push((
+                Reason::Promotion {
+                    name: promo.name.clone(),
+                    bp: promo.basis_points,
+                    base: base_points,
+                },
+                // Base parts carry an extra ×10000, so `base_num / 10000 × extra`.
+                mul(&[base_num / i128::from(ONE), extra])?,
+            ));
+        }
+        let mut breakdown = Vec::with_capacity(parts.len() + 2);
+        let (mut running, mut shown) = (0i128, 0i64);
+        for (reason, num) in parts {
+            running = running.checked_add(num).ok_or(LedgerError::Overflow)?;
+            let upto = narrow(r.rounding.divide(running, den))?;
             breakdown.push(EarnLine {
-                reason: format!(
-                    "promotion {}: {} on {base} base points",
-                    promo.name,
-                    times(promo.basis_points)
-                ),
-                points: narrow(bonus)?,
+                reason,
+                points: upto - shown,
             });
+            shown = upto;
         }
         breakdown.extend(
             facts
@@ -320,8 +341,8 @@ impl CompiledRules {
                 .into_iter()
                 .map(|reason| EarnLine { reason, points: 0 }),
         );
-        let mut points = total(&breakdown)?;
-        let mut cut = |room: i64, reason: &dyn Fn() -> String| {
+        let mut points = shown;
+        let mut cut = |room: i64, reason: &dyn Fn() -> Reason| {
             if points > room {
                 breakdown.push(EarnLine {
                     reason: reason(),
@@ -331,19 +352,22 @@ impl CompiledRules {
             }
         };
         if let Some(cap) = r.cap_per_order {
-            cut(cap, &|| format!("capped at {cap} points per order"));
+            cut(cap, &|| Reason::CapPerOrder { cap });
         }
         if let Some(cap) = r.cap_per_day {
             let room = (cap - earned_today).max(0);
-            cut(room, &|| {
-                format!("daily cap of {cap} points; {earned_today} already earned today")
-            });
+            cut(room, &|| Reason::CapPerDay { cap, earned_today });
         }
         Ok(Earn { points, breakdown })
     }
 
-    /// Step 3 of [`CompiledRules::earn`]: one line per purchase line.
-    fn base_lines(&self, purchase: &Purchase) -> Result<Vec<EarnLine>, LedgerError> {
+    /// Step 3 of [`CompiledRules::earn`]: one part per purchase line (and
+    /// one for the amount above the lines), each an exact numerator over
+    /// the returned common denominator. Numerators carry an extra factor
+    /// of 10000 so a promotion's share of their sum stays exact.
+    #[allow(clippy::type_complexity)]
+    fn base_parts(&self, purchase: &Purchase) -> Result<(Vec<(Reason, i128)>, i128), LedgerError> {
+        let rate = self.rules.base_rate;
         let amount = i128::from(purchase.amount);
         let mut totals = Vec::with_capacity(purchase.lines.len());
         for (i, line) in purchase.lines.iter().enumerate() {
@@ -354,42 +378,57 @@ impl CompiledRules {
             totals.push(i128::from(line.quantity) * i128::from(line.unit_price));
         }
         let lines_total: i128 = totals.iter().sum();
+        let one = i128::from(ONE);
+        // A discount scales every line by amount / lines_total.
+        let (scale, per) = if lines_total > amount {
+            (amount, lines_total)
+        } else {
+            (1, 1)
+        };
+        let den = mul(&[per, rate.per_minor.into(), one, one])?;
+        let at = |money: i128, bp: u32| mul(&[money, rate.points.into(), bp.into(), one]);
         if lines_total == 0 {
-            return Ok(vec![EarnLine {
-                reason: format!("order total {amount} at ×1"),
-                points: self.points(amount, ONE)?,
-            }]);
+            return Ok((
+                vec![(
+                    Reason::OrderTotal {
+                        amount: purchase.amount,
+                    },
+                    at(amount, ONE)?,
+                )],
+                den,
+            ));
         }
+        let mut parts = Vec::with_capacity(purchase.lines.len() + 1);
         let mut running = 0;
-        purchase
-            .lines
-            .iter()
-            .zip(totals)
-            .map(|(line, line_total)| {
-                let paid = if lines_total == amount {
-                    line_total
-                } else {
-                    let before = mul(&[running, amount])? / lines_total;
-                    running += line_total;
-                    mul(&[running, amount])? / lines_total - before
-                };
-                let bp = self.multiplier(line);
-                let scaled = if paid == line_total {
-                    String::new()
-                } else {
-                    format!(" (paid {paid} after order adjustments)")
-                };
-                Ok(EarnLine {
-                    reason: format!(
-                        "{} × {}: {line_total}{scaled} at {}",
-                        line.sku,
-                        line.quantity,
-                        times(bp)
-                    ),
-                    points: self.points(paid, bp)?,
-                })
-            })
-            .collect()
+        for (line, line_total) in purchase.lines.iter().zip(totals) {
+            // Shown paid amounts are floored cumulatively, so they sum to `amount`.
+            let paid = (scale != per).then(|| {
+                let before = running * amount / lines_total;
+                running += line_total;
+                running * amount / lines_total - before
+            });
+            let bp = self.multiplier(line);
+            parts.push((
+                Reason::Line {
+                    sku: line.sku.clone(),
+                    quantity: line.quantity,
+                    total: narrow(line_total)?,
+                    paid: paid.map(narrow).transpose()?,
+                    bp,
+                },
+                at(mul(&[line_total, scale])?, bp)?,
+            ));
+        }
+        if amount > lines_total {
+            let surplus = amount - lines_total;
+            parts.push((
+                Reason::Surplus {
+                    amount: narrow(surplus)?,
+                },
+                at(surplus, ONE)?,
+            ));
+        }
+        Ok((parts, den))
     }
 
     /// The SKU's multiplier, else the category's, else ×1.
@@ -399,17 +438,6 @@ impl CompiledRules {
             .or_else(|| line.category.as_ref().and_then(|c| self.category.get(c)))
             .copied()
             .unwrap_or(ONE)
-    }
-
-    /// Points for `money` minor units at `bp` basis points of the base rate.
-    fn points(&self, money: i128, bp: u32) -> Result<i64, LedgerError> {
-        let rate = self.rules.base_rate;
-        let num = mul(&[money, rate.points.into(), bp.into()])?;
-        narrow(
-            self.rules
-                .rounding
-                .divide(num, i128::from(rate.per_minor) * i128::from(ONE)),
-        )
     }
 }
 
@@ -443,22 +471,6 @@ fn mul(factors: &[i128]) -> Result<i128, LedgerError> {
 
 fn narrow(v: i128) -> Result<i64, LedgerError> {
     i64::try_from(v).map_err(|_| LedgerError::Overflow)
-}
-
-fn total(lines: &[EarnLine]) -> Result<i64, LedgerError> {
-    lines
-        .iter()
-        .try_fold(0i64, |acc, l| acc.checked_add(l.points))
-        .ok_or(LedgerError::Overflow)
-}
-
-/// Basis points as a factor for people: 15000 → `×1.5`.
-fn times(bp: u32) -> String {
-    let frac = format!("{:04}", bp % ONE);
-    match frac.trim_end_matches('0') {
-        "" => format!("×{}", bp / ONE),
-        f => format!("×{}.{f}", bp / ONE),
-    }
 }
 
 #[cfg(test)]
@@ -538,7 +550,10 @@ mod tests {
         let e = earn(rules(), &p, 0);
         let pts: Vec<i64> = e.breakdown.iter().map(|l| l.points).collect();
         assert_eq!(pts, [30, 40, 30]);
-        assert_eq!(e.breakdown[0].reason, "TEA-GOLD × 1: 1000 at ×3");
+        assert_eq!(
+            e.breakdown[0].reason.to_string(),
+            "TEA-GOLD × 1: 1000 at ×3"
+        );
     }
 
     #[test]
@@ -569,9 +584,62 @@ mod tests {
             .points,
             1
         );
-        assert_eq!(times(15_000), "×1.5");
-        assert_eq!(times(12_345), "×1.2345");
-        assert_eq!(times(0), "×0");
+    }
+
+    /// #16 item 10: 12,399 kopecks at 1 point per rouble with a ×1.5
+    /// promotion is 185.985 points: 185, not ⌊123⌋ + ⌊61.5⌋ = 184.
+    #[test]
+    fn promotions_round_once_on_the_exact_base() {
+        let promo = Promotion {
+            name: "spring".into(),
+            starts_at: datetime!(2026-03-01 0:00 UTC),
+            ends_at: datetime!(2026-04-01 0:00 UTC),
+            basis_points: 15_000,
+            condition: None,
+        };
+        let with_promo = EarnRules {
+            promotions: vec![promo],
+            ..rules()
+        };
+        let e = earn(with_promo.clone(), &purchase(12_399, vec![]), 0);
+        assert_eq!(e.points, 185);
+        assert_eq!(
+            e.breakdown.iter().map(|l| l.points).collect::<Vec<_>>(),
+            [123, 62],
+            "the lines show the rounded running sum"
+        );
+        // Lines at multipliers are exact too: 3 × 0.99 at ×1.5 is 4.455, not 3 × ⌊1.485⌋.
+        let lines = vec![
+            line("A", Some("half"), 1, 99),
+            line("B", Some("half"), 1, 99),
+            line("C", Some("half"), 1, 99),
+        ];
+        let halves = EarnRules {
+            category_multipliers: vec![Multiplier {
+                key: "half".into(),
+                basis_points: 15_000,
+            }],
+            ..rules()
+        };
+        assert_eq!(earn(halves, &purchase(297, lines), 0).points, 4);
+    }
+
+    /// #16 item 11: shipping above the lines earns the base rate, not the
+    /// coffee's ×2.
+    #[test]
+    fn the_amount_above_the_lines_earns_at_the_base_rate() {
+        let p = purchase(1_500, vec![line("TEA-1", Some("tea"), 1, 1_000)]);
+        let e = earn(rules(), &p, 0);
+        assert_eq!(e.points, 20 + 5);
+        assert_eq!(
+            e.breakdown[1].reason,
+            Reason::Surplus { amount: 500 },
+            "{e:?}"
+        );
+        assert_eq!(
+            e.breakdown[1].reason.to_string(),
+            "rest of the order (shipping, fees) 500 at ×1"
+        );
     }
 
     #[test]
@@ -583,11 +651,8 @@ mod tests {
         );
         let e = earn(rules(), &p, 0);
         assert_eq!(e.points, 5 + 20);
-        assert!(
-            e.breakdown[1].reason.contains("paid 1000"),
-            "{}",
-            e.breakdown[1].reason
-        );
+        let reason = e.breakdown[1].reason.to_string();
+        assert!(reason.contains("paid 1000"), "{reason}");
     }
 
     #[test]
@@ -602,7 +667,10 @@ mod tests {
             0,
         );
         assert_eq!(e.points, 0);
-        assert!(e.breakdown[0].reason.contains("below the 1000 minimum"));
+        assert!(e.breakdown[0]
+            .reason
+            .to_string()
+            .contains("below the 1000 minimum"));
         let e = earn(
             EarnRules {
                 condition: Some("order.amount > 5000".into()),
@@ -861,6 +929,50 @@ mod tests {
             };
             let e = earn(r, &purchase(amount, lines), today);
             prop_assert!(e.points >= 0 && e.points <= 20_000);
+            let is_cut = |l: &&EarnLine| matches!(l.reason, Reason::CapPerOrder { .. } | Reason::CapPerDay { .. });
+            let uncut_nonnegative = e.breakdown.iter().filter(|l| !is_cut(l)).all(|l| l.points >= 0);
+            prop_assert!(uncut_nonnegative, "{:?}", e);
+        }
+
+        /// Without caps the total is the exact value rounded once: within 1
+        /// point of it (exactly its floor under `Floor`), whatever the lines.
+        #[test]
+        fn the_total_is_rounded_once(
+            amount in 0i64..10_000_000,
+            lines in proptest::collection::vec((1u32..5, 0i64..100_000, 0usize..3), 0..6),
+            promo_bp in 10_000u32..30_000,
+        ) {
+            let lines: Vec<Line> = lines.into_iter().map(|(q, price, k)| line(["TEA-GOLD", "X", "Y"][k], [Some("tea"), None, Some("tea")][k], q, price)).collect();
+            let r = EarnRules {
+                promotions: vec![Promotion {
+                    name: "p".into(),
+                    starts_at: datetime!(2026-01-01 0:00 UTC),
+                    ends_at: datetime!(2027-01-01 0:00 UTC),
+                    basis_points: promo_bp,
+                    condition: None,
+                }],
+                ..rules()
+            };
+            let bp = |l: &Line| match (l.sku.as_str(), l.category.as_deref()) {
+                ("TEA-GOLD", _) => 30_000i128,
+                (_, Some("tea")) => 20_000,
+                _ => 10_000,
+            };
+            let lines_total: i128 = lines.iter().map(|l| i128::from(l.quantity) * i128::from(l.unit_price)).sum();
+            let amount128 = i128::from(amount);
+            // Exact points × 10^8 × lines_total (per_minor 100 → ÷100 below).
+            let exact_num: i128 = if lines_total == 0 {
+                amount128 * 10_000
+            } else if lines_total > amount128 {
+                lines.iter().map(|l| i128::from(l.quantity) * i128::from(l.unit_price) * amount128 * bp(l)).sum::<i128>()
+            } else {
+                lines.iter().map(|l| i128::from(l.quantity) * i128::from(l.unit_price) * bp(l)).sum::<i128>() + (amount128 - lines_total) * 10_000
+            };
+            let per = if lines_total > amount128 { lines_total } else { 1 };
+            let with_promo = exact_num * i128::from(promo_bp);
+            let expected = with_promo / (per * 100 * 10_000 * 10_000);
+            let e = earn(r, &purchase(amount, lines), 0);
+            prop_assert_eq!(i128::from(e.points), expected);
         }
     }
 }

@@ -88,10 +88,26 @@ pub struct LineRequest {
     pub unit_price: i64,
 }
 
+/// One line of a breakdown.
 #[derive(Serialize, ToSchema)]
 pub struct EarnLineView {
+    /// In English, amounts in minor units.
     pub reason: String,
     pub points: i64,
+    /// The reason as data: `why` (line, surplus, promotion, cap_per_order,
+    /// taken_back, given_back, claw_back, …) and its fields.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+impl From<EarnLine> for EarnLineView {
+    fn from(l: EarnLine) -> Self {
+        Self {
+            reason: l.reason.to_string(),
+            points: l.points,
+            details: serde_json::to_value(&l.reason).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -112,9 +128,14 @@ pub struct EventResult {
     pub member_id: Uuid,
     /// What `points` count: `points`, or `cashback` in minor units.
     pub asset: String,
-    /// Earned by a purchase, or taken back by a refund.
+    /// Earned by a purchase; for a refund or a void, what it took back
+    /// now (pending points cancelled and points posted back).
     pub points: i64,
-    /// Why, point by point.
+    /// For a refund or a void: points it could not take now because they
+    /// were spent already, a debt the next earnings pay first
+    /// (`refund_shortfall: clawback_from_future`); 0 otherwise.
+    pub owed: i64,
+    /// Why, point by point: one line per posting (and per pending change).
     pub breakdown: Vec<EarnLineView>,
     /// For a redemption: minor units off the order.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,11 +152,8 @@ impl EventResult {
             member_id: o.member_id.0,
             asset: o.asset.as_str().to_owned(),
             points: o.points,
-            breakdown: o
-                .breakdown
-                .into_iter()
-                .map(|EarnLine { reason, points }| EarnLineView { reason, points })
-                .collect(),
+            owed: o.owed,
+            breakdown: o.breakdown.into_iter().map(EarnLineView::from).collect(),
             discount: o.discount,
             transfers: o.transfers,
         }

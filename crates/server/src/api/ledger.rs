@@ -2,6 +2,8 @@
 
 use super::{new_rule_version, page_limit};
 use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::i18n::Negotiated;
+use crate::ledger_text::Reader;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -11,7 +13,7 @@ use sarafan_core::apikey::Scope;
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::rules::{CompiledRules, EarnRules};
-use sarafan_store::ledger::{LedgerTotals, MemberBalance, StatementLine};
+use sarafan_store::ledger::{LedgerTotals, MemberBalance, PendingHold, StatementLine};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -52,8 +54,41 @@ pub struct AssetBalanceView {
     pub debt: i64,
     /// Earned, but inside their order's return window: spendable after it.
     pub pending: i64,
+    /// What is pending, from which purchase or reward, until when; soonest first.
+    pub pending_items: Vec<PendingView>,
     /// What expires when, soonest first.
     pub expiring: Vec<ExpiringView>,
+}
+
+/// Pending points of one purchase or held reward.
+#[derive(Serialize, ToSchema)]
+pub struct PendingView {
+    /// The purchase's or the reward's event id.
+    pub event_id: String,
+    pub points: i64,
+    /// When they become spendable.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub until: OffsetDateTime,
+    /// What they are for, as data (`why`: released for a purchase,
+    /// referral, grant, …).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// In the reader's language (`Accept-Language`, else the member's or
+    /// the program's locale), money in its format.
+    pub text: String,
+}
+
+impl PendingView {
+    fn new(h: &PendingHold, reader: Reader) -> Self {
+        Self {
+            text: reader.pending(h),
+            details: serde_json::to_value(&h.reason).unwrap_or_default(),
+            event_id: h.event_key.clone(),
+            points: h.points,
+            until: h.release_at,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -67,21 +102,34 @@ pub struct StatementLineView {
     pub asset: String,
     /// Change of the balance: credit above zero, debit below.
     pub amount: i64,
+    /// Why, in English with amounts in minor units.
     pub reason: String,
+    /// Why, as data: `why` (purchase, redeemed, taken_back, given_back,
+    /// claw_back, expired, referral, grant, …) and its fields (order id,
+    /// amounts in minor units, dates); `text` for lines written before
+    /// reasons were data.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// Why, in the reader's language (`Accept-Language`, else the
+    /// member's or the program's locale), money in its format.
+    pub text: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
 }
 
-impl From<StatementLine> for StatementLineView {
-    fn from(l: StatementLine) -> Self {
+impl StatementLineView {
+    pub(crate) fn new(l: StatementLine, reader: Reader) -> Self {
+        let why = l.why();
         Self {
             transfer_id: l.transfer_id,
             kind: l.kind,
             event_id: l.event_key,
             asset: l.asset,
             amount: l.amount,
-            reason: l.reason,
+            reason: why.to_string(),
+            details: serde_json::to_value(&why).unwrap_or_default(),
+            text: reader.reason(&why),
             at: l.created_at,
         }
     }
@@ -162,14 +210,27 @@ pub async fn add_rules(
     ))
 }
 
-async fn member(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<MemberId> {
+/// The member named by `raw`, and the language and money they read in:
+/// the request's `Accept-Language`, else the member's locale, else the program's.
+async fn member(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    neg: &Negotiated,
+) -> ApiResult<(MemberId, crate::i18n::Lang, sarafan_core::program::Currency)> {
     let id = MemberId::parse("member_id", raw)?;
-    state
+    let member = state
         .store
         .member(caller.program, id)
         .await?
-        .map(|m| m.id)
-        .ok_or_else(|| ApiError::not_found(format!("no member {id} in this program")))
+        .ok_or_else(|| ApiError::not_found(format!("no member {id} in this program")))?;
+    let program = state
+        .store
+        .program(caller.program)
+        .await?
+        .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))?;
+    let lang = neg.lang(member.locale.as_deref().unwrap_or(program.locale.as_str()));
+    Ok((member.id, lang, program.currency))
 }
 
 /// A member's points: balance, what is spendable, and what expires when.
@@ -183,42 +244,57 @@ async fn member(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<Membe
 pub async fn balance(
     State(state): State<AppState>,
     caller: Caller,
+    neg: Negotiated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<BalanceView>> {
     caller.require(Scope::Server)?;
-    let id = member(&state, &caller, &id).await?;
-    Ok(Json(balance_of(&state, caller.program, id).await?))
+    let (id, lang, currency) = member(&state, &caller, &id, &neg).await?;
+    let reader = Reader {
+        lang,
+        currency: &currency,
+    };
+    Ok(Json(balance_of(&state, caller.program, id, reader).await?))
 }
 
-/// A member's balance in every asset.
+/// A member's balance in every asset, pending items in `reader`'s words.
 pub(crate) async fn balance_of(
     state: &AppState,
     program: ProgramId,
     id: MemberId,
+    reader: Reader<'_>,
 ) -> ApiResult<BalanceView> {
-    let view = |b: MemberBalance| AssetBalanceView {
+    let store = &state.store;
+    let holds = store.pending_holds(program, id).await?;
+    let view = |asset: Asset, b: MemberBalance| AssetBalanceView {
         balance: b.points,
         spendable: b.spendable,
         debt: b.debt,
         pending: b.pending,
+        pending_items: holds
+            .iter()
+            .filter(|h| h.asset == asset)
+            .map(|h| PendingView::new(h, reader))
+            .collect(),
         expiring: b
             .expiring
             .into_iter()
             .map(|(at, points)| ExpiringView { at, points })
             .collect(),
     };
-    let store = &state.store;
+    let points = store.member_balance(program, id, Asset::Points).await?;
+    let cashback = store.member_balance(program, id, Asset::Cashback).await?;
     Ok(BalanceView {
-        points: view(store.member_balance(program, id, Asset::Points).await?),
-        cashback: view(store.member_balance(program, id, Asset::Cashback).await?),
+        points: view(Asset::Points, points),
+        cashback: view(Asset::Cashback, cashback),
     })
 }
 
-/// Every posting of a member, oldest first.
+/// Every posting of a member, oldest first, in `reader`'s words.
 pub(crate) async fn full_statement(
     state: &AppState,
     program: ProgramId,
     id: MemberId,
+    reader: Reader<'_>,
 ) -> ApiResult<Vec<StatementLineView>> {
     let mut lines = Vec::new();
     let mut after = None;
@@ -227,7 +303,7 @@ pub(crate) async fn full_statement(
             .store
             .statement(program, id, after, sarafan_store::MAX_PAGE)
             .await?;
-        lines.extend(page.into_iter().map(StatementLineView::from));
+        lines.extend(page.into_iter().map(|l| StatementLineView::new(l, reader)));
         if next.is_none() {
             return Ok(lines);
         }
@@ -246,18 +322,26 @@ pub(crate) async fn full_statement(
 pub async fn statement(
     State(state): State<AppState>,
     caller: Caller,
+    neg: Negotiated,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<StatementQuery>,
 ) -> ApiResult<Json<StatementView>> {
     caller.require(Scope::Server)?;
     let limit = page_limit(q.limit.or(Some(100)))?;
-    let id = member(&state, &caller, &id).await?;
+    let (id, lang, currency) = member(&state, &caller, &id, &neg).await?;
+    let reader = Reader {
+        lang,
+        currency: &currency,
+    };
     let (lines, next) = state
         .store
         .statement(caller.program, id, q.after, limit)
         .await?;
     Ok(Json(StatementView {
-        items: lines.into_iter().map(StatementLineView::from).collect(),
+        items: lines
+            .into_iter()
+            .map(|l| StatementLineView::new(l, reader))
+            .collect(),
         next,
     }))
 }

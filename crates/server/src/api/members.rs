@@ -5,6 +5,7 @@ use super::ledger::{balance_of, full_statement, BalanceView, StatementLineView};
 use super::referrals::{attribution_result, touch_for, ReferralTouch, ReferralView};
 use super::{page_limit, present};
 use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::i18n::Lang;
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -529,11 +530,16 @@ pub async fn export(
         .await?
         .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))?;
     let events = state.store.member_events(caller.program, member.id).await?;
+    let reader = crate::ledger_text::Reader {
+        lang: Lang::from_tag(member.locale.as_deref().unwrap_or(program.locale.as_str()))
+            .unwrap_or(Lang::En),
+        currency: &program.currency,
+    };
     Ok(Json(MemberExport {
         program_id: program.id.0,
         program_name: program.name,
-        balance: balance_of(&state, caller.program, member.id).await?,
-        statement: full_statement(&state, caller.program, member.id).await?,
+        balance: balance_of(&state, caller.program, member.id, reader).await?,
+        statement: full_statement(&state, caller.program, member.id, reader).await?,
         referrals: super::referrals::of_member(&state, caller.program, member.id).await?,
         events: events
             .into_iter()

@@ -602,7 +602,7 @@ async fn points_wait_out_the_return_window(db: Db) {
     )
     .await;
     assert_eq!(booked["points"], 1000);
-    assert!(booked["breakdown"].to_string().contains("return window"));
+    assert!(booked["breakdown"].to_string().contains("pending until"));
     let b = balance(&app, &member).await;
     assert_eq!(
         (b["balance"].as_i64(), b["pending"].as_i64()),

@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod events;
 mod idempotency;
+mod ledger_semantics;
 mod links;
 mod members;
 mod messaging;

@@ -180,8 +180,8 @@ async fn refunds_give_spent_points_back(db: Db) {
         .collect();
     assert_eq!(
         lines,
-        [-300, 200],
-        "took back half the earned, gave back half the spent"
+        [200, -300],
+        "gave back half the spent, then took back half the earned"
     );
     assert_eq!(points(&app).await["balance"], 1200 - 300 + 200);
 

@@ -9,6 +9,7 @@ use crate::outbox::Outgoing;
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset};
 use sarafan_core::ledger::lots::{self, Lot};
+use sarafan_core::ledger::reason::{PurchaseReason, Reason};
 use sarafan_core::ledger::redeem::{plan as redeem_plan, RedeemPolicy};
 use sarafan_core::ledger::refund::{
     reversal_for_refund, settle_debt, split_reversal, ShortfallPolicy,
@@ -192,7 +193,15 @@ pub struct EventOutcome {
     /// For a redemption: minor units off the order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discount: Option<i64>,
+    /// For a refund or a void: points it could not take now (already
+    /// spent), a debt the next earnings pay first. `points` is what it took.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub owed: i64,
     pub transfers: Vec<Uuid>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// What an event row keeps of its outcome beside its own columns (key,
@@ -203,8 +212,24 @@ pub(crate) struct SavedOutcome {
     pub breakdown: Vec<EarnLine>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discount: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub owed: i64,
     #[serde(default)]
     pub transfers: Vec<Uuid>,
+}
+
+impl SavedOutcome {
+    /// A grant's reason, read back from its saved outcome (its first line;
+    /// a grant saved before reasons were data holds the giver's words).
+    pub(crate) fn grant_reason(self) -> Reason {
+        match self.breakdown.into_iter().next().map(|l| l.reason) {
+            Some(Reason::Text { text }) => grant_reason_of(&text),
+            Some(reason) => reason,
+            None => Reason::Grant {
+                text: String::new(),
+            },
+        }
+    }
 }
 
 /// An event row's columns that complete its [`SavedOutcome`].
@@ -225,6 +250,7 @@ impl SavedOutcome {
             points: c.points,
             breakdown: self.breakdown,
             discount: self.discount,
+            owed: self.owed,
             transfers: self.transfers,
         }
     }
@@ -312,7 +338,7 @@ pub(crate) struct Order {
     pub in_batch: Option<usize>,
     /// For a grant (not a purchase): its reason. A grant's `amount` is its
     /// points, and `refunded` equals them once it is voided.
-    pub grant: Option<String>,
+    pub grant: Option<Reason>,
 }
 
 /// Points spent on an order, which a refund of the order gives back.
@@ -322,6 +348,8 @@ pub(crate) struct Redemption {
     pub member: MemberId,
     pub asset: Asset,
     pub points: i64,
+    /// Minor units it took off the order.
+    pub discount: i64,
     /// Points already given back.
     pub reversed: i64,
     /// Position among the batch's event rows when the redemption is in this batch.
@@ -427,7 +455,11 @@ impl Wanted {
                     w.order_keys.push(order_key.clone());
                     w.spenders.push(e.member.clone());
                 }
-                EventBody::Redeem { .. } => w.spenders.push(e.member.clone()),
+                EventBody::Redeem { order_key, .. } => {
+                    // Its order's earlier redemptions count against the share cap.
+                    w.order_keys.push(order_key.clone());
+                    w.spenders.push(e.member.clone());
+                }
                 EventBody::Release { order_key } => w.order_keys.push(order_key.clone()),
                 EventBody::VoidGrant { grant_key, .. } => {
                     w.order_keys.push(grant_key.clone());
@@ -562,7 +594,7 @@ pub(crate) fn outgoing(
                         "currency": p.currency,
                         "asset": o.asset,
                         "points": o.points,
-                        "breakdown": o.breakdown,
+                        "breakdown": breakdown_json(&o.breakdown),
                     }),
                 ));
             }
@@ -581,7 +613,7 @@ pub(crate) fn outgoing(
                         "occurred_at": at(e.at),
                         "asset": asset,
                         "points": points,
-                        "reason": reason,
+                        "reason": grant_reason_of(reason).to_string(),
                         "pending_until": hold_until.filter(|t| *t > e.at).map(at),
                     }),
                 ));
@@ -590,6 +622,50 @@ pub(crate) fn outgoing(
         }
     }
     out
+}
+
+/// A breakdown as webhooks and the API show it: each line's reason in
+/// English (`reason`) and as data (`details`).
+pub fn breakdown_json(lines: &[EarnLine]) -> serde_json::Value {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "reason": l.reason.to_string(),
+                "points": l.points,
+                "details": l.reason,
+            })
+        })
+        .collect()
+}
+
+/// A reason as the `reason` column of a transfer keeps it: tagged JSON.
+pub(crate) fn stored(reason: &impl Serialize) -> String {
+    // Serialising plain data into a string cannot fail.
+    serde_json::to_string(reason).unwrap_or_default()
+}
+
+/// A `reason` column read back: tagged JSON, or the English sentence of a
+/// row written before reasons were data.
+pub fn read_reason(stored: &str) -> Reason {
+    stored
+        .starts_with("{\"why\"")
+        .then(|| serde_json::from_str(stored).ok())
+        .flatten()
+        .unwrap_or_else(|| Reason::Text {
+            text: stored.to_owned(),
+        })
+}
+
+/// The reason of a grant whose giver wrote `text`: a referral reward's
+/// own (stored by the referral module as data), else the giver's words.
+pub(crate) fn grant_reason_of(text: &str) -> Reason {
+    match read_reason(text) {
+        r @ Reason::Referral { .. } => r,
+        _ => Reason::Grant {
+            text: text.to_owned(),
+        },
+    }
 }
 
 /// The answer to `e` when its key was booked before as `saved`
@@ -681,6 +757,7 @@ struct Booked {
     amount: Option<i64>,
     order_key: Option<String>,
     discount: Option<i64>,
+    owed: i64,
     transfers: Vec<Transfer>,
     /// Lots the credits made: `(index in transfers, lot)`.
     lots: Vec<(usize, LotColumns)>,
@@ -696,6 +773,7 @@ impl Booked {
             amount: None,
             order_key: None,
             discount: None,
+            owed: 0,
             transfers: Vec::new(),
             lots: Vec::new(),
         }
@@ -776,6 +854,7 @@ fn book(
     let saved = SavedOutcome {
         breakdown: booked.breakdown,
         discount: booked.discount,
+        owed: booked.owed,
         transfers,
     };
     let result = raw_json("outcome", &saved)?;
@@ -863,16 +942,15 @@ fn credit(
     let wallet = loaded.wallets.entry((member, asset)).or_default();
     let (to_debt, to_member) = settle_debt(wallet.debt, points);
     if to_debt > 0 && ctx.settings.refund_shortfall == ShortfallPolicy::ClawbackFromFuture {
-        let reason = "claw-back of points reversed by an earlier refund";
         out.transfers.push(ledger(Transfer::reversal(
             Reversal::Refund,
             member,
             asset,
             to_debt,
-            reason,
+            &stored(&Reason::ClawBack),
         ))?);
         out.breakdown.push(EarnLine {
-            reason: reason.into(),
+            reason: Reason::ClawBack,
             points: -to_debt,
         });
     }
@@ -942,13 +1020,7 @@ fn purchase(
             }
             ledger(rules.earn(p, &member_ctx, today))?
         }
-        None => Earn {
-            points: 0,
-            breakdown: vec![EarnLine {
-                reason: "no earn rules were in force at the time of the order".into(),
-                points: 0,
-            }],
-        },
+        None => Earn::nothing(Reason::NoRules),
     };
     let asset = ctx.settings.earn_asset;
     let mut out = Booked::new("purchase", asset);
@@ -960,7 +1032,9 @@ fn purchase(
         let release_at = e.at + Duration::days(i64::from(days));
         pending = earn.points;
         out.breakdown.push(EarnLine {
-            reason: format!("pending until {} (the return window)", release_at.date()),
+            reason: Reason::PendingUntil {
+                until: release_at.date(),
+            },
             points: 0,
         });
         rows.holds.push(HoldRow {
@@ -977,7 +1051,7 @@ fn purchase(
             member,
             asset,
             earn.points,
-            &explain(&e.key, &out.breakdown),
+            &stored(&PurchaseReason::new(&e.key, &out.breakdown)),
         ))?;
         credit(ctx, e, earned, loaded, rows, &mut out)?;
     }
@@ -1001,7 +1075,9 @@ fn purchase(
 }
 
 /// Takes back the refunded share of the points the order earned, and gives
-/// back the same share of the points spent on it.
+/// back the same share of the points spent on it — given back first, so
+/// that what the member spent on this very order pays for what this refund
+/// takes, rather than becoming a debt it then claws back from itself.
 fn refund(
     ctx: &LedgerContext,
     e: &EventIn,
@@ -1046,40 +1122,16 @@ fn refund(
     let mut out = Booked::new("refund", asset);
     out.amount = Some(amount);
     out.order_key = Some(order_key.to_owned());
-    out.points = reversed;
-    // Points still pending are cancelled; only posted ones are taken back.
-    let from_hold = reversed.min(order.pending);
-    let posted = reversed - from_hold;
-    if from_hold > 0 {
-        out.breakdown.push(EarnLine {
-            reason: format!("pending points of order {order_key} cancelled"),
-            points: -from_hold,
-        });
-    }
-    let reason = format!("refund of {amount} on order {order_key}");
-    take_back(
-        ctx,
-        (Reversal::Refund, &reason),
-        member,
-        (asset, posted),
-        loaded,
-        rows,
-        &mut out,
-    )?;
-    if posted > 0 {
-        out.breakdown.push(EarnLine {
-            reason: format!("points earned on order {order_key} taken back"),
-            points: -posted,
-        });
-    }
     for (i, spent_in, back) in give_back {
-        let reason = format!("points spent on order {order_key} given back");
+        let reason = Reason::GivenBack {
+            order: order_key.to_owned(),
+        };
         let given = ledger(Transfer::reversal(
             Reversal::Redeem,
             member,
             spent_in,
             back,
-            &reason,
+            &stored(&reason),
         ))?;
         out.breakdown.push(EarnLine {
             reason,
@@ -1095,6 +1147,38 @@ fn refund(
             rows.touch_redemption(r);
         }
     }
+    // Points still pending are cancelled; only posted ones are taken back.
+    let from_hold = reversed.min(order.pending);
+    let posted = reversed - from_hold;
+    if from_hold > 0 {
+        out.breakdown.push(EarnLine {
+            reason: Reason::PendingCancelled {
+                order: order_key.to_owned(),
+            },
+            points: -from_hold,
+        });
+    }
+    let reason = Reason::TakenBack {
+        order: order_key.to_owned(),
+        refund: amount,
+    };
+    let taken = take_back(
+        ctx,
+        (Reversal::Refund, &reason),
+        member,
+        (asset, posted),
+        loaded,
+        rows,
+        &mut out,
+    )?;
+    if taken > 0 {
+        out.breakdown.push(EarnLine {
+            reason,
+            points: -taken,
+        });
+    }
+    out.points = from_hold + taken;
+    out.owed = posted - taken;
     if let Some(o) = loaded.orders.get_mut(order_key) {
         o.refunded += amount;
         o.reversed += reversed;
@@ -1109,16 +1193,17 @@ fn refund(
 
 /// Takes `points` already posted back from a member: what their lots hold,
 /// and the rest under the program's shortfall policy — now, leaving the
-/// balance negative, or as a debt later credits pay first.
+/// balance negative, or as a debt later credits pay first. Returns the
+/// points posted now.
 fn take_back(
     ctx: &LedgerContext,
-    (of, reason): (Reversal, &str),
+    (of, reason): (Reversal, &Reason),
     member: MemberId,
     (asset, points): (Asset, i64),
     loaded: &mut Loaded,
     rows: &mut Rows,
     out: &mut Booked,
-) -> Result<(), ItemError> {
+) -> Result<i64, ItemError> {
     let spendable = loaded
         .wallets
         .get(&(member, asset))
@@ -1127,7 +1212,11 @@ fn take_back(
     let from_lots = points.min(spendable);
     if taken_now > 0 {
         out.transfers.push(ledger(Transfer::reversal(
-            of, member, asset, taken_now, reason,
+            of,
+            member,
+            asset,
+            taken_now,
+            &stored(reason),
         ))?);
     }
     if from_lots > 0 {
@@ -1136,7 +1225,7 @@ fn take_back(
     let wallet = loaded.wallets.entry((member, asset)).or_default();
     wallet.debt += points - from_lots;
     rows.debt(member, asset, points - from_lots);
-    Ok(())
+    Ok(taken_now)
 }
 
 /// Checks a grant's or void's reason: the member reads it on the posting.
@@ -1161,7 +1250,7 @@ fn grant(
             sarafan_core::FieldError::new("points", format!("must be above 0 (got {points})")),
         )));
     }
-    let reason = grant_reason(reason)?;
+    let reason = grant_reason_of(&grant_reason(reason)?);
     let mut out = Booked::new("grant", asset);
     out.amount = Some(points);
     out.points = points;
@@ -1174,7 +1263,9 @@ fn grant(
         Some(release_at) => {
             pending = points;
             out.breakdown.push(EarnLine {
-                reason: format!("pending until {}", release_at.date()),
+                reason: Reason::PendingUntil {
+                    until: release_at.date(),
+                },
                 points: 0,
             });
             rows.holds.push(HoldRow {
@@ -1188,7 +1279,7 @@ fn grant(
             });
         }
         None => {
-            let granted = ledger(Transfer::grant(member, asset, points, &reason))?;
+            let granted = ledger(Transfer::grant(member, asset, points, &stored(&reason)))?;
             credit(ctx, e, granted, loaded, rows, &mut out)?;
         }
     }
@@ -1228,21 +1319,27 @@ fn void_grant(
     if order.refunded > 0 {
         return Err(ItemError::GrantVoided(grant_key.to_owned()));
     }
-    let reason = grant_reason(reason)?;
+    let text = grant_reason(reason)?;
     let asset = order.asset;
     let mut out = Booked::new("grant_void", asset);
     out.order_key = Some(grant_key.to_owned());
-    out.points = order.points;
     let (from_hold, posted) = (order.pending, order.points - order.pending);
     if from_hold > 0 {
         out.breakdown.push(EarnLine {
-            reason: format!("pending points of grant {grant_key} cancelled: {reason}"),
+            reason: Reason::GrantPendingCancelled {
+                grant: grant_key.to_owned(),
+                text: text.clone(),
+            },
             points: -from_hold,
         });
     }
+    let mut taken = 0;
     if posted > 0 {
-        let reason = format!("grant {grant_key} taken back: {reason}");
-        take_back(
+        let reason = Reason::GrantTakenBack {
+            grant: grant_key.to_owned(),
+            text,
+        };
+        taken = take_back(
             ctx,
             (Reversal::Grant, &reason),
             member,
@@ -1251,11 +1348,15 @@ fn void_grant(
             rows,
             &mut out,
         )?;
-        out.breakdown.push(EarnLine {
-            reason,
-            points: -posted,
-        });
+        if taken > 0 {
+            out.breakdown.push(EarnLine {
+                reason,
+                points: -taken,
+            });
+        }
     }
+    out.points = from_hold + taken;
+    out.owed = posted - taken;
     if let Some(o) = loaded.orders.get_mut(grant_key) {
         o.refunded = o.amount;
         o.reversed = posted;
@@ -1266,21 +1367,6 @@ fn void_grant(
         }
     }
     Ok(out)
-}
-
-/// The posting's reason for an order's points: the breakdown in one line,
-/// so the member's statement says where every point came from.
-fn explain(order: &str, breakdown: &[EarnLine]) -> String {
-    const MAX: usize = 480;
-    let parts: Vec<String> = breakdown
-        .iter()
-        .map(|l| format!("{} ({:+})", l.reason, l.points))
-        .collect();
-    let mut text = format!("order {order}: {}", parts.join("; "));
-    if text.chars().count() > MAX {
-        text = text.chars().take(MAX).collect::<String>() + "…";
-    }
-    text
 }
 
 /// Posts what is still pending of a purchase whose return window passed.
@@ -1303,10 +1389,18 @@ fn release(
     out.points = pending;
     if pending > 0 {
         let (transfer, reason) = match grant {
-            Some(reason) => (Transfer::grant(member, asset, pending, &reason), reason),
+            Some(reason) => (
+                Transfer::grant(member, asset, pending, &stored(&reason)),
+                reason,
+            ),
             None => {
-                let reason = format!("order {order_key}: the return window passed");
-                (Transfer::earn(member, asset, pending, &reason), reason)
+                let reason = Reason::Released {
+                    order: order_key.to_owned(),
+                };
+                (
+                    Transfer::earn(member, asset, pending, &stored(&reason)),
+                    reason,
+                )
             }
         };
         out.breakdown.push(EarnLine {
@@ -1346,18 +1440,32 @@ fn redeem(
             ..ctx.settings.redeem
         },
     };
-    let plan = ledger(redeem_plan(&policy, spendable, order_amount, points))?;
+    // What earlier redemptions of the order still take off it (the share
+    // given back by refunds no longer counts).
+    let spent = loaded
+        .redemptions
+        .get(order_key)
+        .into_iter()
+        .flatten()
+        .filter(|r| r.points > 0)
+        .map(|r| i128::from(r.discount) * i128::from(r.points - r.reversed) / i128::from(r.points))
+        .sum::<i128>();
+    let spent = i64::try_from(spent).map_err(|_| ItemError::Ledger(LedgerError::Overflow))?;
+    let plan = ledger(redeem_plan(&policy, spendable, order_amount, spent, points))?;
     let mut out = Booked::new("redemption", asset);
     out.amount = Some(order_amount);
     out.order_key = Some(order_key.to_owned());
     out.points = plan.points;
     out.discount = Some(plan.discount_minor);
-    let reason = format!("redeemed for {} off order {order_key}", plan.discount_minor);
+    let reason = Reason::Redeemed {
+        order: order_key.to_owned(),
+        discount: plan.discount_minor,
+    };
     out.transfers.push(ledger(Transfer::redeem(
         member,
         asset,
         plan.points,
-        &reason,
+        &stored(&reason),
     ))?);
     out.breakdown.push(EarnLine {
         reason,
@@ -1373,6 +1481,7 @@ fn redeem(
             member,
             asset,
             points: plan.points,
+            discount: plan.discount_minor,
             reversed: 0,
             in_batch: Some(rows.next_event()),
         });

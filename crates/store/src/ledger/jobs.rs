@@ -2,11 +2,12 @@
 //! passed, and expiring points lot by lot (only the points of a lot past its
 //! date expire, never the whole balance).
 
-use super::ingest::{EventBody, EventIn, ItemResult, MemberRef, Wanted};
+use super::ingest::{stored, EventBody, EventIn, ItemResult, MemberRef, Wanted};
 use super::writes::{LedgerIo, Rows};
 use crate::{now, with_db, Result, Store};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::Asset;
+use sarafan_core::ledger::reason::Reason;
 use sarafan_core::ledger::transfer::Transfer;
 use sha2::Digest;
 use time::OffsetDateTime;
@@ -99,12 +100,10 @@ impl Store {
                 for (lot, member, asset, remaining, earned_at, expires_at) in &due {
                     let asset = Asset::parse("asset", asset)
                         .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
-                    let reason = format!(
-                        "{} earned {} expired {}",
-                        asset.as_str(),
-                        earned_at.date(),
-                        expires_at.unwrap_or(at).date()
-                    );
+                    let reason = stored(&Reason::Expired {
+                        earned: earned_at.date(),
+                        expired: expires_at.unwrap_or(at).date(),
+                    });
                     let transfer = Transfer::expire(MemberId(*member), asset, *remaining, &reason)
                         .map_err(|e| crate::StoreError::Corrupt(format!("lot {lot}: {e}")))?;
                     rows.transfer(&transfer, "expiry", at, None)

@@ -12,10 +12,11 @@ mod rules;
 mod sqlite_io;
 mod writes;
 
-pub(crate) use ingest::Wanted;
 pub use ingest::{
-    EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef,
+    breakdown_json, read_reason, EventBody, EventIn, EventOutcome, ItemError, ItemResult,
+    LedgerContext, MemberRef,
 };
+pub(crate) use ingest::{stored, Wanted};
 pub(crate) use reads::{book_in, Announce};
-pub use reads::{LedgerTotals, MemberBalance, StatementLine};
+pub use reads::{LedgerTotals, MemberBalance, PendingHold, StatementLine};
 pub use rules::RuleVersion;

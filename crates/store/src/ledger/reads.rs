@@ -1,6 +1,8 @@
 //! What members and stores read from the ledger, and the consistency check.
 
-use super::ingest::{outgoing, replay_of, EventIn, ItemResult, LedgerContext, Wanted};
+use super::ingest::{
+    outgoing, read_reason, replay_of, EventIn, ItemResult, LedgerContext, SavedOutcome, Wanted,
+};
 use super::writes::LedgerIo;
 use crate::outbox::Enqueue;
 use crate::paging::{cut, page_size, rows_to_read};
@@ -8,6 +10,7 @@ use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
 use sarafan_core::ledger::account::{AccountKey, Asset, Owner, ProgramAccount};
 use sarafan_core::ledger::lots::{expiring_schedule, Lot};
+use sarafan_core::ledger::reason::Reason;
 use sarafan_core::ledger::rules::CompiledRules;
 use sarafan_core::outbox::Topic;
 use time::OffsetDateTime;
@@ -39,6 +42,26 @@ pub struct StatementLine {
     pub amount: i64,
     pub reason: String,
     pub created_at: OffsetDateTime,
+}
+
+impl StatementLine {
+    /// Why, as data (`reason` is the column as stored).
+    pub fn why(&self) -> Reason {
+        read_reason(&self.reason)
+    }
+}
+
+/// Points not yet spendable: a purchase inside its return window, or a
+/// held grant (a referral reward, say), and when they will be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingHold {
+    /// The purchase's or grant's key.
+    pub event_key: String,
+    pub asset: Asset,
+    pub points: i64,
+    pub release_at: OffsetDateTime,
+    /// The purchase ([`Reason::Released`] of its order), or the grant's reason.
+    pub reason: Reason,
 }
 
 /// A program's points in total.
@@ -176,6 +199,52 @@ impl Store {
             debt,
             expiring: expiring_schedule(&lots, now()),
         })
+    }
+
+    /// The member's pending points, soonest spendable first.
+    pub async fn pending_holds(
+        &self,
+        program: ProgramId,
+        member: MemberId,
+    ) -> Result<Vec<PendingHold>> {
+        type Row = (
+            String,
+            String,
+            i64,
+            OffsetDateTime,
+            String,
+            sqlx::types::Json<SavedOutcome>,
+        );
+        let rows: Vec<Row> = with_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT h.event_key, h.asset, h.remaining, h.release_at, e.kind, e.result FROM holds h \
+                 JOIN events e ON e.program_id = h.program_id AND e.event_key = h.event_key \
+                 WHERE h.program_id = $1 AND h.member_id = $2 AND h.state = 'pending' \
+                 ORDER BY h.release_at, h.event_key",
+            )
+            .bind(program.0)
+            .bind(member.0)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(event_key, asset, points, release_at, kind, saved)| {
+                let reason = match kind.as_str() {
+                    "grant" => saved.0.grant_reason(),
+                    _ => Reason::Released {
+                        order: event_key.clone(),
+                    },
+                };
+                Ok(PendingHold {
+                    asset: Asset::parse("asset", &asset)
+                        .map_err(|e| StoreError::Corrupt(format!("hold: {e}")))?,
+                    event_key,
+                    points,
+                    release_at,
+                    reason,
+                })
+            })
+            .collect()
     }
 
     /// A page of the member's postings, oldest first, after `after` (a

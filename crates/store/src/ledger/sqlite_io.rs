@@ -173,7 +173,7 @@ fn load_orders(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()
         "SELECT remaining FROM holds WHERE program_id = ?1 AND event_key = ?2 AND state = 'pending'",
     )?;
     let mut redemptions = c.prepare_cached(
-        "SELECT event_key, member_id, asset, points, reversed FROM events INDEXED BY events_by_order \
+        "SELECT event_key, member_id, asset, points, reversed, result FROM events INDEXED BY events_by_order \
          WHERE program_id = ?1 AND order_key = ?2 AND kind = 'redemption' ORDER BY event_key",
     )?;
     for key in &w.order_keys {
@@ -183,17 +183,7 @@ fn load_orders(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()
             .optional()?;
         if let Some((member, raw_asset, amount, points, refunded, reversed, grant)) = row {
             let grant = match grant {
-                Some(raw) => {
-                    let outcome: SavedOutcome = json("result", &raw)?;
-                    Some(
-                        outcome
-                            .breakdown
-                            .into_iter()
-                            .next()
-                            .map(|l| l.reason)
-                            .unwrap_or_default(),
-                    )
-                }
+                Some(raw) => Some(json::<SavedOutcome>("result", &raw)?.grant_reason()),
                 None => None,
             };
             let pending = hold
@@ -221,6 +211,9 @@ fn load_orders(c: &Connection, p: Uuid, w: &Wanted, l: &mut Loaded) -> Result<()
                 member: MemberId(r.get(1)?),
                 asset: parse_asset(&raw_asset)?,
                 points: r.get(3)?,
+                discount: json::<SavedOutcome>("result", &r.get::<_, String>(5)?)?
+                    .discount
+                    .unwrap_or(0),
                 reversed: r.get(4)?,
                 in_batch: None,
             };

@@ -270,13 +270,7 @@ mod postgres {
                     reversed: r.try_get("reversed")?,
                     pending: 0,
                     in_batch: None,
-                    grant: grant.map(|g| {
-                        g.0.breakdown
-                            .into_iter()
-                            .next()
-                            .map(|l| l.reason)
-                            .unwrap_or_default()
-                    }),
+                    grant: grant.map(|g| g.0.grant_reason()),
                 };
                 l.orders.insert(r.try_get("event_key")?, order);
             }
@@ -297,14 +291,16 @@ mod postgres {
                 }
             }
             let select =
-                "SELECT event_key, member_id, asset, points, reversed, order_key FROM events";
+                "SELECT event_key, member_id, asset, points, reversed, order_key, result FROM events";
             let tail = " AND kind = 'redemption' ORDER BY event_key";
             for r in rows_in(self, select, p, "order_key", &w.order_keys, tail).await? {
+                let saved: Json<SavedOutcome> = r.try_get("result")?;
                 let redemption = Redemption {
                     key: r.try_get("event_key")?,
                     member: MemberId(r.try_get("member_id")?),
                     asset: asset_of(&r)?,
                     points: r.try_get("points")?,
+                    discount: saved.0.discount.unwrap_or(0),
                     reversed: r.try_get("reversed")?,
                     in_batch: None,
                 };

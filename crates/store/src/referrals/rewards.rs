@@ -146,18 +146,13 @@ fn coupon_code() -> String {
     format!("REF-{}-{}", &body[..5], &body[5..])
 }
 
-fn reason_for(level: u8, friend: MemberId, order: Option<&str>) -> String {
-    let what = match order {
-        Some(o) => format!("order {o}"),
-        None => "qualifying action".into(),
-    };
-    match level {
-        0 => format!("welcome reward: your first {what} as a referred friend"),
-        1 => format!("referral reward: your friend {friend} completed {what}"),
-        n => {
-            format!("referral reward (level {n}): friend {friend} down your chain completed {what}")
-        }
-    }
+/// A referral reward's reason, as data the member's statement puts into
+/// their language (it names the order, not the friend).
+fn reason_for(level: u8, order: Option<&str>) -> String {
+    crate::ledger::stored(&sarafan_core::ledger::reason::Reason::Referral {
+        level,
+        order: order.map(str::to_owned),
+    })
 }
 
 impl Store {
@@ -385,7 +380,7 @@ impl Store {
             })
             .collect();
 
-        self.grant(ctx, referral.friend, &mut rewards, at).await?;
+        self.grant(ctx, &mut rewards, at).await?;
         let status = if budget_hit {
             ReferralState::Rejected
         } else {
@@ -412,7 +407,6 @@ impl Store {
     async fn grant(
         &self,
         ctx: &LedgerContext,
-        friend: MemberId,
         rewards: &mut [NewReward],
         at: OffsetDateTime,
     ) -> Result<()> {
@@ -426,7 +420,7 @@ impl Store {
                     MemberRef::Id(r.member),
                     at,
                     ledger,
-                    reason_for(r.level, friend, r.order_key.as_deref()),
+                    reason_for(r.level, r.order_key.as_deref()),
                     (r.hold_until > at).then_some(r.hold_until),
                 ))
             })
@@ -498,7 +492,7 @@ impl Store {
                 order_amount: referral.order_amount.unwrap_or(0),
                 hold_until: w.hold_until,
             }];
-            self.grant(ctx, referral.friend, &mut one, at).await?;
+            self.grant(ctx, &mut one, at).await?;
             let [r] = one;
             if r.status != "granted" {
                 continue;
@@ -755,7 +749,7 @@ impl Store {
                 MemberRef::Id(offer.member),
                 at,
                 ledger,
-                reason_for(1, referral.friend, referral.order_key.as_deref()),
+                reason_for(1, referral.order_key.as_deref()),
                 (offer.hold_until > at).then_some(offer.hold_until),
             );
             if let Some(ItemResult::Rejected(e)) =
@@ -854,7 +848,7 @@ impl Store {
                 }
             })
             .collect();
-        self.grant(ctx, referral.friend, &mut rewards, at).await?;
+        self.grant(ctx, &mut rewards, at).await?;
         with_db!(self, write, |pool| {
             for r in &rewards {
                 insert_reward!(pool, ctx.program, r, at);
