@@ -1075,9 +1075,8 @@ fn purchase(
 }
 
 /// Takes back the refunded share of the points the order earned, and gives
-/// back the same share of the points spent on it — given back first, so
-/// that what the member spent on this very order pays for what this refund
-/// takes, rather than becoming a debt it then claws back from itself.
+/// back the same share of the points spent on it (booked first; the lots
+/// they make are not yet spendable for the take-back, #16 item 12).
 fn refund(
     ctx: &LedgerContext,
     e: &EventIn,
