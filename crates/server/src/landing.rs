@@ -30,7 +30,6 @@ use sarafan_core::referral::{Qualifying, Reward};
 use sarafan_store::Program;
 use std::collections::HashMap;
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// A minor-unit amount in `currency`, exactly (no floats), in `lang`'s
 /// digits: `12345` RUB is `123.45 RUB`.
@@ -324,7 +323,7 @@ async fn invitation(state: &AppState, raw: Option<&str>) -> Option<(Arc<Target>,
 /// or the only program) the open enrolment form.
 #[utoipa::path(get, path = "/join", tag = "referrals",
     params(("ref" = Option<String>, Query, description = "The referral code"),
-           ("program" = Option<Uuid>, Query, description = "Without a code: the program to join (default: the only one)"),
+           ("program" = Option<uuid::Uuid>, Query, description = "Without a code: the program to join (default: the only one)"),
            ("lang" = Option<String>, Query, description = "en, ru or fa; remembered in a cookie")),
     responses((status = 200, content_type = "text/html", body = String),
               (status = 404, description = "Unknown code or program: a friendly page (with the open enrolment form when the program is known)", content_type = "text/html", body = String)))]
