@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use sarafan_server::client_addr::TrustedProxies;
 use sarafan_server::delivery::{mail::Mailer, spawn_delivery, spawn_schedules, DeliveryConfig};
 use sarafan_server::ServerConfig;
 use sarafan_store::{ConnectOptions, Store};
@@ -51,6 +52,12 @@ pub struct ServeArgs {
     /// Sender of member e-mail [default: Sarafan <noreply@localhost>].
     #[arg(long, env = "SARAFAN_SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// Reverse proxies (CIDRs or addresses, comma-separated) whose
+    /// Forwarded / X-Forwarded-For headers name the shopper's address;
+    /// from anyone else those headers are ignored [default:
+    /// 127.0.0.0/8,::1].
+    #[arg(long, env = "SARAFAN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -73,6 +80,7 @@ struct FileSettings {
     public_url: Option<String>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Every setting, resolved.
@@ -85,6 +93,7 @@ pub struct Settings {
     pub public_url: String,
     pub smtp_url: Option<String>,
     pub smtp_from: String,
+    pub trusted_proxies: TrustedProxies,
 }
 
 fn read_file(path: Option<&PathBuf>) -> Result<FileSettings> {
@@ -141,7 +150,13 @@ impl ServeArgs {
         if max_connections == 0 {
             bail!("--max-connections: must be at least 1");
         }
+        let trusted_proxies = match self.trusted_proxies.or(file.trusted_proxies) {
+            Some(list) => TrustedProxies::parse(&list)
+                .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?,
+            None => TrustedProxies::default(),
+        };
         Ok(Settings {
+            trusted_proxies,
             database_url,
             pg_schema: self.db.pg_schema.or(file.pg_schema),
             max_connections,
@@ -199,6 +214,7 @@ impl Settings {
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             public_url: self.public_url.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
             ..ServerConfig::default()
         }
     }

@@ -4,6 +4,7 @@
 pub mod api;
 mod auth;
 pub mod clicks;
+pub mod client_addr;
 pub mod delivery;
 pub mod extract;
 pub mod i18n;
@@ -50,6 +51,9 @@ pub struct ServerConfig {
     /// Checks Alexa's request signatures (its trust roots and certificate
     /// fetch are replaceable for tests).
     pub alexa: Arc<voice::alexa_verify::AlexaVerifier>,
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` name the client
+    /// (`--trusted-proxies`; default: this machine).
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             body_limit: 1024 * 1024,
             alexa: Arc::default(),
+            trusted_proxies: client_addr::TrustedProxies::default(),
         }
     }
 }

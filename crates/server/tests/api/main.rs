@@ -16,5 +16,6 @@ mod portal;
 mod program;
 mod redemptions;
 mod redirect;
+mod referral_fraud;
 mod referrals;
 mod voice;
