@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use sarafan_server::client_addr::TrustedProxies;
 use sarafan_server::delivery::{mail::Mailer, spawn_delivery, spawn_schedules, DeliveryConfig};
 use sarafan_server::ServerConfig;
 use sarafan_store::{ConnectOptions, Store};
@@ -60,6 +61,12 @@ pub struct ServeArgs {
     /// [default: 24; 1 to 720].
     #[arg(long, env = "SARAFAN_IDEMPOTENCY_HOURS")]
     pub idempotency_hours: Option<u32>,
+    /// Reverse proxies (CIDRs or addresses, comma-separated) whose
+    /// Forwarded / X-Forwarded-For headers name the shopper's address;
+    /// from anyone else those headers are ignored [default:
+    /// 127.0.0.0/8,::1].
+    #[arg(long, env = "SARAFAN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -84,6 +91,7 @@ struct FileSettings {
     smtp_from: Option<String>,
     allow_private_webhooks: Option<bool>,
     idempotency_hours: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Every setting, resolved.
@@ -98,6 +106,7 @@ pub struct Settings {
     pub smtp_from: String,
     pub allow_private_webhooks: bool,
     pub idempotency_hours: u32,
+    pub trusted_proxies: TrustedProxies,
 }
 
 fn read_file(path: Option<&PathBuf>) -> Result<FileSettings> {
@@ -161,7 +170,13 @@ impl ServeArgs {
         if !(1..=720).contains(&idempotency_hours) {
             bail!("--idempotency-hours: must be between 1 and 720 (30 days)");
         }
+        let trusted_proxies = match self.trusted_proxies.or(file.trusted_proxies) {
+            Some(list) => TrustedProxies::parse(&list)
+                .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?,
+            None => TrustedProxies::default(),
+        };
         Ok(Settings {
+            trusted_proxies,
             database_url,
             pg_schema: self.db.pg_schema.or(file.pg_schema),
             max_connections,
@@ -227,6 +242,7 @@ impl Settings {
             public_url: self.public_url.clone(),
             allow_private_webhooks: self.allow_private_webhooks,
             idempotency_ttl: self.idempotency_ttl(),
+            trusted_proxies: self.trusted_proxies.clone(),
             ..ServerConfig::default()
         }
     }

@@ -12,11 +12,10 @@
 //! and nothing is stored.
 
 use crate::api::members::{register_with_referral, ConsentBody, RegisterMember};
-use crate::api::referrals::ReferralTouch;
 use crate::i18n::{text, Lang, Negotiated};
 use crate::page;
 use crate::problem::ApiError;
-use crate::redirect::Target;
+use crate::redirect::{self, Target};
 use crate::signin::{form, sign_in_url};
 use crate::AppState;
 use axum::body::Bytes;
@@ -363,7 +362,12 @@ fn field<'a>(fields: &'a HashMap<String, String>, name: &str) -> Option<&'a str>
     responses((status = 200, description = "Joined (or a member already)", content_type = "text/html", body = String),
               (status = 422, description = "Bad e-mail or phone, no consent: the form again, nothing stored", content_type = "text/html", body = String),
               (status = 404, description = "Unknown code: a friendly page", content_type = "text/html", body = String)))]
-pub async fn join(State(state): State<AppState>, neg: Negotiated, body: Bytes) -> Response {
+pub async fn join(
+    State(state): State<AppState>,
+    neg: Negotiated,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
     let fields = form(&body);
     let named = field(&fields, "program");
     let (target, program) = match field(&fields, "ref") {
@@ -414,15 +418,13 @@ pub async fn join(State(state): State<AppState>, neg: Negotiated, body: Bytes) -
             sms: !filled.phone.is_empty(),
             messengers: false,
         },
-        referral: target.as_ref().map(|target| ReferralTouch {
-            code: Some(target.code.as_str().to_owned()),
-            referrer_id: None,
-            channel: None,
-            clicked_at: None,
-            ip_hash: None,
-            device_hash: None,
-            payment_fingerprint: None,
-        }),
+        // The click's channel and time, the address and the device.
+        referral: match &target {
+            Some(target) => {
+                Some(redirect::browser_touch(&state, program.id, &target.code, &parts).await)
+            }
+            None => None,
+        },
     };
     match register_with_referral(&state, program.id, &body).await {
         Ok((status, _, _)) => {

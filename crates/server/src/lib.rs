@@ -5,6 +5,7 @@ pub mod api;
 mod auth;
 pub mod clicks;
 pub mod client;
+pub mod client_addr;
 pub mod delivery;
 pub mod extract;
 pub mod i18n;
@@ -61,6 +62,9 @@ pub struct ServerConfig {
     pub allow_private_webhooks: bool,
     /// How long a response saved for an `Idempotency-Key` is replayed.
     pub idempotency_ttl: std::time::Duration,
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` name the client
+    /// (`--trusted-proxies`; default: this machine).
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             alexa: Arc::default(),
             allow_private_webhooks: false,
             idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
+            trusted_proxies: client_addr::TrustedProxies::default(),
         }
     }
 }

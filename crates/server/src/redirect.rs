@@ -8,21 +8,30 @@
 //! [`crate::clicks`]. A shopper never sees an error page: an unknown or
 //! malformed code, or a database failure, lands on Sarafan's own page.
 
+use crate::api::referrals::ReferralTouch;
 use crate::clicks::ClickSink;
-use crate::AppState;
-use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use crate::{client_addr, AppState};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quick_cache::sync::Cache;
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::link::{visitor_hash, with_ref, Channel, ReferralCode};
+use sarafan_core::link::{is_preview_bot, visitor_hash, with_ref, Channel, ReferralCode};
 use sarafan_store::{Click, Store, StoreError};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use time::format_description::well_known::Rfc3339;
 
 /// The cookie that keeps the code for attribution.
 pub const COOKIE: &str = "sarafan_ref";
+/// The cookie that keeps the latest click's id: the join form reads the
+/// click's channel and time from it.
+pub const CLICK_COOKIE: &str = "sarafan_click";
+/// A random id for the browser, set on its first click: the join form's
+/// device for fraud checks (kept only as a per-program hash).
+pub const DEVICE_COOKIE: &str = "sarafan_dev";
+/// How long the device cookie lasts (browsers cap cookies at 400 days).
+const DEVICE_DAYS: u64 = 400;
 /// How long a looked-up code is trusted: a program's new landing URL or a
 /// member's new name shows within this time.
 const FRESH: Duration = Duration::from_secs(10);
@@ -40,6 +49,8 @@ pub struct Target {
     pub referrer: Option<String>,
     location: HeaderValue,
     cookie: HeaderValue,
+    /// `; Max-Age=…; Path=/; SameSite=Lax[; Secure]`, for the click cookie.
+    cookie_attributes: String,
 }
 
 #[derive(Clone)]
@@ -114,7 +125,8 @@ impl Links {
             ""
         };
         let max_age = u64::from(program.settings.referral_cookie_days()) * 86_400;
-        let cookie = format!("{COOKIE}={code}; Max-Age={max_age}; Path=/; SameSite=Lax{secure}");
+        let cookie_attributes = format!("; Max-Age={max_age}; Path=/; SameSite=Lax{secure}");
+        let cookie = format!("{COOKIE}={code}{cookie_attributes}");
         let (Ok(location), Ok(cookie)) = (
             HeaderValue::from_str(&landing),
             HeaderValue::from_str(&cookie),
@@ -131,6 +143,7 @@ impl Links {
                 .and_then(|n| n.split_whitespace().next().map(str::to_owned)),
             location,
             cookie,
+            cookie_attributes,
         }))
     }
 }
@@ -179,32 +192,61 @@ pub async fn follow(
     };
     let Some(target) = target else {
         metrics::counter!("sarafan_referral_unknown_codes_total").increment(1);
-        return found(links.generic.clone(), None);
+        return found(links.generic.clone(), &[]);
     };
     let user_agent = header_str(&parts, header::USER_AGENT).unwrap_or_default();
+    if is_preview_bot(user_agent) {
+        // A messenger drawing the link's preview: it gets the page, but
+        // nobody clicked.
+        metrics::counter!("sarafan_referral_preview_fetches_total").increment(1);
+        return found(target.location.clone(), &[target.cookie.clone()]);
+    }
+    let id = uuid::Uuid::now_v7();
+    let client = client_addr::of_request(&parts, &state.config.trusted_proxies)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     links
         .clicks
         .record(Click {
             program: target.program,
-            id: uuid::Uuid::now_v7(),
+            id,
             code: target.code.clone(),
             member: target.member,
             at: sarafan_store::now(),
             channel: channel(parts.uri.query()),
-            visitor_hash: visitor_hash(&client_ip(&parts), user_agent),
+            visitor_hash: visitor_hash(&client, user_agent),
             referer: header_str(&parts, header::REFERER).map(|r| r.chars().take(500).collect()),
         })
         .await;
-    found(target.location.clone(), Some(target.cookie.clone()))
+    let mut cookies = vec![target.cookie.clone()];
+    let attributes = &target.cookie_attributes;
+    cookies
+        .extend(HeaderValue::from_str(&format!("{CLICK_COOKIE}={id}{attributes}; HttpOnly")).ok());
+    if cookie(&parts.headers, DEVICE_COOKIE).is_none() {
+        let device = format!("{:032x}", rand::random::<u128>());
+        let max_age = DEVICE_DAYS * 86_400;
+        let secure = if attributes.ends_with("Secure") {
+            "; Secure"
+        } else {
+            ""
+        };
+        cookies.extend(
+            HeaderValue::from_str(&format!(
+                "{DEVICE_COOKIE}={device}; Max-Age={max_age}; Path=/; SameSite=Lax; HttpOnly{secure}"
+            ))
+            .ok(),
+        );
+    }
+    found(target.location.clone(), &cookies)
 }
 
-fn found(location: HeaderValue, cookie: Option<HeaderValue>) -> Response {
+fn found(location: HeaderValue, cookies: &[HeaderValue]) -> Response {
     let mut resp = StatusCode::FOUND.into_response();
     let headers = resp.headers_mut();
     headers.insert(header::LOCATION, location);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(cookie) = cookie {
-        headers.insert(header::SET_COOKIE, cookie);
+    for cookie in cookies {
+        headers.append(header::SET_COOKIE, cookie.clone());
     }
     resp
 }
@@ -213,20 +255,50 @@ fn header_str(parts: &Parts, name: header::HeaderName) -> Option<&str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The visitor's address: the peer's, or, when the peer is a proxy on this
-/// machine, the last address it added to `X-Forwarded-For`.
-fn client_ip(parts: &Parts) -> String {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let forwarded = header_str(parts, header::HeaderName::from_static("x-forwarded-for"))
-        .and_then(|v| v.rsplit(',').next())
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
-    match (peer, forwarded) {
-        (Some(ip), Some(fwd)) if ip.is_loopback() => fwd.to_owned(),
-        (Some(ip), _) => ip.to_string(),
-        (None, fwd) => fwd.unwrap_or_default().to_owned(),
+/// A cookie's value from the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v.trim())
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// What the browser joining with `code` tells about how the friend came:
+/// the channel and time of their click on the code's link (from the click
+/// cookie), their address (hashed) and the browser's device cookie
+/// (hashed), for the join form's referral.
+pub async fn browser_touch(
+    state: &AppState,
+    program: ProgramId,
+    code: &ReferralCode,
+    parts: &Parts,
+) -> ReferralTouch {
+    let click = match cookie(&parts.headers, CLICK_COOKIE)
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+    {
+        Some(id) => state.store.click(program, id).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "click lookup failed; joining without the click's channel");
+            None
+        }),
+        None => None,
+    }
+    .filter(|c| &c.code == code);
+    ReferralTouch {
+        code: Some(code.as_str().to_owned()),
+        referrer_id: None,
+        channel: click.as_ref().map(|c| c.channel.as_str().to_owned()),
+        clicked_at: click.and_then(|c| c.at.format(&Rfc3339).ok()),
+        ip: None,
+        ip_hash: client_addr::of_request(parts, &state.config.trusted_proxies)
+            .map(|ip| client_addr::ip_hash(program, ip)),
+        device_hash: cookie(&parts.headers, DEVICE_COOKIE)
+            .map(|d| client_addr::hashed("sarafan-device-v1", program, d)),
+        payment_fingerprint: None,
     }
 }

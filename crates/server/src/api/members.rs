@@ -466,7 +466,15 @@ pub async fn patch(
         .update_member(caller.program, id, &patch)
         .await?
     {
-        PatchOutcome::Updated(m) => Ok(Json(m.into())),
+        PatchOutcome::Updated(m) => {
+            if status == Some(MemberStatus::Active) {
+                // Referral rewards withheld while the member was blocked.
+                if let Some(ctx) = state.store.ledger_context(caller.program).await? {
+                    state.store.release_withheld_rewards(&ctx, id).await?;
+                }
+            }
+            Ok(Json(m.into()))
+        }
         PatchOutcome::NotFound => Err(missing(id)),
         PatchOutcome::Erased => Err(ApiError::Conflict {
             kind: Conflict::MemberErased,

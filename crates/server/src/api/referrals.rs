@@ -5,7 +5,7 @@
 use super::{new_rule_version, page_limit};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::problem::{ApiError, ApiResult, Conflict, Problem};
-use crate::AppState;
+use crate::{client_addr, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -31,14 +31,16 @@ use uuid::Uuid;
 /// A referral rule version: `qualifying` ({action: first_purchase |
 /// purchase_at_least {min_amount} | purchases_within {count, days} |
 /// custom_event {name}}), `tiers` [{min_order, referrer: [reward…] (several:
-/// the referrer picks one), friend: reward}], a reward being {kind: points |
+/// the referrer picks one), friend: reward (absent: the tier below's; null:
+/// none)}], a reward being {kind: points |
 /// cashback | coupon_fixed | gift_certificate | cash_payout, amount} or
 /// {kind: coupon_percent, basis_points}; `levels` {shares_bp: [level 2,
 /// level 3, …], cap}; `limits` {max_per_referrer, period_days,
 /// budget_minor}; `attribution` {window_days, model: first_touch |
 /// last_touch}; `hold_days`; `fraud` {velocity_window_minutes,
 /// max_signups_per_ip, max_signups_per_device, max_signups_per_code,
-/// disposable_email}; `effective_from` (default now).
+/// disposable_email, burst_window_minutes, burst_floor, burst_factor};
+/// `effective_from` (default now).
 #[derive(Serialize, ToSchema)]
 #[schema(value_type = Object)]
 pub struct ReferralRulesView(serde_json::Value);
@@ -55,6 +57,10 @@ pub struct ReferralTouch {
     /// When the friend followed the link (RFC 3339); the attribution window
     /// counts from it. Default: now.
     pub clicked_at: Option<String>,
+    /// The friend's IP address as your store saw it (forward the
+    /// shopper's, not your server's): Sarafan keeps only a hash (of the /64
+    /// for IPv6) for fraud checks. Wins over `ip_hash`.
+    pub ip: Option<String>,
     /// Hash of the friend's IP, device and payment card, for fraud checks.
     pub ip_hash: Option<String>,
     pub device_hash: Option<String>,
@@ -463,10 +469,21 @@ pub async fn touch_for(
             .map(|s| bounded(&f(name), s, 1, 128))
             .transpose()
     };
-    let (payment, device, ip) = (
+    let ip = match &t.ip {
+        Some(raw) => Some(client_addr::ip_hash(
+            program,
+            raw.trim().parse().map_err(|_| {
+                FieldError::new(
+                    f("ip"),
+                    "must be an IPv4 or IPv6 address such as 203.0.113.7",
+                )
+            })?,
+        )),
+        None => hash("ip_hash", &t.ip_hash)?,
+    };
+    let (payment, device) = (
         hash("payment_fingerprint", &t.payment_fingerprint)?,
         hash("device_hash", &t.device_hash)?,
-        hash("ip_hash", &t.ip_hash)?,
     );
     let (referrer, code) = referrer_of(state, program, field, t).await?;
     Ok(Touch {

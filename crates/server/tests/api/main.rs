@@ -19,6 +19,7 @@ mod portal;
 mod program;
 mod redemptions;
 mod redirect;
+mod referral_fraud;
 mod referrals;
 mod sent_secrets;
 mod spec;

@@ -59,7 +59,7 @@ fn header(resp: &Response, name: &str) -> Option<String> {
 
 /// Waits until the program has `n` clicks written (the writer is off the
 /// request path), and returns the counts.
-async fn written_clicks(app: &TestApp, program: ProgramId, n: u64) -> Vec<(String, u64)> {
+pub async fn written_clicks(app: &TestApp, program: ProgramId, n: u64) -> Vec<(String, u64)> {
     let today = OffsetDateTime::now_utc().date();
     for _ in 0..100 {
         let counts = app

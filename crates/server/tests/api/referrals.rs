@@ -24,6 +24,10 @@ on_both_databases!(
     limits_and_budget,
     custom_event_qualifies,
     erasure_forgets_fraud_identifiers,
+    a_tier_without_a_friend_reward_keeps_the_one_below,
+    upper_levels_share_what_the_referrer_chose,
+    a_reward_withheld_while_blocked_is_released_on_unblock,
+    review_shows_the_qualifying_purchase,
 );
 
 fn ago(d: Duration) -> String {
@@ -265,8 +269,13 @@ async fn tier_by_order_value(db: Db) {
         (anna.clone(), 1, "points".into(), 300, "pending".into())
     );
     assert_eq!(
-        got[2],
-        vec![(anna.clone(), 1, "cashback".into(), 50_000, "pending".into())]
+        got[2][1],
+        (anna.clone(), 1, "cashback".into(), 50_000, "pending".into())
+    );
+    assert_eq!(
+        (got[2][0].1, got[2][0].2.as_str(), got[2][0].3),
+        (0, "coupon_percent", 1000),
+        "the top tier names no friend reward: it keeps the one below"
     );
     let p = progress(&app, &anna).await;
     assert_eq!(p["qualified"], 3);
@@ -477,8 +486,10 @@ async fn fraud_checks_and_review_queue(db: Db) {
         (Some("rejected"), Some("cycle"))
     );
 
+    // Held with them (linked): p1 (p2's card), d1 (d2's device) and the
+    // friend who closed the ring (their own referral by Anna).
     let queue = json(app.get("/api/v1/referrals?status=review").await).await;
-    assert_eq!(queue["items"].as_array().unwrap().len(), 6);
+    assert_eq!(queue["items"].as_array().unwrap().len(), 9);
 
     // Held referrals are not paid, even when the friend buys.
     let (twin, twin_referral) = held[0].clone();
@@ -532,7 +543,7 @@ async fn fraud_checks_and_review_queue(db: Db) {
             .as_array()
             .unwrap()
             .len(),
-        4
+        7
     );
     ledger_is_consistent(&app).await;
 }
@@ -1067,4 +1078,159 @@ async fn erasure_forgets_fraud_identifiers(db: Db) {
     let vera = register(&app, "vera@example.com", card("card-7")).await;
     assert_eq!(vera["referral"]["referral"]["fraud_reasons"], json!([]));
     assert_eq!(referral(&app, &id).await["status"], "signed_up");
+}
+
+async fn a_tier_without_a_friend_reward_keeps_the_one_below(db: Db) {
+    let app = TestApp::spawn(db).await;
+    // The README's example: the bigger tier names only the referrer's reward.
+    rules(
+        &app,
+        json!({"tiers": [
+            {"min_order": 0, "referrer": [{"kind": "points", "amount": 300}], "friend": {"kind": "points", "amount": 300}},
+            {"min_order": 500000, "referrer": [{"kind": "points", "amount": 1000}]},
+            {"min_order": 900000, "referrer": [{"kind": "points", "amount": 2000}], "friend": null}]}),
+    )
+    .await;
+    let stored = json(app.get("/api/v1/referral-rules").await).await;
+    assert_eq!(
+        stored[0]["tiers"][1]["friend"],
+        json!({"kind": "points", "amount": 300}),
+        "kept explicitly in the version: {stored}"
+    );
+    assert_eq!(stored[0]["tiers"][2]["friend"], Value::Null);
+    let anna = app.member(json!({"email": "anna@example.com"})).await;
+    let code = code_of(&app, &anna).await;
+    let (big, _) = friend(&app, "big@example.com", &code).await;
+    buy(&app, &big, "big-1", 600_000).await;
+    assert_eq!(points(&app, &big).await["pending"], 300, "inherited");
+    let (bigger, _) = friend(&app, "bigger@example.com", &code).await;
+    buy(&app, &bigger, "bigger-1", 950_000).await;
+    assert_eq!(
+        points(&app, &bigger).await["pending"],
+        0,
+        "\"friend\": null"
+    );
+    assert_eq!(points(&app, &anna).await["pending"], 3000);
+    ledger_is_consistent(&app).await;
+}
+
+async fn upper_levels_share_what_the_referrer_chose(db: Db) {
+    let app = TestApp::spawn(db).await;
+    rules(
+        &app,
+        json!({"tiers": [{"referrer": [{"kind": "points", "amount": 1000}, {"kind": "cash_payout", "amount": 50000}]}],
+               "levels": {"shares_bp": [2000]}}),
+    )
+    .await;
+    let grand = app.member(json!({"email": "grand@example.com"})).await;
+    let (referrer, _) = friend(&app, "referrer@example.com", &code_of(&app, &grand).await).await;
+    let code = code_of(&app, &referrer).await;
+    let choose = |id: String, option: usize| {
+        let app = &app;
+        async move {
+            let resp = app
+                .post(
+                    &format!("/api/v1/referrals/{id}/reward-choice"),
+                    json!({"option": option}),
+                )
+                .await;
+            assert_eq!(resp.status(), 201);
+        }
+    };
+    // The referrer takes cash: there are no points to share.
+    let (f1, r1) = friend(&app, "f1@example.com", &code).await;
+    buy(&app, &f1, "f1-1", 10_000).await;
+    assert_eq!(
+        points(&app, &grand).await["pending"],
+        0,
+        "nothing while the choice is open"
+    );
+    choose(r1.clone(), 1).await;
+    assert_eq!(points(&app, &grand).await["pending"], 0, "cash was taken");
+    // The referrer takes points: level 2 gets 20 % of them.
+    let (f2, r2) = friend(&app, "f2@example.com", &code).await;
+    buy(&app, &f2, "f2-1", 10_000).await;
+    choose(r2.clone(), 0).await;
+    assert_eq!(points(&app, &grand).await["pending"], 200);
+    let r = referral(&app, &r2).await;
+    assert_eq!(
+        rewards(&r),
+        vec![
+            (referrer.clone(), 1, "points".into(), 1000, "pending".into()),
+            (grand.clone(), 2, "points".into(), 200, "pending".into()),
+        ]
+    );
+    ledger_is_consistent(&app).await;
+}
+
+async fn a_reward_withheld_while_blocked_is_released_on_unblock(db: Db) {
+    let app = TestApp::spawn(db).await;
+    rules(&app, json!({})).await;
+    let anna = app.member(json!({"email": "anna@example.com"})).await;
+    let (boris, id) = friend(&app, "boris@example.com", &code_of(&app, &anna).await).await;
+    let blocked = app
+        .patch(
+            &format!("/api/v1/members/{anna}"),
+            json!({"status": "blocked"}),
+        )
+        .await;
+    assert_eq!(blocked.status(), 200);
+    buy(&app, &boris, "b-1", 10_000).await;
+    let r = referral(&app, &id).await;
+    let anna_reward = |r: &Value| {
+        r["rewards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["level"] == 1)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(anna_reward(&r)["status"], "withheld");
+    assert_eq!(anna_reward(&r)["reason"], "member_blocked");
+    let active = app
+        .patch(
+            &format!("/api/v1/members/{anna}"),
+            json!({"status": "active"}),
+        )
+        .await;
+    assert_eq!(active.status(), 200);
+    let r = referral(&app, &id).await;
+    assert_eq!(anna_reward(&r)["status"], "pending", "{r}");
+    assert_eq!(points(&app, &anna).await["pending"], 300);
+    // Unblocking again pays nothing twice.
+    app.patch(
+        &format!("/api/v1/members/{anna}"),
+        json!({"status": "active"}),
+    )
+    .await;
+    assert_eq!(points(&app, &anna).await["pending"], 300);
+    ledger_is_consistent(&app).await;
+}
+
+async fn review_shows_the_qualifying_purchase(db: Db) {
+    let app = TestApp::spawn(db).await;
+    rules(&app, json!({})).await;
+    let anna = app.member(json!({"email": "anna@example.com"})).await;
+    let r = register(
+        &app,
+        "someone@yopmail.com",
+        json!({"code": code_of(&app, &anna).await}),
+    )
+    .await;
+    let (friend, id) = (
+        r["id"].as_str().unwrap().to_owned(),
+        r["referral"]["referral"]["id"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(r["referral"]["referral"]["status"], "review");
+    assert_eq!(referral(&app, &id).await["order_id"], Value::Null);
+    buy(&app, &friend, "first-order", 45_000).await;
+    buy(&app, &friend, "second-order", 99_000).await;
+    let held = referral(&app, &id).await;
+    assert_eq!(held["status"], "review");
+    assert_eq!(held["order_id"], "first-order", "{held}");
+    assert_eq!(held["order_amount"], 45_000);
+    assert!(held["qualified_at"].is_string(), "{held}");
+    let queue = json(app.get("/api/v1/referrals?status=review").await).await;
+    assert_eq!(queue["items"][0]["order_id"], "first-order");
 }
