@@ -248,3 +248,24 @@ mod tests {
         );
     }
 }
+
+/// The client's address as an extractor, for the limits that count per
+/// client (sign-in): [`of_request`] behind the configured proxies, or
+/// `0.0.0.0` when the server was not started with connection info (then
+/// all such requests share one count, never none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+impl axum::extract::FromRequestParts<crate::AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            of_request(parts, &state.config.trusted_proxies)
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        ))
+    }
+}

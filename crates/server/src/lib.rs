@@ -4,7 +4,6 @@
 pub mod api;
 mod auth;
 pub mod clicks;
-pub mod client;
 pub mod client_addr;
 pub mod delivery;
 pub mod extract;

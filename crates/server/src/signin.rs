@@ -19,7 +19,7 @@
 //! link opens a page with a button: only its `POST` signs in, so mail
 //! scanners that fetch links do not use them up.
 
-use crate::client::ClientAddress;
+use crate::client_addr::ClientAddress;
 use crate::i18n::{cookie, Lang, Negotiated};
 use crate::page;
 use crate::problem::{ApiError, Problem};
