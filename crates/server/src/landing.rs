@@ -30,7 +30,6 @@ use sarafan_core::referral::{Qualifying, Reward};
 use sarafan_store::Program;
 use std::collections::HashMap;
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// A minor-unit amount in `currency`, exactly (no floats), in `lang`'s
 /// digits: `12345` RUB is `123.45 RUB`.
