@@ -601,7 +601,7 @@ mod tests {
         let stored: MessagingSettings =
             serde_json::from_str(r#"{"allow_private_webhooks": true}"#).unwrap();
         assert_eq!(
-            serde_json::to_value(&MessagingSettings::default()).unwrap(),
+            serde_json::to_value(MessagingSettings::default()).unwrap(),
             serde_json::to_value(&stored).unwrap(),
             "read, never written back"
         );

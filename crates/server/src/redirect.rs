@@ -199,7 +199,10 @@ pub async fn follow(
         // A messenger drawing the link's preview: it gets the page, but
         // nobody clicked.
         metrics::counter!("sarafan_referral_preview_fetches_total").increment(1);
-        return found(target.location.clone(), &[target.cookie.clone()]);
+        return found(
+            target.location.clone(),
+            std::slice::from_ref(&target.cookie),
+        );
     }
     let id = uuid::Uuid::now_v7();
     let client = client_addr::of_request(&parts, &state.config.trusted_proxies)

@@ -136,7 +136,7 @@ pub struct ConsentChange {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PatchOutcome {
-    Updated(Member),
+    Updated(Box<Member>),
     NotFound,
     /// Erased members keep only their pseudonymous id and cannot change.
     Erased,
@@ -436,7 +436,7 @@ impl Store {
                 .map_err(StoreError::from)
         });
         match result {
-            Ok(Some(row)) => Ok(PatchOutcome::Updated(row.try_into()?)),
+            Ok(Some(row)) => Ok(PatchOutcome::Updated(Box::new(row.try_into()?))),
             Ok(None) => Ok(match self.member(program, id).await? {
                 Some(_) => PatchOutcome::Erased,
                 None => PatchOutcome::NotFound,

@@ -20,8 +20,8 @@
 //! an order it is too costly for ([`Facts::check`] treats it as not met and
 //! says so).
 
-use super::rules::{MemberContext, Purchase};
 use super::reason::Reason;
+use super::rules::{MemberContext, Purchase};
 use super::LedgerError;
 use crate::FieldError;
 use cel::common::ast::{EntryExpr, Expr};

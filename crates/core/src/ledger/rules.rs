@@ -859,7 +859,7 @@ mod tests {
         assert!(err.to_string().starts_with("lines[0].unit_price"), "{err}");
         let huge = CompiledRules::compile(EarnRules {
             base_rate: Rate {
-                points: i64::MAX,
+                points: crate::bounds::MAX_AMOUNT,
                 per_minor: 1,
             },
             ..rules()

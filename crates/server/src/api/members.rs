@@ -473,7 +473,7 @@ pub async fn patch(
                     state.store.release_withheld_rewards(&ctx, id).await?;
                 }
             }
-            Ok(Json(m.into()))
+            Ok(Json((*m).into()))
         }
         PatchOutcome::NotFound => Err(missing(id)),
         PatchOutcome::Erased => Err(ApiError::Conflict {

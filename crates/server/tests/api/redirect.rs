@@ -195,18 +195,18 @@ async fn unknown_codes_still_land_on_a_page(db: Db) {
         );
         assert!(header(&resp, "set-cookie").is_none(), "{path}");
     }
-    // The pages themselves: an unknown code lands on a friendly 404 page
-    // that says so and still offers the program.
+    // The pages themselves: an unknown code lands on the program's open
+    // enrolment page, with a button to join.
     let generic = reqwest::get(format!("{}/join?lang=en", app.base))
         .await
         .unwrap();
-    assert_eq!(generic.status(), 404);
+    assert_eq!(generic.status(), 200);
     assert!(header(&generic, "content-type")
         .unwrap()
         .starts_with("text/html"));
     let html = generic.text().await.unwrap();
     assert!(
-        html.contains("This invitation link is not valid any more"),
+        html.contains("<button type=\"submit\" id=\"submit\">Join</button>"),
         "{html}"
     );
     let invited = reqwest::get(format!("{}/join?ref={code}&lang=en", app.base))

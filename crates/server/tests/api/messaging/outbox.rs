@@ -352,10 +352,9 @@ async fn a_members_messages_arrive_in_order_other_members_concurrently(db: Db) {
     // The retry sends a0, then a1 and a2, in order.
     assert_eq!(worker.run_once().await.unwrap(), 3);
     assert_eq!(worker.run_once().await.unwrap(), 0);
-    let s = state.lock().unwrap();
+    let log = state.lock().unwrap().log.clone();
     for who in ["a", "b", "c"] {
-        let got: Vec<u64> = s
-            .log
+        let got: Vec<u64> = log
             .iter()
             .filter(|(w, _)| w == who)
             .map(|(_, n)| *n)
@@ -365,7 +364,7 @@ async fn a_members_messages_arrive_in_order_other_members_concurrently(db: Db) {
         } else {
             &[0, 1, 2]
         };
-        assert_eq!(got, want, "{who}: {:?}", s.log);
+        assert_eq!(got, want, "{who}: {log:?}");
     }
     let all = json(app.get("/api/v1/outbox?status=delivered").await).await;
     let attempts: Vec<i64> = all["items"]
@@ -376,6 +375,8 @@ async fn a_members_messages_arrive_in_order_other_members_concurrently(db: Db) {
         .collect();
     assert_eq!(attempts.len(), 9);
     assert_eq!(attempts.iter().sum::<i64>(), 10, "only a0 was tried twice");
+}
+
 /// At the largest page size the look-ahead row still counts: 501 messages
 /// are a full page with a `next`, then a page of one without.
 async fn the_largest_page_says_more_follow(db: Db) {
