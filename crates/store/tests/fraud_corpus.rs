@@ -130,7 +130,7 @@ impl Corpus {
 
     fn person(&mut self, rng: &mut Rng, domain: Option<&str>) -> usize {
         let n = self.emails.len();
-        let domain = domain.map_or_else(|| *rng.pick(DOMAINS), |d| d).to_owned();
+        let domain = domain.unwrap_or_else(|| *rng.pick(DOMAINS)).to_owned();
         let email = format!("{}.{}{n}@{domain}", rng.pick(FIRST), rng.pick(LAST));
         self.emails.push(email);
         n
