@@ -46,15 +46,23 @@ impl Default for FraudThresholds {
     }
 }
 
+/// The longest velocity window: 30 days, in minutes.
+pub const MAX_VELOCITY_WINDOW_MINUTES: u32 = 30 * 24 * 60;
+
 /// Burst windows in the 7 days the program's normal rate is taken over.
 const WEEK_MINUTES: u64 = 7 * 24 * 60;
 
 impl FraudThresholds {
     pub fn validate(&self) -> Result<(), FieldError> {
-        if self.velocity_window_minutes == 0 {
+        // Velocity counts look back this far from each sign-up: a month at
+        // most keeps the window's start a date the clock can hold.
+        if !(1..=MAX_VELOCITY_WINDOW_MINUTES).contains(&self.velocity_window_minutes) {
             return Err(FieldError::new(
                 "velocity_window_minutes",
-                "must be at least 1",
+                format!(
+                    "must be between 1 and {MAX_VELOCITY_WINDOW_MINUTES} (30 days), got {}",
+                    self.velocity_window_minutes
+                ),
             ));
         }
         for (field, v) in [
@@ -405,6 +413,19 @@ mod tests {
             member: Some(MemberId::from_parts(u64::from(n), [n; 10])),
             email: Some(normalize_email(email)),
             ..Identity::default()
+        }
+    }
+
+    #[test]
+    fn the_velocity_window_is_bounded() {
+        let with = |minutes| FraudThresholds {
+            velocity_window_minutes: minutes,
+            ..FraudThresholds::default()
+        };
+        assert!(with(MAX_VELOCITY_WINDOW_MINUTES).validate().is_ok());
+        for bad in [0, MAX_VELOCITY_WINDOW_MINUTES + 1, u32::MAX] {
+            let err = with(bad).validate().unwrap_err();
+            assert_eq!(err.field, "velocity_window_minutes", "{bad}");
         }
     }
 
