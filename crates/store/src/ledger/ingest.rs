@@ -1163,19 +1163,13 @@ fn refund(
     };
     let taken = take_back(
         ctx,
-        (Reversal::Refund, &reason),
+        (Reversal::Refund, reason),
         member,
         (asset, posted),
         loaded,
         rows,
         &mut out,
     )?;
-    if taken > 0 {
-        out.breakdown.push(EarnLine {
-            reason,
-            points: -taken,
-        });
-    }
     out.points = from_hold + taken;
     out.owed = posted - taken;
     if let Some(o) = loaded.orders.get_mut(order_key) {
@@ -1196,7 +1190,7 @@ fn refund(
 /// points posted now.
 fn take_back(
     ctx: &LedgerContext,
-    (of, reason): (Reversal, &Reason),
+    (of, reason): (Reversal, Reason),
     member: MemberId,
     (asset, points): (Asset, i64),
     loaded: &mut Loaded,
@@ -1215,8 +1209,13 @@ fn take_back(
             member,
             asset,
             taken_now,
-            &stored(reason),
+            &stored(&reason),
         ))?);
+        // The answer's breakdown says what this posting took.
+        out.breakdown.push(EarnLine {
+            reason,
+            points: -taken_now,
+        });
     }
     if from_lots > 0 {
         debit_lots(member, asset, from_lots, loaded, rows)?;
@@ -1340,19 +1339,13 @@ fn void_grant(
         };
         taken = take_back(
             ctx,
-            (Reversal::Grant, &reason),
+            (Reversal::Grant, reason),
             member,
             (asset, posted),
             loaded,
             rows,
             &mut out,
         )?;
-        if taken > 0 {
-            out.breakdown.push(EarnLine {
-                reason,
-                points: -taken,
-            });
-        }
     }
     out.points = from_hold + taken;
     out.owed = posted - taken;
