@@ -1,6 +1,7 @@
 //! `sarafan bench`: throughput of the purchase-event pipeline, beside the raw
 //! rate of plain batched INSERTs into the same database.
 
+mod events;
 mod outbox;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -32,6 +33,9 @@ pub enum BenchCommand {
     /// Measure how many webhook messages a second the outbox worker
     /// delivers to a local receiver.
     Outbox(outbox::OutboxArgs),
+    /// Measure single purchase events over HTTP (one request per
+    /// checkout): the rate booked and the latency, closed or open loop.
+    Events(events::EventsArgs),
 }
 
 #[derive(Args)]
@@ -75,6 +79,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => ingest(args).await,
         BenchCommand::Outbox(args) => outbox::outbox(args).await,
+        BenchCommand::Events(args) => events::events(args).await,
     }
 }
 

@@ -12,6 +12,7 @@ use axum::Json;
 use sarafan_core::apikey::Scope;
 use sarafan_core::bounds;
 use sarafan_core::ids::MemberId;
+use sarafan_core::ids::ProgramId;
 use sarafan_core::ledger::account::Asset;
 use sarafan_core::ledger::rules::{EarnLine, Line, Purchase};
 use sarafan_core::ledger::LedgerError;
@@ -19,9 +20,8 @@ use sarafan_core::link::ReferralCode;
 use sarafan_core::member::ExternalId;
 use sarafan_core::text::bounded;
 use sarafan_core::FieldError;
-use sarafan_store::ledger::{
-    EventBody, EventIn, EventOutcome, ItemError, ItemResult, LedgerContext, MemberRef,
-};
+use sarafan_store::ledger::{EventBody, EventIn, EventOutcome, ItemError, ItemResult, MemberRef};
+use sarafan_store::Store;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -411,12 +411,47 @@ fn item_problem(e: ItemError) -> ApiError {
     }
 }
 
-async fn context(state: &AppState, caller: &Caller) -> ApiResult<LedgerContext> {
-    state
-        .store
-        .ledger_context(caller.program)
+/// Books events of one program in one transaction: the referral codes they
+/// carry are checked first (an unknown code refuses its item alone), then
+/// the ledger books them and the referrals they touch move on. Each event
+/// gets its own result or problem, in order.
+pub async fn book_events(
+    store: &Store,
+    program: ProgramId,
+    events: &[EventIn],
+) -> ApiResult<Vec<ApiResult<ItemResult>>> {
+    let ctx = store
+        .ledger_context(program)
         .await?
-        .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))
+        .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))?;
+    let mut unknown = referrals::unknown_codes(store, program, events).await?;
+    // Almost always every code is known and the events go as they are.
+    let kept: Vec<EventIn>;
+    let valid = if unknown.iter().any(Option::is_some) {
+        kept = events
+            .iter()
+            .zip(&unknown)
+            .filter(|(_, problem)| problem.is_none())
+            .map(|(e, _)| e.clone())
+            .collect();
+        &kept[..]
+    } else {
+        events
+    };
+    let results = store.ingest(&ctx, valid).await?;
+    referrals::after_ingest(store, &ctx, valid, &results).await?;
+    let mut results = results.into_iter();
+    Ok(unknown
+        .iter_mut()
+        .map(|problem| match problem.take() {
+            Some(p) => Err(p),
+            None => match results.next() {
+                Some(ItemResult::Rejected(e)) => Err(item_problem(e)),
+                Some(booked) => Ok(booked),
+                None => Err(ApiError::Internal("ingest returned too few results".into())),
+            },
+        })
+        .collect())
 }
 
 /// Books one event.
@@ -444,27 +479,20 @@ async fn book_one(
     caller: &Caller,
     event: EventIn,
 ) -> ApiResult<(StatusCode, Json<EventResult>)> {
-    let ctx = context(state, caller).await?;
-    let one = std::slice::from_ref(&event);
-    if let Some(Some(e)) = referrals::unknown_codes(state, caller.program, one)
+    let result = book_events(&state.store, caller.program, std::slice::from_ref(&event))
         .await?
         .pop()
-    {
-        return Err(e);
-    }
-    let result = state.store.ingest(&ctx, one).await?;
-    referrals::after_ingest(state, &ctx, one, &result).await?;
-    match result.into_iter().next() {
-        Some(ItemResult::Accepted(o)) => Ok((
+        .unwrap_or_else(|| Err(ApiError::Internal("booking returned no result".into())))?;
+    match result {
+        ItemResult::Accepted(o) => Ok((
             StatusCode::CREATED,
             Json(EventResult::new(o, ItemStatus::Accepted)),
         )),
-        Some(ItemResult::Replayed(o)) => Ok((
+        ItemResult::Replayed(o) => Ok((
             StatusCode::OK,
             Json(EventResult::new(o, ItemStatus::Replayed)),
         )),
-        Some(ItemResult::Rejected(e)) => Err(item_problem(e)),
-        None => Err(ApiError::Internal("ingest returned no result".into())),
+        ItemResult::Rejected(e) => Err(item_problem(e)),
     }
 }
 
@@ -511,33 +539,24 @@ pub async fn batch(
             }),
         }
     }
-    let unknown = referrals::unknown_codes(&state, caller.program, &valid).await?;
-    if unknown.iter().any(Option::is_some) {
-        let mut kept = Vec::with_capacity(valid.len());
-        let mut events = valid.into_iter().zip(unknown);
-        for item in items.iter_mut().filter(|i| i.problem.is_none()) {
-            match events.next() {
-                Some((_, Some(problem))) => item.problem = Some(problem.to_problem()),
-                Some((event, None)) => kept.push(event),
-                None => break,
-            }
-        }
-        valid = kept;
-    }
-    let ctx = context(&state, &caller).await?;
-    let results = state.store.ingest(&ctx, &valid).await?;
-    referrals::after_ingest(&state, &ctx, &valid, &results).await?;
-    let mut results = results.into_iter();
+    let mut results = book_events(&state.store, caller.program, &valid)
+        .await?
+        .into_iter();
     for item in items.iter_mut().filter(|i| i.problem.is_none()) {
         match results.next() {
-            Some(ItemResult::Accepted(o)) => {
+            Some(Ok(ItemResult::Accepted(o))) => {
                 item.result = Some(EventResult::new(o, ItemStatus::Accepted))
             }
-            Some(ItemResult::Replayed(o)) => {
+            Some(Ok(ItemResult::Replayed(o))) => {
                 item.result = Some(EventResult::new(o, ItemStatus::Replayed))
             }
-            Some(ItemResult::Rejected(e)) => item.problem = Some(item_problem(e).to_problem()),
-            None => return Err(ApiError::Internal("ingest returned too few results".into())),
+            Some(Ok(ItemResult::Rejected(e))) => item.problem = Some(item_problem(e).to_problem()),
+            Some(Err(e)) => item.problem = Some(e.to_problem()),
+            None => {
+                return Err(ApiError::Internal(
+                    "booking returned too few results".into(),
+                ))
+            }
         }
     }
     let count = |s: &dyn Fn(&BatchItem) -> bool| items.iter().filter(|i| s(i)).count();

@@ -21,6 +21,7 @@ use sarafan_store::referrals::{
     Attributed, ChoiceOutcome, Decision, FriendActivity, Funnel, FunnelRow, Referral,
     ReferralFilter, RewardRecord, Touch,
 };
+use sarafan_store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::format_description::well_known::Rfc3339;
@@ -1005,7 +1006,7 @@ fn code_of(event: &EventIn) -> Option<&str> {
 /// For each event, the problem its referral code is: unknown, or of
 /// another program (such an event is refused before anything is booked).
 pub async fn unknown_codes(
-    state: &AppState,
+    store: &Store,
     program: ProgramId,
     events: &[EventIn],
 ) -> ApiResult<Vec<Option<ApiError>>> {
@@ -1020,8 +1021,7 @@ pub async fn unknown_codes(
             Some(&ok) => ok,
             None => {
                 let ok = match ReferralCode::parse(raw) {
-                    Ok(code) => state
-                        .store
+                    Ok(code) => store
                         .resolve_referral_code(&code)
                         .await?
                         .is_some_and(|owner| owner.program == program),
@@ -1045,7 +1045,7 @@ pub async fn unknown_codes(
 /// voids on refunds). Replays count too, so a retry after a crash between
 /// booking and this step finishes the job; every step is idempotent.
 pub async fn after_ingest(
-    state: &AppState,
+    store: &Store,
     ctx: &LedgerContext,
     events: &[EventIn],
     results: &[ItemResult],
@@ -1058,7 +1058,7 @@ pub async fn after_ingest(
         match &e.body {
             EventBody::Purchase(_) | EventBody::Custom { .. } => {
                 if let Some(code) = code_of(e).and_then(|c| ReferralCode::parse(c).ok()) {
-                    if let Some(owner) = state.store.resolve_referral_code(&code).await? {
+                    if let Some(owner) = store.resolve_referral_code(&code).await? {
                         let touch = Touch {
                             friend: o.member_id,
                             referrer: owner.member,
@@ -1070,7 +1070,7 @@ pub async fn after_ingest(
                             ip: None,
                         };
                         if owner.program == ctx.program {
-                            state.store.attribute(ctx.program, &touch, e.at).await?;
+                            store.attribute(ctx.program, &touch, e.at).await?;
                         }
                     }
                 }
@@ -1084,7 +1084,7 @@ pub async fn after_ingest(
         }
     }
     if !activity.is_empty() {
-        state.store.referral_activity(ctx, &activity).await?;
+        store.referral_activity(ctx, &activity).await?;
     }
     Ok(())
 }
