@@ -3,6 +3,7 @@
 
 pub mod api;
 mod auth;
+pub mod booking;
 pub mod clicks;
 pub mod client_addr;
 pub mod delivery;
@@ -87,6 +88,10 @@ pub struct AppState {
     metrics: PrometheusHandle,
     /// Referral links: the code cache and the click queue.
     pub links: Arc<redirect::Links>,
+    /// The group commit that single events go through.
+    pub booker: booking::Booker,
+    /// API keys recently used.
+    pub keys: Arc<auth::KeyCache>,
 }
 
 /// Builds the whole application. Its click writer drains on its own once
@@ -104,6 +109,8 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
     let (sink, writer) = clicks::spawn(store.clone());
     let state = AppState {
         links: Arc::new(redirect::Links::new(&config.public_url, sink)),
+        booker: booking::spawn(store.clone()),
+        keys: Arc::default(),
         store,
         metrics: observe::recorder(),
         config: Arc::new(config),

@@ -473,17 +473,15 @@ pub async fn single(
     book_one(&state, &caller, parse(body, sarafan_store::now())?).await
 }
 
-/// Books one pipeline event: 201 when booked now, 200 for a replay.
+/// Books one pipeline event: 201 when booked now, 200 for a replay. It
+/// goes through the group commit ([`crate::booking`]), booked in one
+/// transaction with the other single events that arrived meanwhile.
 async fn book_one(
     state: &AppState,
     caller: &Caller,
     event: EventIn,
 ) -> ApiResult<(StatusCode, Json<EventResult>)> {
-    let result = book_events(&state.store, caller.program, std::slice::from_ref(&event))
-        .await?
-        .pop()
-        .unwrap_or_else(|| Err(ApiError::Internal("booking returned no result".into())))?;
-    match result {
+    match state.booker.book(caller.program, event).await? {
         ItemResult::Accepted(o) => Ok((
             StatusCode::CREATED,
             Json(EventResult::new(o, ItemStatus::Accepted)),

@@ -4,6 +4,7 @@ mod helpers;
 
 mod adjustments;
 mod auth;
+mod booking;
 mod browser;
 mod events;
 mod idempotency;
