@@ -90,8 +90,6 @@ pub struct AppState {
     pub links: Arc<redirect::Links>,
     /// The group commit that single events go through.
     pub booker: booking::Booker,
-    /// API keys recently used.
-    pub keys: Arc<auth::KeyCache>,
 }
 
 /// Builds the whole application. Its click writer drains on its own once
@@ -110,7 +108,6 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
     let state = AppState {
         links: Arc::new(redirect::Links::new(&config.public_url, sink)),
         booker: booking::spawn(store.clone()),
-        keys: Arc::default(),
         store,
         metrics: observe::recorder(),
         config: Arc::new(config),

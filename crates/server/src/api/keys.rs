@@ -130,6 +130,5 @@ pub async fn revoke(
         .revoke_api_key(caller.program, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no API key {id} in this program")))?;
-    state.keys.forget_all();
     Ok(Json(key.into()))
 }
