@@ -553,61 +553,68 @@ impl Store {
             })
             .collect()
     }
-
-    /// Records how a claimed try ended. Returns false, changing nothing,
-    /// when the worker had lost its lease to another (which then owns the
-    /// message).
+    /// Saves how one try ended; `false` when the lease was lost (another
+    /// worker owns the message now) and nothing was saved.
     pub async fn finish_outbox(
         &self,
         c: &Claimed,
         finish: &Finish,
         duration: Duration,
     ) -> Result<bool> {
+        let saved = self.finish_outbox_many(&[(c, finish, duration)]).await?;
+        Ok(saved.first().copied().unwrap_or(false))
+    }
+
+    /// Saves how several tries ended, in one transaction (one commit for
+    /// many deliveries); for each, `false` when its lease was lost.
+    pub async fn finish_outbox_many(
+        &self,
+        tries: &[(&Claimed, &Finish, Duration)],
+    ) -> Result<Vec<bool>> {
         let at = now();
-        let (status, due, counted, error, outcome) = match finish {
-            Finish::Delivered => ("delivered", unix_ms(at), 1, None, Some("delivered")),
-            Finish::Failed { error, retry_at } => match retry_at {
-                Some(t) => (
-                    "pending",
-                    unix_ms(*t),
-                    1,
-                    Some(error.as_str()),
-                    Some("failed"),
-                ),
-                None => ("dead", unix_ms(at), 1, Some(error.as_str()), Some("failed")),
-            },
-            Finish::Cancelled { reason } => (
-                "cancelled",
-                unix_ms(at),
-                1,
-                Some(reason.as_str()),
-                Some("cancelled"),
-            ),
-            Finish::Deferred { until } => ("pending", unix_ms(*until), 0, None, None),
-        };
-        let ms = duration.as_millis() as i64;
-        let done = with_db!(self, write, |pool| {
+        let saved = with_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let attempts: Option<i32> = sqlx::query_scalar(
-                "UPDATE outbox SET status = $4, due_ms = $5, attempts = attempts + $6, tries = tries + $6, \
-                   last_error = COALESCE($7, last_error), lease_ms = NULL, lease_token = NULL, \
-                   secrets = CASE WHEN $4 = 'pending' THEN secrets END, \
-                   delivered_at = CASE WHEN $4 = 'delivered' THEN $8 ELSE delivered_at END \
-                 WHERE program_id = $1 AND message_id = $2 AND lease_token = $3 RETURNING attempts",
-            )
-            .bind(c.program.0)
-            .bind(c.message.id)
-            .bind(c.lease_token)
-            .bind(status)
-            .bind(due)
-            .bind(counted)
-            .bind(error)
-            .bind(at)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match (attempts, outcome) {
-                (None, _) => false,
-                (Some(n), Some(outcome)) => {
+            let mut saved = Vec::with_capacity(tries.len());
+            for (c, finish, duration) in tries {
+                let (status, due, counted, error, outcome) = match finish {
+                    Finish::Delivered => ("delivered", unix_ms(at), 1, None, Some("delivered")),
+                    Finish::Failed { error, retry_at } => match retry_at {
+                        Some(t) => (
+                            "pending",
+                            unix_ms(*t),
+                            1,
+                            Some(error.as_str()),
+                            Some("failed"),
+                        ),
+                        None => ("dead", unix_ms(at), 1, Some(error.as_str()), Some("failed")),
+                    },
+                    Finish::Cancelled { reason } => (
+                        "cancelled",
+                        unix_ms(at),
+                        1,
+                        Some(reason.as_str()),
+                        Some("cancelled"),
+                    ),
+                    Finish::Deferred { until } => ("pending", unix_ms(*until), 0, None, None),
+                };
+                let attempts: Option<i32> = sqlx::query_scalar(
+                    "UPDATE outbox SET status = $4, due_ms = $5, attempts = attempts + $6, tries = tries + $6, \
+                       last_error = COALESCE($7, last_error), lease_ms = NULL, lease_token = NULL, \
+                       secrets = CASE WHEN $4 = 'pending' THEN secrets END, \
+                       delivered_at = CASE WHEN $4 = 'delivered' THEN $8 ELSE delivered_at END \
+                     WHERE program_id = $1 AND message_id = $2 AND lease_token = $3 RETURNING attempts",
+                )
+                .bind(c.program.0)
+                .bind(c.message.id)
+                .bind(c.lease_token)
+                .bind(status)
+                .bind(due)
+                .bind(counted)
+                .bind(error)
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let (Some(n), Some(outcome)) = (attempts, outcome) {
                     sqlx::query(
                         "INSERT INTO outbox_attempts (program_id, message_id, attempt, at, outcome, error, duration_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -618,19 +625,16 @@ impl Store {
                     .bind(at)
                     .bind(outcome)
                     .bind(error)
-                    .bind(ms)
+                    .bind(duration.as_millis() as i64)
                     .execute(&mut *tx)
                     .await?;
-                    tx.commit().await?;
-                    true
                 }
-                (Some(_), None) => {
-                    tx.commit().await?;
-                    true
-                }
+                saved.push(attempts.is_some());
             }
+            tx.commit().await?;
+            saved
         });
-        Ok(done)
+        Ok(saved)
     }
 
     /// A page of `program`'s messages, oldest first, optionally of one

@@ -30,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
@@ -150,6 +151,46 @@ pub struct Worker {
     store: Store,
     config: DeliveryConfig,
     http: reqwest::Client,
+    /// Results on their way to the database (see [`save_results`]).
+    saves: mpsc::Sender<Save>,
+}
+
+/// How a try ended, to be saved, and the lane waiting for it.
+struct Save {
+    claimed: Claimed,
+    finish: Finish,
+    took: Duration,
+    saved: oneshot::Sender<()>,
+}
+
+/// Most results saved in one transaction.
+const SAVES: usize = 512;
+
+/// Saves results as they come, whatever has queued in one transaction: a
+/// commit per delivered message was the worker's limit (on PostgreSQL
+/// most of all). Each lane still waits for its result to be saved before
+/// its next message, as before.
+async fn save_results(store: Store, mut rx: mpsc::Receiver<Save>) {
+    let mut batch = Vec::with_capacity(SAVES);
+    while rx.recv_many(&mut batch, SAVES).await > 0 {
+        let tries: Vec<(&Claimed, &Finish, Duration)> = batch
+            .iter()
+            .map(|s| (&s.claimed, &s.finish, s.took))
+            .collect();
+        match store.finish_outbox_many(&tries).await {
+            Ok(saved) => {
+                for (s, _) in batch.iter().zip(saved).filter(|(_, ok)| !ok) {
+                    tracing::warn!(message = %s.claimed.message.id,
+                        "outbox: lease lost before the result was saved; another worker owns the message");
+                }
+            }
+            Err(e) => tracing::error!(messages = batch.len(), error = %e,
+                "outbox: saving results failed; the messages are tried again after their lease"),
+        }
+        for s in batch.drain(..) {
+            let _ = s.saved.send(());
+        }
+    }
 }
 
 /// Runs the worker until the task is aborted (or the process ends). A
@@ -160,12 +201,17 @@ pub fn spawn_delivery(store: Store, config: DeliveryConfig) -> JoinHandle<()> {
 }
 
 impl Worker {
+    /// A worker and its result writer (on the current Tokio runtime; the
+    /// writer ends with the worker).
     pub fn new(store: Store, config: DeliveryConfig) -> Self {
         let http = webhook::client(&config);
+        let (saves, rx) = mpsc::channel(SAVES * 4);
+        tokio::spawn(save_results(store.clone(), rx));
         Self {
             store,
             config,
             http,
+            saves,
         }
     }
 
@@ -227,7 +273,7 @@ impl Worker {
                 // Behind a failed message: wait for its retry, untried.
                 Some(until) => {
                     lanes.in_flight -= waiting.messages.len();
-                    for c in &waiting.messages {
+                    for c in waiting.messages {
                         self.record(c, Finish::Deferred { until }, Duration::ZERO)
                             .await;
                     }
@@ -296,7 +342,7 @@ impl Worker {
         let mut done = LaneDone { failed_until: None };
         while let Some(c) = b.messages.pop_front() {
             if let Some(until) = done.failed_until {
-                self.record(&c, Finish::Deferred { until }, Duration::ZERO)
+                self.record(c, Finish::Deferred { until }, Duration::ZERO)
                     .await;
                 continue;
             }
@@ -317,20 +363,23 @@ impl Worker {
                 // A dead message holds nothing up.
                 done.failed_until = *retry_at;
             }
-            self.record(&c, finish, started.elapsed()).await;
+            self.record(c, finish, started.elapsed()).await;
         }
         done
     }
 
-    /// Saves how a try ended.
-    async fn record(&self, c: &Claimed, finish: Finish, took: Duration) {
-        log(c, &finish);
-        match self.store.finish_outbox(c, &finish, took).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(message = %c.message.id,
-                "outbox: lease lost before the result was saved; another worker owns the message"),
-            Err(e) => tracing::error!(message = %c.message.id, error = %e,
-                "outbox: saving the result failed; the message is tried again after its lease"),
+    /// Saves how a try ended, with the other lanes' results of the moment.
+    async fn record(&self, claimed: Claimed, finish: Finish, took: Duration) {
+        log(&claimed, &finish);
+        let (saved, done) = oneshot::channel();
+        let save = Save {
+            claimed,
+            finish,
+            took,
+            saved,
+        };
+        if self.saves.send(save).await.is_ok() {
+            let _ = done.await;
         }
     }
 
