@@ -400,14 +400,17 @@ impl Store {
     /// [`MemberSearch`].
     pub async fn search_members(&self, program: ProgramId, q: &MemberSearch) -> Result<MemberPage> {
         let size = page_size(q.limit);
-        let pattern = q.name_contains.as_deref().map(|t| {
+        let like = |t: &str| {
             let escaped = t
-                .to_lowercase()
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
             format!("%{escaped}%")
-        });
+        };
+        // Folded, and as typed: SQLite's LOWER folds ASCII only, so a
+        // Cyrillic or Persian name is found as typed (or in lower case).
+        let pattern = q.name_contains.as_deref().map(|t| like(&t.to_lowercase()));
+        let as_typed = q.name_contains.as_deref().map(like);
         let any = pattern.is_some()
             || q.email.is_some()
             || q.phone.is_some()
@@ -416,8 +419,8 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS}{READ} FROM members WHERE program_id = $1 AND status <> 'erased' \
                AND ($2 IS NULL OR member_id > $2) \
-               AND ($3 = 0 OR LOWER(name) LIKE $4 ESCAPE '\\' OR email = $5 OR phone = $6 \
-                    OR external_id = $7 OR card_serial = $8) \
+               AND ($3 = 0 OR LOWER(name) LIKE $4 ESCAPE '\\' OR name LIKE $10 ESCAPE '\\' \
+                    OR email = $5 OR phone = $6 OR external_id = $7 OR card_serial = $8) \
              ORDER BY member_id LIMIT $9"
         );
         let rows: Vec<MemberRow> = with_db!(self, read, |pool| {
@@ -431,6 +434,7 @@ impl Store {
                 .bind(q.external_id.as_deref())
                 .bind(q.card_serial)
                 .bind(rows_to_read(size))
+                .bind(as_typed.as_deref())
                 .fetch_all(pool)
                 .await?
         });

@@ -5,6 +5,7 @@ mod helpers;
 mod adjustments;
 mod auth;
 mod browser;
+mod console;
 mod events;
 mod idempotency;
 mod ledger_semantics;
