@@ -39,6 +39,9 @@ pub struct TopReferrer {
     pub qualified: i64,
 }
 
+/// A top referrer as read: id, name, e-mail, sign-ups, qualified.
+type ReferrerRow = (Uuid, Option<String>, Option<String>, i64, i64);
+
 /// The smallest UUIDv7 of `at`: every id made at or after `at` sorts at or
 /// after it.
 fn first_id_at(at: OffsetDateTime) -> Uuid {
@@ -129,11 +132,8 @@ impl Store {
         to: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<TopReferrer>> {
-        let rows: Vec<(Uuid, Option<String>, Option<String>, i64, i64)> = with_db!(
-            self,
-            read,
-            |pool| {
-                sqlx::query_as(
+        let rows: Vec<ReferrerRow> = with_db!(self, read, |pool| {
+            sqlx::query_as(
                     "SELECT r.referrer_id, m.name, m.email, COUNT(*) AS signups, \
                        CAST(SUM(CASE WHEN r.status = 'qualified' OR r.status = 'rewarded' THEN 1 ELSE 0 END) AS BIGINT) \
                      FROM referrals r JOIN members m ON m.program_id = r.program_id AND m.member_id = r.referrer_id \
@@ -147,8 +147,7 @@ impl Store {
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?
-            }
-        );
+        });
         Ok(rows
             .into_iter()
             .map(|(id, name, email, signups, qualified)| TopReferrer {
