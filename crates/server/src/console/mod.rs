@@ -72,6 +72,7 @@ const STYLESHEET: &str = include_str!("../../static/console.css");
 /// The console's routes (merged into the application under `/console`).
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(root))
         .route("/console", get(home))
         .route("/console/", get(home))
         .route("/console/console.css", get(stylesheet))
@@ -92,6 +93,17 @@ async fn stylesheet() -> Response {
         STYLESHEET,
     )
         .into_response()
+}
+
+/// `/`: a signed-in member's portal, else the console.
+async fn root(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    parts: Parts,
+) -> Response {
+    match crate::signin::MemberSession::of(&state, &parts, None).await {
+        Ok(Some(s)) => Redirect::to(&format!("/m/{}", s.program)).into_response(),
+        _ => Redirect::to("/console").into_response(),
+    }
 }
 
 /// `/console`: the role's first page.

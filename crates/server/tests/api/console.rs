@@ -179,6 +179,24 @@ async fn owner_signs_in_and_out(db: Db) {
     let app = TestApp::spawn(db).await;
     staff(&app, app.program, "owner@example.com", Role::Owner).await;
     let mut s = Staff::new(&app);
+    // The server's root leads to the console (members signed in to their
+    // portal go there instead).
+    assert_eq!(s.get("/").await.headers()[LOCATION], "/console");
+    app.member(json!({"email": "anna@example.com"})).await;
+    let (challenge, mail) = crate::portal::ask_code(&app, "anna@example.com", "/").await;
+    let code = mail["code"].as_str().unwrap();
+    let resp = crate::portal::form(
+        &app,
+        &format!("/m/{}/sign-in/code", app.program),
+        &[("challenge", &challenge), ("code", code)],
+    )
+    .await;
+    let member = crate::portal::session_cookie(&resp);
+    let resp = crate::portal::page(&app, "/", Some(&member)).await;
+    assert_eq!(
+        resp.headers()[LOCATION],
+        format!("/m/{}", app.program).as_str()
+    );
     // Not signed in: to the sign-in page, coming back afterwards.
     let resp = s.get("/console/members?q=anna").await;
     assert_eq!(resp.status(), 303);
@@ -237,7 +255,7 @@ async fn owner_signs_in_and_out(db: Db) {
     // Persian: right to left, Persian digits.
     let html = s.page("/console/dashboard?lang=fa", 200).await;
     assert!(html.contains("<html lang=\"fa\" dir=\"rtl\">"), "{html}");
-    assert_eq!(text_of(&html, "members-total"), "۰");
+    assert_eq!(text_of(&html, "members-total"), "۱");
 
     // Signing out ends the session on the server, not only the cookie.
     let token = s
