@@ -4,13 +4,16 @@ use crate::config::{self, ServeArgs};
 use anyhow::Result;
 use sarafan_core::apikey::Scope;
 use sarafan_core::ledger::rules::{EarnRules, Multiplier, Rate, Rounding};
-use sarafan_core::member::{Consent, MemberFields, NewMember};
+use sarafan_core::member::{Consent, Email, MemberFields, NewMember};
 use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
+use sarafan_core::staff::hash_password;
 use sarafan_store::{NewProgram, Store};
 use time::macros::datetime;
 
 const DEMO_DB: &str = "sqlite://sarafan-demo.db";
 const DEMO_PROGRAM: &str = "Sarafan Coffee (demo)";
+/// The demo's console owner; a fresh password each start.
+const DEMO_OWNER: &str = "owner@example.com";
 
 const DEMO_MEMBERS: &[(&str, &str, &str, &str, &str)] = &[
     (
@@ -66,6 +69,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let (_, token) = store
         .issue_api_key(program.id, "demo", Scope::Admin)
         .await?;
+    let password = console_owner(&store, &program).await?;
     let url = &settings.public_url;
     let banner = format!(
         "\nSarafan demo store \"{name}\" ({currency}) is running on {db}\n\n  \
@@ -73,7 +77,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
          OpenAPI:       {url}/api/v1/openapi.json\n  \
          Health:        {url}/healthz   Metrics: {url}/metrics\n  \
          Member portal: {url}/m/{program_id}   (sign in as anna.ivanova@example.com; the code is in this log)\n\n  \
-         Admin API key: {token}\n\n  \
+         Admin API key: {token}\n  \
+         Console: {url}/console  login: {DEMO_OWNER}  password: {password}\n\n  \
          Try:  curl -H 'Authorization: Bearer {token}' {url}/api/v1/members\n\n\
          Press Ctrl-C to stop.",
         name = program.name,
@@ -82,6 +87,32 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         db = settings.redacted_url(),
     );
     config::serve(store, settings, Some(banner)).await
+}
+
+/// The demo owner's console password: the account is created on the
+/// first start and gets a fresh password on every start (like the API key).
+async fn console_owner(store: &Store, program: &sarafan_store::Program) -> Result<String> {
+    let password = crate::staff::generate_password();
+    let email = Email::parse(DEMO_OWNER)?;
+    let exists = store.staff_credentials(program.id, &email).await?.is_some();
+    if exists {
+        let hash = {
+            let p = password.clone();
+            tokio::task::spawn_blocking(move || hash_password(&p, rand::random())).await?
+        };
+        store.set_staff_password(program.id, &email, &hash).await?;
+    } else {
+        crate::staff::create(
+            store,
+            program,
+            DEMO_OWNER,
+            "owner",
+            Some(password.clone()),
+            Some("Demo owner"),
+        )
+        .await?;
+    }
+    Ok(password)
 }
 
 async fn seed(store: &Store) -> Result<sarafan_store::Program> {

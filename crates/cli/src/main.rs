@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod csvio;
 mod demo;
+mod staff;
 mod voice;
 
 use anyhow::{Context, Result};
@@ -57,6 +58,9 @@ enum Command {
     /// Voice assistants of the whole deployment.
     #[command(subcommand)]
     Voice(voice::VoiceCommand),
+    /// Console accounts of a program's staff.
+    #[command(subcommand)]
+    Staff(staff::StaffCommand),
 }
 
 #[derive(Subcommand)]
@@ -125,6 +129,7 @@ async fn main() -> Result<()> {
         Command::Import(cmd) => csvio::import(cmd).await,
         Command::Export(cmd) => csvio::export(cmd).await,
         Command::Voice(cmd) => voice::run(cmd).await,
+        Command::Staff(cmd) => staff::run(cmd).await,
         Command::Migrate(db) => {
             let settings = db.resolve(None)?;
             config::init_logging(&settings);

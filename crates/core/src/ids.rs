@@ -65,6 +65,10 @@ id_type!(
     /// An API key of one program.
     ApiKeyId, "key_id"
 );
+id_type!(
+    /// A staff user (console account) of one program.
+    StaffId, "staff_id"
+);
 
 #[cfg(test)]
 mod tests {

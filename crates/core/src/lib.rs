@@ -15,6 +15,7 @@ pub mod program;
 pub mod referral;
 pub mod share;
 pub mod signin;
+pub mod staff;
 pub mod text;
 pub mod voice;
 

@@ -6,6 +6,7 @@ mod auth;
 pub mod booking;
 pub mod clicks;
 pub mod client_addr;
+pub mod console;
 pub mod delivery;
 pub mod extract;
 pub mod i18n;
@@ -255,6 +256,7 @@ pub fn app_with_click_writer(store: Store, config: ServerConfig) -> (Router, cli
             get(voice::authorize::page).post(voice::authorize::allow),
         )
         .route("/oauth/token", post(voice::oauth::token))
+        .merge(console::routes())
         .nest("/api/v1", v1)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

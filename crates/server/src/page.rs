@@ -35,6 +35,10 @@ fn env() -> &'static Environment<'static> {
             env.add_template(name, source)
                 .expect("built-in page templates parse");
         }
+        for (name, source) in crate::console::TEMPLATES {
+            env.add_template(name, source)
+                .expect("built-in console templates parse");
+        }
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
         env.add_function("t", translate);
         env.add_function("n", number);
@@ -83,6 +87,19 @@ pub fn render(
     neg: &Negotiated,
     ctx: Value,
 ) -> Response {
+    render_with(status, name, lang, neg, ctx, None)
+}
+
+/// [`render`] with a content security policy of the caller's (`None`: the
+/// pages' own, with a nonce for their inline style and script).
+pub fn render_with(
+    status: StatusCode,
+    name: &str,
+    lang: Lang,
+    neg: &Negotiated,
+    ctx: Value,
+    policy: Option<&str>,
+) -> Response {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     let ctx = minijinja::context! {
         lang => lang.code(),
@@ -101,10 +118,14 @@ pub fn render(
     let mut resp = (status, Html(html)).into_response();
     let headers = resp.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(csp) = HeaderValue::from_str(&format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
-         img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
-    )) {
+    let policy = match policy {
+        Some(p) => p.to_owned(),
+        None => format!(
+            "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+             img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+        ),
+    };
+    if let Ok(csp) = HeaderValue::from_str(&policy) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(

@@ -15,6 +15,7 @@ mod bench;
 mod clicks;
 mod codes;
 mod connect;
+mod dashboard;
 mod error;
 mod idempotency;
 mod import;
@@ -31,6 +32,7 @@ pub mod referrals;
 mod share;
 pub mod signin;
 mod sqlite_raw;
+pub mod staff;
 pub mod testing;
 mod versions;
 mod voice;
@@ -39,14 +41,15 @@ mod webhooks;
 pub use clicks::{Click, ClickCount};
 pub use codes::{ReferralCodes, ResolvedCode, VanityOutcome};
 pub use connect::{Backend, ConnectOptions};
+pub use dashboard::{DayFlow, MemberCounts, TopReferrer};
 pub use error::{Result, StoreError};
 pub use idempotency::{IdempotencyBegin, IdempotencyScope, SavedResponse};
 pub use import::{ImportRow, ImportTally};
 pub use keys::ApiKey;
 pub use mail_templates::MailTemplate;
 pub use members::{
-    ConsentChange, Member, MemberEvent, MemberFilter, MemberPage, MemberPatch, PatchOutcome,
-    Registration,
+    ConsentChange, Member, MemberEvent, MemberFilter, MemberPage, MemberPatch, MemberSearch,
+    PatchOutcome, Registration,
 };
 pub use paging::MAX_PAGE;
 pub use programs::{NewProgram, Program, ProgramPatch};

@@ -159,6 +159,23 @@ pub struct MemberFilter {
     pub limit: u32,
 }
 
+/// A search for members (the console's search box): any member whose
+/// name contains `name_contains` (case-insensitive where the database
+/// folds case: PostgreSQL everywhere, SQLite for ASCII), or whose e-mail,
+/// phone, store id or card is exactly the one given. Nothing given: every
+/// member. Erased members are never found.
+#[derive(Debug, Clone, Default)]
+pub struct MemberSearch {
+    pub name_contains: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub external_id: Option<String>,
+    pub card_serial: Option<i64>,
+    /// Only members created after this one (keyset pagination).
+    pub after: Option<MemberId>,
+    pub limit: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct MemberPage {
     pub items: Vec<Member>,
@@ -368,6 +385,56 @@ impl Store {
                 .bind(f.status.map(MemberStatus::as_str))
                 .bind(rows_to_read(size))
                 .bind(f.card_serial)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut items = rows
+            .into_iter()
+            .map(Member::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        let next = cut(&mut items, size, |m| m.id);
+        Ok(MemberPage { items, next })
+    }
+
+    /// Members matching a search, in the order they joined; see
+    /// [`MemberSearch`].
+    pub async fn search_members(&self, program: ProgramId, q: &MemberSearch) -> Result<MemberPage> {
+        let size = page_size(q.limit);
+        let like = |t: &str| {
+            let escaped = t
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        };
+        // Folded, and as typed: SQLite's LOWER folds ASCII only, so a
+        // Cyrillic or Persian name is found as typed (or in lower case).
+        let pattern = q.name_contains.as_deref().map(|t| like(&t.to_lowercase()));
+        let as_typed = q.name_contains.as_deref().map(like);
+        let any = pattern.is_some()
+            || q.email.is_some()
+            || q.phone.is_some()
+            || q.external_id.is_some()
+            || q.card_serial.is_some();
+        let sql = format!(
+            "SELECT {COLUMNS}{READ} FROM members WHERE program_id = $1 AND status <> 'erased' \
+               AND ($2 IS NULL OR member_id > $2) \
+               AND ($3 = 0 OR LOWER(name) LIKE $4 ESCAPE '\\' OR name LIKE $10 ESCAPE '\\' \
+                    OR email = $5 OR phone = $6 OR external_id = $7 OR card_serial = $8) \
+             ORDER BY member_id LIMIT $9"
+        );
+        let rows: Vec<MemberRow> = with_db!(self, read, |pool| {
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(q.after.map(|a| a.0))
+                .bind(i64::from(any))
+                .bind(pattern.as_deref())
+                .bind(q.email.as_deref())
+                .bind(q.phone.as_deref())
+                .bind(q.external_id.as_deref())
+                .bind(q.card_serial)
+                .bind(rows_to_read(size))
+                .bind(as_typed.as_deref())
                 .fetch_all(pool)
                 .await?
         });

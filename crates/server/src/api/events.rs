@@ -470,7 +470,7 @@ pub async fn single(
     ApiJson(body): ApiJson<EventRequest>,
 ) -> ApiResult<(StatusCode, Json<EventResult>)> {
     caller.require(Scope::Server)?;
-    book_one(&state, &caller, parse(body, sarafan_store::now())?).await
+    book_one(&state, caller.program, parse(body, sarafan_store::now())?).await
 }
 
 /// Books one pipeline event: 201 when booked now, 200 for a replay. It
@@ -478,10 +478,10 @@ pub async fn single(
 /// transaction with the other single events that arrived meanwhile.
 async fn book_one(
     state: &AppState,
-    caller: &Caller,
+    program: ProgramId,
     event: EventIn,
 ) -> ApiResult<(StatusCode, Json<EventResult>)> {
-    match state.booker.book(caller.program, event).await? {
+    match state.booker.book(program, event).await? {
         ItemResult::Accepted(o) => Ok((
             StatusCode::CREATED,
             Json(EventResult::new(o, ItemStatus::Accepted)),
@@ -637,7 +637,7 @@ pub async fn redeem(
             points: body.points,
         },
     };
-    book_one(&state, &caller, event).await
+    book_one(&state, caller.program, event).await
 }
 
 /// A manual correction: points given with a reason (goodwill, a fix), or an
@@ -680,6 +680,16 @@ pub async fn adjust(
     ApiJson(body): ApiJson<AdjustmentRequest>,
 ) -> ApiResult<(StatusCode, Json<EventResult>)> {
     caller.require(Scope::Admin)?;
+    book_adjustment(&state, caller.program, &body).await
+}
+
+/// Books an adjustment for `program`: the one path of `POST
+/// /api/v1/adjustments` and the console's "adjust points" form.
+pub(crate) async fn book_adjustment(
+    state: &AppState,
+    program: ProgramId,
+    body: &AdjustmentRequest,
+) -> ApiResult<(StatusCode, Json<EventResult>)> {
     let (request, _) = canonical(&body);
     let key = bounded("id", &body.id, 1, 200)?;
     let member = member_ref(body.member_id.as_deref(), body.external_id.as_deref())?;
@@ -742,5 +752,5 @@ pub async fn adjust(
             EventIn::new(key, member, now, request, body)
         }
     };
-    book_one(&state, &caller, event).await
+    book_one(state, program, event).await
 }

@@ -20,13 +20,13 @@ use tokio::process::{Child, Command};
 on_both_databases!(friend_joins_and_member_uses_the_portal);
 
 /// A WebDriver session on a chromedriver of its own (killed on drop).
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     _driver: Child,
 }
 
 impl Browser {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -70,7 +70,7 @@ impl Browser {
         }
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         self.client
             .find(Locator::Css(css))
             .await
@@ -80,7 +80,7 @@ impl Browser {
             .unwrap()
     }
 
-    async fn attr(&self, css: &str, name: &str) -> String {
+    pub(crate) async fn attr(&self, css: &str, name: &str) -> String {
         self.client
             .find(Locator::Css(css))
             .await
@@ -91,13 +91,13 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    async fn fill(&self, css: &str, value: &str) {
+    pub(crate) async fn fill(&self, css: &str, value: &str) {
         let e = self.client.find(Locator::Css(css)).await.unwrap();
         e.clear().await.unwrap();
         e.send_keys(value).await.unwrap();
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.client
             .find(Locator::Css(css))
             .await
@@ -109,7 +109,7 @@ impl Browser {
 
     /// Clicks a button or link that loads a new page, and waits until the
     /// new page is there (a marker on the old page's window is gone).
-    async fn submit(&self, css: &str) {
+    pub(crate) async fn submit(&self, css: &str) {
         self.js("window.sarafanOldPage = true").await;
         self.click(css).await;
         for _ in 0..400 {
@@ -121,11 +121,11 @@ impl Browser {
         panic!("{css} did not load a new page");
     }
 
-    async fn js(&self, script: &str) -> serde_json::Value {
+    pub(crate) async fn js(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, vec![]).await.unwrap()
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         assert!(png.len() > 5_000, "{name}: the page did not paint");
         std::fs::write(crate::pages::screenshots().join(format!("{name}.png")), png).unwrap();

@@ -6,6 +6,7 @@ mod adjustments;
 mod auth;
 mod booking;
 mod browser;
+mod console;
 mod events;
 mod idempotency;
 mod ledger_semantics;

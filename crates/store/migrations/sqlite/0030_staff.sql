@@ -1,0 +1,49 @@
+-- Staff: the people of a program who use the console, with a role
+-- (owner, manager, analyst, cashier), an e-mail and an argon2id password
+-- hash (PHC string). Failed sign-ins in a row lock the account for a
+-- while. Sessions are kept as SHA-256 hashes of their tokens.
+-- Times that are compared are integer Unix milliseconds on both backends.
+
+CREATE TABLE staff_users (
+    program_id       BLOB NOT NULL REFERENCES programs (program_id),
+    staff_id         BLOB NOT NULL,
+    email            TEXT NOT NULL,
+    name             TEXT,
+    role             TEXT NOT NULL CHECK (role = 'owner' OR role = 'manager' OR role = 'analyst' OR role = 'cashier'),
+    password_hash    TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status = 'active' OR status = 'disabled'),
+    failed_sign_ins  INTEGER NOT NULL DEFAULT 0,
+    locked_until_ms  INTEGER NOT NULL DEFAULT 0,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    PRIMARY KEY (program_id, staff_id),
+    UNIQUE (program_id, email)
+) STRICT, WITHOUT ROWID;
+
+-- The directory from a staff e-mail to the programs it works for: the
+-- console's sign-in form has no program (a Citus reference table, like
+-- referral_code_routes). Written in the same transaction as staff_users.
+CREATE TABLE staff_email_routes (
+    email      TEXT NOT NULL,
+    program_id BLOB NOT NULL,
+    PRIMARY KEY (email, program_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE staff_sessions (
+    program_id  BLOB NOT NULL REFERENCES programs (program_id),
+    token_hash  TEXT NOT NULL,
+    staff_id    BLOB NOT NULL,
+    expires_ms  INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (program_id, token_hash),
+    FOREIGN KEY (program_id, staff_id) REFERENCES staff_users (program_id, staff_id)
+) STRICT, WITHOUT ROWID;
+
+-- Failed console sign-ins per client address (a hash of it), before any
+-- program is known: deployment-wide counters, not a tenant's rows.
+CREATE TABLE console_sign_in_limits (
+    limit_key     TEXT NOT NULL PRIMARY KEY,
+    window_end_ms INTEGER NOT NULL,
+    hits          INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX console_sign_in_limits_ended ON console_sign_in_limits (window_end_ms);
