@@ -39,7 +39,9 @@ fn rewards(lang: Lang, rewards: &[Reward], currency: &Currency) -> String {
 #[utoipa::path(get, path = "/m/{program}", tag = "portal",
     params(("program" = Uuid, Path), ("lang" = Option<String>, Query, description = "en, ru or fa; remembered in a cookie")),
     responses((status = 200, content_type = "text/html", body = String),
-              (status = 303, description = "Not signed in: to the sign-in page with `next`")))]
+              (status = 303, description = "Not signed in: to the sign-in page with `next`"),
+              (status = 401, description = "Not signed in, and the path names no program to sign in to (not a program id)", content_type = "text/plain", body = String),
+              (status = 404, description = "The session's program or member is gone", content_type = "text/html", body = String)))]
 pub async fn page(
     State(state): State<AppState>,
     session: MemberSession,
@@ -228,7 +230,10 @@ pub struct WeeklyForm {
     params(("program" = Uuid, Path)),
     request_body(content_type = "application/x-www-form-urlencoded", content = String,
         description = "contacts (up to 20 e-mail addresses, one per line), or stop"),
-    responses((status = 303, description = "To the portal with `?weekly=saved|stopped|invalid`, or to sign-in")))]
+    responses((status = 303, description = "To the portal with `?weekly=saved|stopped|invalid`, or to sign-in"),
+              (status = 401, description = "Not signed in, and the path names no program to sign in to (not a program id)", content_type = "text/plain", body = String),
+              (status = 415, description = "Signed in, but the body is not a form", content_type = "text/plain", body = String),
+              (status = 422, description = "Signed in, but the form cannot be read (a field given twice)", content_type = "text/plain", body = String)))]
 pub async fn weekly(
     State(state): State<AppState>,
     session: MemberSession,

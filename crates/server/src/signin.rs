@@ -305,6 +305,7 @@ fn wait_page(page: SignInPage<'_>, lang: Lang, key: &str, until: OffsetDateTime)
 #[utoipa::path(post, path = "/m/{program}/sign-in", tag = "portal", params(("program" = Uuid, Path)),
     request_body(content_type = "application/x-www-form-urlencoded", content = String, description = "email, next"),
     responses((status = 200, description = "The code form (the same whether or not the address is a member's)", content_type = "text/html", body = String),
+              (status = 404, description = "No such program", content_type = "text/html", body = String),
               (status = 422, description = "Not an e-mail address", content_type = "text/html", body = String),
               (status = 429, description = "Too many codes asked for from this client address", content_type = "text/html", body = String)))]
 pub async fn send(
@@ -503,6 +504,7 @@ async fn check_code(
 #[utoipa::path(post, path = "/m/{program}/sign-in/code", tag = "portal", params(("program" = Uuid, Path)),
     request_body(content_type = "application/x-www-form-urlencoded", content = String, description = "challenge, code, next"),
     responses((status = 303, description = "Signed in: to `next`", headers(("set-cookie" = String, description = "sarafan_session; HttpOnly; SameSite=Lax"))),
+              (status = 404, description = "No such program", content_type = "text/html", body = String),
               (status = 422, description = "Wrong code (or no such challenge): tries left", content_type = "text/html", body = String),
               (status = 429, description = "Too many wrong codes from this client address: wait", content_type = "text/html", body = String),
               (status = 410, description = "Expired, used, or five wrong codes: ask for a new one", content_type = "text/html", body = String)))]
@@ -589,6 +591,7 @@ pub async fn link_page(
 #[utoipa::path(post, path = "/m/{program}/sign-in/link/{token}", tag = "portal",
     params(("program" = Uuid, Path), ("token" = String, Path)),
     responses((status = 303, description = "Signed in: to `next`"),
+              (status = 404, description = "No such program", content_type = "text/html", body = String),
               (status = 410, description = "Expired or used: a page that offers a new code", content_type = "text/html", body = String)))]
 pub async fn link(
     State(state): State<AppState>,

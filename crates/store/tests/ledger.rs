@@ -32,6 +32,14 @@ enum Step {
         order: usize,
         per_mille: i64,
     },
+    /// `member` spends `points` on the `order`-th purchase so far (on an
+    /// order of no purchase when there is none), so that refunding it gives
+    /// them back.
+    Redeem {
+        member: usize,
+        order: usize,
+        points: i64,
+    },
     /// Sends the `nth` event again, unchanged.
     Replay {
         nth: usize,
@@ -53,6 +61,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0..3usize, 1..200_000i64, 0..4i64).prop_map(|(member, amount, days_ago)| Step::Purchase { member, amount, days_ago }),
         3 => (0..20usize, 1..1000i64).prop_map(|(order, per_mille)| Step::Refund { order, per_mille }),
+        2 => (0..3usize, 0..20usize, 1..3000i64).prop_map(|(member, order, points)| Step::Redeem { member, order, points }),
         1 => (0..30usize).prop_map(|nth| Step::Replay { nth }),
         1 => Just(Step::Expire),
         1 => (0..3usize, 1..500i64).prop_map(|(member, points)| Step::Grant { member, points }),
@@ -200,6 +209,37 @@ async fn run_against_book(backend: Backend, policy: ShortfallPolicy, steps: Vec<
                         member: members[member],
                         order_id: order_key,
                         refund_amount: refund,
+                        at: now,
+                        expires_at: Some(now + Duration::days(TTL_DAYS.into())),
+                    },
+                )
+            }
+            Step::Redeem {
+                member,
+                order,
+                points,
+            } => {
+                let order_key = orders
+                    .get(order % orders.len().max(1))
+                    .map_or_else(|| "elsewhere".to_owned(), |o| o.0.clone());
+                let ev = event(
+                    format!("s{i}"),
+                    member,
+                    now,
+                    EventBody::Redeem {
+                        order_key: order_key.clone(),
+                        // Large enough that the share cap never binds.
+                        order_amount: 1_000_000_000,
+                        asset: Asset::Points,
+                        points,
+                    },
+                );
+                (
+                    ev,
+                    Op::Redeem {
+                        member: members[member],
+                        points,
+                        order_id: Some(order_key),
                     },
                 )
             }
@@ -255,6 +295,8 @@ async fn run_against_book(backend: Backend, policy: ShortfallPolicy, steps: Vec<
                     member: members[member],
                     order_id: grant_key,
                     refund_amount: points,
+                    at: now,
+                    expires_at: Some(now + Duration::days(TTL_DAYS.into())),
                 };
                 (ev, op)
             }

@@ -10,6 +10,9 @@
 //!   debt that later earnings pay before they reach the lots;
 //! - under [`ShortfallPolicy::ClawbackFromFuture`] no member balance is
 //!   below zero;
+//! - no member holds spendable points and a debt at once: a debt takes
+//!   every lot first, the lots an operation makes itself included (a
+//!   refund's given-back points pay its own take-back, #16 item 12);
 //! - an operation either succeeds whole or changes nothing;
 //! - replaying a key with the same operation returns the first outcome and
 //!   books nothing; with a different operation it is refused.
@@ -38,15 +41,23 @@ pub enum Op {
         at: OffsetDateTime,
         expires_at: Option<OffsetDateTime>,
     },
+    /// Spends `points`; with `order_id`, on that order, so that refunding
+    /// it gives back the refunded share of them.
     Redeem {
         member: MemberId,
         points: i64,
+        order_id: Option<String>,
     },
-    /// Takes back the share of the order's points that `refund_amount` is of it.
+    /// Gives back the share of the points spent on the order that
+    /// `refund_amount` is of it (a new lot earned `at`, expiring at
+    /// `expires_at`), then takes back the same share of the points it
+    /// earned, from every lot, the given-back one included.
     Refund {
         member: MemberId,
         order_id: String,
         refund_amount: i64,
+        at: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
     },
     /// Expires every lot due at `now`.
     Expire {
@@ -123,6 +134,8 @@ pub struct Book {
     balances: BTreeMap<AccountKey, i64>,
     wallets: BTreeMap<MemberId, Wallet>,
     orders: BTreeMap<(MemberId, String), Order>,
+    /// Points spent on each order, one entry per redemption.
+    redemptions: BTreeMap<(MemberId, String), Vec<i64>>,
     holds: Vec<Hold>,
     next_lot: u64,
     replies: BTreeMap<String, (Op, Outcome)>,
@@ -136,6 +149,7 @@ impl Book {
             balances: BTreeMap::new(),
             wallets: BTreeMap::new(),
             orders: BTreeMap::new(),
+            redemptions: BTreeMap::new(),
             holds: Vec::new(),
             next_lot: 0,
             replies: BTreeMap::new(),
@@ -164,12 +178,18 @@ impl Book {
                 at,
                 expires_at,
             } => self.earn(*member, order_id, *order_amount, *points, *at, *expires_at),
-            Op::Redeem { member, points } => self.redeem(*member, *points),
+            Op::Redeem {
+                member,
+                points,
+                order_id,
+            } => self.redeem(*member, *points, order_id.as_deref()),
             Op::Refund {
                 member,
                 order_id,
                 refund_amount,
-            } => self.refund(*member, order_id, *refund_amount),
+                at,
+                expires_at,
+            } => self.refund(*member, order_id, *refund_amount, (*at, *expires_at)),
             Op::Expire { now } => self.expire(*now),
             Op::Hold { member, points } => self.hold(*member, *points),
             Op::Post { hold } => self.post(*hold),
@@ -289,12 +309,23 @@ impl Book {
         Ok(to_member)
     }
 
-    fn redeem(&mut self, member: MemberId, points: i64) -> Result<Outcome, LedgerError> {
+    fn redeem(
+        &mut self,
+        member: MemberId,
+        points: i64,
+        order_id: Option<&str>,
+    ) -> Result<Outcome, LedgerError> {
         let mut wallet = self.wallet(member);
         lots::consume(&mut wallet.lots, points)?;
         let transfers =
             self.commit(vec![Transfer::redeem(member, ASSET, points, "redemption")?])?;
         self.wallets.insert(member, wallet);
+        if let Some(order_id) = order_id {
+            self.redemptions
+                .entry((member, order_id.to_owned()))
+                .or_default()
+                .push(points);
+        }
         Ok(Outcome {
             transfers,
             points,
@@ -308,6 +339,7 @@ impl Book {
         member: MemberId,
         order_id: &str,
         refund_amount: i64,
+        (at, expires_at): (OffsetDateTime, Option<OffsetDateTime>),
     ) -> Result<Outcome, LedgerError> {
         let order_key = (member, order_id.to_owned());
         let order = self
@@ -318,7 +350,38 @@ impl Book {
             })?;
         let reversed =
             reversal_for_refund(order.earned, order.amount, order.refunded, refund_amount)?;
+        let mut give_back = Vec::new();
+        for &spent in self.redemptions.get(&order_key).into_iter().flatten() {
+            let back = reversal_for_refund(spent, order.amount, order.refunded, refund_amount)?;
+            if back > 0 {
+                give_back.push(back);
+            }
+        }
         let mut wallet = self.wallet(member);
+        let mut booked = Vec::new();
+        // The points spent on the order come back first, as new lots…
+        let mut next_lot = self.next_lot;
+        for back in give_back {
+            booked.push(Transfer::reversal(
+                Reversal::Redeem,
+                member,
+                ASSET,
+                back,
+                &format!("given back by the refund of order {order_id}"),
+            )?);
+            let to_member = self.pay_debt(member, &mut wallet, back, &mut booked)?;
+            if to_member > 0 {
+                wallet.lots.push(Lot {
+                    id: next_lot,
+                    remaining: to_member,
+                    earned_at: at,
+                    expires_at,
+                });
+                next_lot += 1;
+            }
+        }
+        // …which the take-back takes like any other lot: a debt is only what
+        // no lot holds.
         let spendable = wallet.spendable();
         let (taken_now, _) = split_reversal(self.policy, spendable, reversed);
         let from_lots = reversed.min(spendable);
@@ -326,7 +389,6 @@ impl Book {
             lots::consume(&mut wallet.lots, from_lots)?;
         }
         wallet.debt += reversed - from_lots;
-        let mut booked = Vec::new();
         if taken_now > 0 {
             booked.push(Transfer::reversal(
                 Reversal::Refund,
@@ -337,6 +399,7 @@ impl Book {
             )?);
         }
         let transfers = self.commit(booked)?;
+        self.next_lot = next_lot;
         self.wallets.insert(member, wallet);
         if let Some(order) = self.orders.get_mut(&order_key) {
             order.refunded += refund_amount;
@@ -546,6 +609,8 @@ mod tests {
                         member: m,
                         order_id: "o1".into(),
                         refund_amount: 100,
+                        at: T0,
+                        expires_at: None,
                     },
                 )
                 .unwrap()
@@ -564,6 +629,8 @@ mod tests {
                     member: m,
                     order_id: "o1".into(),
                     refund_amount: 1,
+                    at: T0,
+                    expires_at: None,
                 },
             )
             .unwrap_err();
@@ -590,6 +657,7 @@ mod tests {
                 Op::Redeem {
                     member: m,
                     points: 80,
+                    order_id: None,
                 },
             )
             .unwrap();
@@ -599,6 +667,8 @@ mod tests {
                     member: m,
                     order_id: "o1".into(),
                     refund_amount: 1_000,
+                    at: T0,
+                    expires_at: None,
                 },
             )
             .unwrap();
@@ -626,6 +696,7 @@ mod tests {
             Op::Redeem {
                 member: m,
                 points: 100,
+                order_id: None,
             },
         )
         .unwrap();
@@ -633,6 +704,8 @@ mod tests {
             member: m,
             order_id: "o1".into(),
             refund_amount: 1_000,
+            at: T0,
+            expires_at: None,
         };
         let out = book.apply("r", refund).unwrap();
         assert_eq!((out.points, out.owed), (900, 100));
@@ -643,6 +716,47 @@ mod tests {
             .sum();
         assert_eq!(posted, -900);
         assert_eq!((points(&book, m), book.debt(m)), (0, 100));
+    }
+
+    /// #16 item 12: an order paid partly with the points it earned. Its
+    /// refund gives back the 400 spent on it and takes back the 1000 it
+    /// earned: the 400 given back pay the take-back first, so the member
+    /// owes 600 (spent elsewhere) and holds nothing, rather than holding
+    /// 400 and owing 1000.
+    #[test]
+    fn a_refund_takes_back_what_it_gave_back_first() {
+        let m = member(1);
+        for (policy, taken, owed, balance) in [
+            (ShortfallPolicy::ClawbackFromFuture, 400, 600, 0),
+            (ShortfallPolicy::AllowNegative, 1_000, 0, -600),
+        ] {
+            let mut book = Book::new(policy);
+            book.apply("e", earn(m, "o1", 1_000, 1_000, Some(30)))
+                .unwrap();
+            for (key, points, order) in [("s1", 400, "o1"), ("s2", 600, "o2")] {
+                let spend = Op::Redeem {
+                    member: m,
+                    points,
+                    order_id: Some(order.into()),
+                };
+                book.apply(key, spend).unwrap();
+            }
+            let refund = Op::Refund {
+                member: m,
+                order_id: "o1".into(),
+                refund_amount: 1_000,
+                at: T0,
+                expires_at: Some(T0 + Duration::days(30)),
+            };
+            let out = book.apply("r", refund).unwrap();
+            assert_eq!((out.points, out.owed), (taken, owed), "{policy:?}");
+            assert_eq!(
+                (points(&book, m), book.spendable(m), book.debt(m)),
+                (balance, 0, 600),
+                "{policy:?}"
+            );
+            assert_eq!(program(&book, ProgramAccount::Reversed), 1_000 - owed);
+        }
     }
 
     #[test]
@@ -741,6 +855,7 @@ mod tests {
             Op::Redeem {
                 member: m,
                 points: 30,
+                order_id: None,
             },
         )
         .unwrap();
@@ -787,7 +902,8 @@ mod tests {
                 "k3",
                 Op::Redeem {
                     member: m,
-                    points: 500
+                    points: 500,
+                    order_id: None,
                 }
             )
             .is_err());
@@ -796,7 +912,8 @@ mod tests {
                 "k3",
                 Op::Redeem {
                     member: m,
-                    points: 50
+                    points: 50,
+                    order_id: None,
                 }
             )
             .is_ok());
@@ -825,14 +942,29 @@ mod tests {
                         expires_at: ttl.map(|d| at + Duration::days(d)),
                     }
                 }),
-            (m.clone(), 1i64..400).prop_map(|(member, points)| Op::Redeem { member, points }),
-            (m.clone(), order, 1i64..6_000).prop_map(|(member, order_id, refund_amount)| {
-                Op::Refund {
+            (m.clone(), 1i64..400, proptest::option::of(order.clone())).prop_map(
+                |(member, points, order_id)| Op::Redeem {
                     member,
-                    order_id,
-                    refund_amount,
+                    points,
+                    order_id
                 }
-            }),
+            ),
+            (
+                m.clone(),
+                order,
+                1i64..6_000,
+                day.clone(),
+                proptest::option::of(1i64..30)
+            )
+                .prop_map(|(member, order_id, refund_amount, at, ttl)| {
+                    Op::Refund {
+                        member,
+                        order_id,
+                        refund_amount,
+                        at,
+                        expires_at: ttl.map(|d| at + Duration::days(d)),
+                    }
+                }),
             day.prop_map(|now| Op::Expire { now }),
             (m, 1i64..400).prop_map(|(member, points)| Op::Hold { member, points }),
             (0u64..6).prop_map(|hold| Op::Post { hold }),
@@ -863,7 +995,13 @@ mod tests {
             let balance = book.balance(&AccountKey::member(m, ASSET));
             prop_assert!(w.lots.iter().all(|l| l.remaining >= 0));
             prop_assert_eq!(w.spendable(), (balance - w.held).max(0));
-            prop_assert!(w.debt == 0 || w.spendable() == 0);
+            prop_assert!(
+                w.debt == 0 || w.spendable() == 0,
+                "{} holds {} spendable and owes {}",
+                m,
+                w.spendable(),
+                w.debt
+            );
             if book.policy == ShortfallPolicy::ClawbackFromFuture {
                 prop_assert!(balance >= 0, "{} below zero", balance);
             }
@@ -895,10 +1033,12 @@ mod tests {
                         match book.apply(&key, op.clone()) {
                             Ok(outcome) => {
                                 if let Op::Refund { member, .. } = &op {
-                                    // What a refund answers is what it posted.
+                                    // What a refund answers is what its take-back
+                                    // posted (not what it gave back or clawed back).
                                     let posted: i64 = outcome.transfers.iter()
                                         .flat_map(|&t| &book.transfers()[t].postings)
                                         .filter(|p| p.account == AccountKey::member(*member, ASSET))
+                                        .filter(|p| p.reason.starts_with("refund of order"))
                                         .map(|p| p.amount)
                                         .sum();
                                     prop_assert_eq!(posted, -outcome.points);

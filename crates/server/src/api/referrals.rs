@@ -770,7 +770,7 @@ pub async fn get_choice(
         (status = 201, description = "Chosen and granted", body = ChoiceView),
         (status = 200, description = "This option was chosen before", body = ChoiceView),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Another option was chosen, or the reward was voided", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another option was chosen, the reward was voided, or the referral is in review", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
@@ -802,6 +802,11 @@ pub async fn choose(
         ChoiceOutcome::Voided => Err(conflict(
             Conflict::ReferralState,
             "the reward was cancelled: the friend's order was refunded".into(),
+            None,
+        )),
+        ChoiceOutcome::InReview => Err(conflict(
+            Conflict::ReferralState,
+            "the referral is in review: the reward is chosen once it is approved".into(),
             None,
         )),
         ChoiceOutcome::NoChoice => Err(ApiError::not_found(format!(

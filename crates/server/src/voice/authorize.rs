@@ -115,7 +115,9 @@ pub async fn page(State(state): State<AppState>, neg: Negotiated, parts: Parts) 
     request_body(content_type = "application/x-www-form-urlencoded", content = String,
         description = "response_type, client_id, redirect_uri, state, scope (the consent form)"),
     responses((status = 303, description = "Back to the assistant with `code` and `state`, or to sign-in"),
-              (status = 400, description = "Unknown client or unregistered redirect URI", content_type = "text/html", body = String)))]
+              (status = 400, description = "Unknown client or unregistered redirect URI", content_type = "text/html", body = String),
+              (status = 415, description = "The body is not a form", content_type = "text/plain", body = String),
+              (status = 422, description = "The form cannot be read (a field given twice)", content_type = "text/plain", body = String)))]
 pub async fn allow(
     State(state): State<AppState>,
     neg: Negotiated,

@@ -16,6 +16,7 @@ on_both_databases!(
     promotions_round_once_on_the_exact_base,
     shipping_earns_the_base_rate_only,
     a_refund_answers_what_it_posted,
+    a_refund_nets_what_it_gives_back_against_what_it_takes,
     statement_and_pending_points_in_the_members_language,
 );
 
@@ -249,6 +250,67 @@ async fn a_refund_answers_what_it_posted(db: Db) {
         "{next}"
     );
 
+    assert_eq!(
+        app.store.verify_ledger(app.program).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+/// Item 12: an order paid partly with the points it earned is refunded.
+/// The refund gives back the points spent on it, then takes back what it
+/// earned: the take-back takes the given-back points first, so the member
+/// is left with a debt or with points, never with both.
+async fn a_refund_nets_what_it_gives_back_against_what_it_takes(db: Db) {
+    let app = TestApp::spawn(db).await;
+    rules(&app, json!({})).await;
+    for policy in ["clawback_from_future", "allow_negative"] {
+        settings(&app, json!({ "refund_shortfall": policy })).await;
+        let who = format!("C-{policy}");
+        let c1 = app.member(json!({ "external_id": who })).await;
+        let (o1, o2) = (format!("o1-{policy}"), format!("o2-{policy}"));
+        // 1000 points earned by o1; 400 of them pay for o1, 600 for o2.
+        booked(&app, "/api/v1/events", purchase(&o1, &who, 100_000)).await;
+        booked(
+            &app,
+            "/api/v1/redemptions",
+            redemption(&format!("s1-{policy}"), &who, &o1, 100_000, 400),
+        )
+        .await;
+        booked(
+            &app,
+            "/api/v1/redemptions",
+            redemption(&format!("s2-{policy}"), &who, &o2, 100_000, 600),
+        )
+        .await;
+        let r = booked(
+            &app,
+            "/api/v1/events",
+            refund(&format!("r1-{policy}"), &who, &o1, 100_000),
+        )
+        .await;
+        // 400 given back and taken back at once; the 600 spent on o2 are
+        // owed (claw-back) or taken below zero (allow_negative).
+        let (taken, owed, balance_after) = match policy {
+            "allow_negative" => (1000, 0, -600),
+            _ => (400, 600, 0),
+        };
+        assert_eq!(
+            (r["points"].as_i64(), r["owed"].as_i64()),
+            (Some(taken), Some(owed)),
+            "{policy}: {r}"
+        );
+        assert_eq!(breakdown_sum(&r), 400 - taken, "{policy}: {r}");
+        let b = balance(&app, &c1, "en").await;
+        assert_eq!(
+            (
+                b["balance"].as_i64(),
+                b["spendable"].as_i64(),
+                b["debt"].as_i64()
+            ),
+            (Some(balance_after), Some(0), Some(600)),
+            "{policy}: {b}"
+        );
+    }
     assert_eq!(
         app.store.verify_ledger(app.program).await.unwrap(),
         Vec::<String>::new()

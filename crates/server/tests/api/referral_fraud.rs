@@ -22,6 +22,7 @@ on_both_databases!(
     the_join_form_takes_the_address_from_the_connection,
     the_store_forwards_the_shoppers_address,
     a_ring_is_held_whole,
+    a_rings_pending_rewards_wait_for_the_review,
     an_alias_up_the_chain_holds_the_links_between,
 );
 
@@ -350,6 +351,138 @@ async fn a_ring_is_held_whole(db: Db) {
     assert!(resp.status().is_success());
     let balance = json(app.get(&format!("/api/v1/members/{b}/balance")).await).await;
     assert_eq!(balance["points"]["pending"], 0);
+}
+
+/// Pending points of `member` (in their return window), and what they can spend.
+async fn pending_and_spendable(app: &TestApp, member: &str) -> (i64, i64) {
+    let b = json(app.get(&format!("/api/v1/members/{member}/balance")).await).await;
+    (
+        b["points"]["pending"].as_i64().unwrap(),
+        b["points"]["spendable"].as_i64().unwrap(),
+    )
+}
+
+/// #16 item 29: A refers B, who buys: A→B is rewarded, its points pending
+/// through the 14-day hold. B refers C, C "refers" A: the ring closes. A→B
+/// goes back to review with the rest of the ring, its pending rewards
+/// withheld (no longer pending); approving it grants them again (pending
+/// until the same day), rejecting it voids them.
+async fn a_rings_pending_rewards_wait_for_the_review(db: Db) {
+    for approve in [true, false] {
+        let app = TestApp::spawn(db).await;
+        let since = (OffsetDateTime::now_utc() - Duration::days(1))
+            .format(&Rfc3339)
+            .unwrap();
+        let resp = app
+            .post(
+                "/api/v1/referral-rules",
+                json!({
+                    "effective_from": since,
+                    "qualifying": {"action": "first_purchase"},
+                    "tiers": [{"referrer": [{"kind": "points", "amount": 300}], "friend": {"kind": "points", "amount": 200}}],
+                    "hold_days": 14,
+                }),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        let a = app.member(json!({"email": "a@example.com"})).await;
+        let (b, ab) = register(
+            &app,
+            "b@example.com",
+            json!({"code": code_of(&app, &a).await}),
+        )
+        .await;
+        let resp = app
+            .post(
+                "/api/v1/events",
+                json!({"type": "purchase", "id": "b-1", "member_id": b, "amount": 100_000, "currency": "RUB"}),
+            )
+            .await;
+        assert!(resp.status().is_success());
+        let ab_id = ab["id"].as_str().unwrap().to_owned();
+        let ab = json(app.get(&format!("/api/v1/referrals/{ab_id}")).await).await;
+        assert_eq!(ab["status"], "rewarded", "{ab}");
+        assert_eq!(pending_and_spendable(&app, &a).await, (300, 0));
+        assert_eq!(pending_and_spendable(&app, &b).await, (200, 0));
+
+        let (c, _) = register(
+            &app,
+            "c@example.com",
+            json!({"code": code_of(&app, &b).await}),
+        )
+        .await;
+        let ca = app
+            .post(
+                "/api/v1/referrals",
+                json!({"friend_id": a, "code": code_of(&app, &c).await}),
+            )
+            .await;
+        assert_eq!(json(ca).await["reject_reason"], "cycle");
+
+        // A→B is in review again, its rewards withheld: nothing pending.
+        let held = json(app.get(&format!("/api/v1/referrals/{ab_id}")).await).await;
+        assert_eq!(held["status"], "review", "{held}");
+        assert_eq!(held["fraud_reasons"], json!(["linked:cycle"]));
+        for w in held["rewards"].as_array().unwrap() {
+            assert_eq!(
+                (w["status"].as_str(), w["reason"].as_str()),
+                (Some("withheld"), Some("under_review")),
+                "{held}"
+            );
+        }
+        assert_eq!(pending_and_spendable(&app, &a).await, (0, 0));
+        assert_eq!(pending_and_spendable(&app, &b).await, (0, 0));
+        let progress = json(
+            app.get(&format!("/api/v1/members/{a}/referral-progress"))
+                .await,
+        )
+        .await;
+        assert_eq!(progress["pending"], json!({}), "{progress}");
+
+        let decided = if approve {
+            app.post(&format!("/api/v1/referrals/{ab_id}/approve"), json!({}))
+                .await
+        } else {
+            app.post(
+                &format!("/api/v1/referrals/{ab_id}/reject"),
+                json!({"reason": "a ring"}),
+            )
+            .await
+        };
+        assert_eq!(decided.status(), 200);
+        let decided = json(decided).await;
+        let rewards = decided["rewards"].as_array().unwrap();
+        assert_eq!(rewards.len(), 2, "{decided}");
+        if approve {
+            assert_eq!(decided["status"], "rewarded", "{decided}");
+            for w in rewards {
+                assert_eq!(w["status"], "pending", "{decided}");
+                assert_eq!(w["hold_until"], held["rewards"][0]["hold_until"]);
+            }
+            assert_eq!(pending_and_spendable(&app, &a).await, (300, 0));
+            assert_eq!(pending_and_spendable(&app, &b).await, (200, 0));
+        } else {
+            assert_eq!(decided["status"], "rejected", "{decided}");
+            for w in rewards {
+                assert_eq!(w["status"], "voided", "{decided}");
+            }
+            assert_eq!(pending_and_spendable(&app, &a).await, (0, 0));
+            assert_eq!(pending_and_spendable(&app, &b).await, (0, 0));
+        }
+        // Released when the hold ends: approved, they are spendable then.
+        let later = OffsetDateTime::now_utc() + Duration::days(15);
+        app.store
+            .release_due_holds(app.program, later)
+            .await
+            .unwrap();
+        let paid = if approve { (300, 200) } else { (0, 0) };
+        assert_eq!(pending_and_spendable(&app, &a).await, (0, paid.0));
+        assert_eq!(pending_and_spendable(&app, &b).await, (0, paid.1));
+        assert_eq!(
+            app.store.verify_ledger(app.program).await.unwrap(),
+            Vec::<String>::new()
+        );
+    }
 }
 
 async fn an_alias_up_the_chain_holds_the_links_between(db: Db) {

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 on_both_databases!(
     referral_links_match_their_schema,
-    attribution_matches_its_schema
+    attribution_matches_its_schema,
+    member_pages_document_what_they_answer,
 );
 
 /// The response's status and content type are documented for the
@@ -120,4 +121,78 @@ async fn attribution_matches_its_schema(db: Db) {
     assert_eq!(resp.status(), 201);
     let referral = conforms(&doc, "post", "/api/v1/referrals", resp).await;
     assert_eq!(referral["friend_id"], boris.as_str());
+}
+
+/// #16 item 8: the member pages and the authorization endpoint document
+/// every status they answer, with the content type they send: 401 (no
+/// session, no program in the path), 404 (no such program) and 415 (not a
+/// form), as schemathesis found them.
+async fn member_pages_document_what_they_answer(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let doc = spec(&app).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let nowhere = "e3e70682-c209-1cac-a29f-6fbed82c07cd";
+    let form = "application/x-www-form-urlencoded";
+    let cases = [
+        ("get", "/m/{program}", "/m/V".to_owned(), None, 401),
+        (
+            "post",
+            "/m/{program}/share-routine",
+            "/m/X/share-routine".to_owned(),
+            Some(form),
+            401,
+        ),
+        (
+            "post",
+            "/m/{program}/sign-in",
+            format!("/m/{nowhere}/sign-in"),
+            Some(form),
+            404,
+        ),
+        (
+            "post",
+            "/m/{program}/sign-in/code",
+            format!("/m/{nowhere}/sign-in/code"),
+            Some(form),
+            404,
+        ),
+        (
+            "post",
+            "/m/{program}/sign-in/link/{token}",
+            format!("/m/{nowhere}/sign-in/link/0"),
+            None,
+            404,
+        ),
+        (
+            "post",
+            "/oauth/authorize",
+            "/oauth/authorize".to_owned(),
+            Some("application/json"),
+            415,
+        ),
+    ];
+    for (method, path, url, body_type, status) in cases {
+        let mut req = client.request(
+            method.to_uppercase().parse().unwrap(),
+            format!("{}{url}", app.base),
+        );
+        if let Some(t) = body_type {
+            req = req.header("content-type", t).body("{}");
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {url}");
+        let media = resp.headers()["content-type"].to_str().unwrap();
+        let media = media.split(';').next().unwrap().trim();
+        let documented = resolve(
+            &doc,
+            &doc["paths"][path][method]["responses"][status.to_string()],
+        );
+        assert!(
+            documented["content"][media].is_object(),
+            "{method} {path}: {status} {media} is not documented: {documented}"
+        );
+    }
 }

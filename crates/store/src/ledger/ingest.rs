@@ -826,7 +826,7 @@ fn book(
             rows,
         )?,
         EventBody::VoidGrant { grant_key, reason } => {
-            void_grant(ctx, grant_key, reason, member, loaded, rows)?
+            void_grant(ctx, e.at, grant_key, reason, member, loaded, rows)?
         }
     };
     let mut transfers = Vec::with_capacity(booked.transfers.len());
@@ -972,19 +972,34 @@ fn credit(
     Ok(())
 }
 
-/// Takes `points` from the member's lots, soonest-expiring first.
+/// Takes `points` from the member's lots, soonest-expiring first: those of
+/// the wallet, and `made`, the lots the event being booked (`at`) made so
+/// far (not in the wallet until the event's transfers have their ids).
 fn debit_lots(
     member: MemberId,
     asset: Asset,
     points: i64,
+    (at, made): (OffsetDateTime, &mut [&mut LotColumns]),
     loaded: &mut Loaded,
     rows: &mut Rows,
 ) -> Result<(), ItemError> {
     let wallet = loaded.wallets.entry((member, asset)).or_default();
     let mut plain: Vec<Lot> = wallet.lots.iter().map(|l| l.lot.clone()).collect();
+    let loaded_lots = plain.len();
+    plain.extend(made.iter().enumerate().map(|(k, l)| Lot {
+        id: (loaded_lots + k) as u64,
+        remaining: l.remaining,
+        earned_at: at,
+        expires_at: l.expires_at,
+    }));
     for (i, _) in ledger(lots::consume(&mut plain, points))? {
-        wallet.lots[i].lot.remaining = plain[i].remaining;
-        rows.touch_lot(&wallet.lots[i]);
+        match i.checked_sub(loaded_lots) {
+            None => {
+                wallet.lots[i].lot.remaining = plain[i].remaining;
+                rows.touch_lot(&wallet.lots[i]);
+            }
+            Some(k) => made[k].remaining = plain[i].remaining,
+        }
     }
     Ok(())
 }
@@ -1075,8 +1090,8 @@ fn purchase(
 }
 
 /// Takes back the refunded share of the points the order earned, and gives
-/// back the same share of the points spent on it (booked first; the lots
-/// they make are not yet spendable for the take-back, #16 item 12).
+/// back the same share of the points spent on it (booked first: the lots
+/// they make pay the take-back like any other, #16 item 12).
 fn refund(
     ctx: &LedgerContext,
     e: &EventIn,
@@ -1163,6 +1178,7 @@ fn refund(
     };
     let taken = take_back(
         ctx,
+        e.at,
         (Reversal::Refund, reason),
         member,
         (asset, posted),
@@ -1188,8 +1204,15 @@ fn refund(
 /// and the rest under the program's shortfall policy — now, leaving the
 /// balance negative, or as a debt later credits pay first. Returns the
 /// points posted now.
+///
+/// The lots are all of them: the loaded ones and those this event (booked
+/// `at`) made before the take-back — the points a refund gave back — so a
+/// member is never left holding points and owing a debt at once (#16 item
+/// 12: a refund of an order paid with the points it earned nets them).
+#[allow(clippy::too_many_arguments)]
 fn take_back(
     ctx: &LedgerContext,
+    at: OffsetDateTime,
     (of, reason): (Reversal, Reason),
     member: MemberId,
     (asset, points): (Asset, i64),
@@ -1197,10 +1220,21 @@ fn take_back(
     rows: &mut Rows,
     out: &mut Booked,
 ) -> Result<i64, ItemError> {
+    let mine = |t: &Transfer| {
+        t.legs()
+            .is_some_and(|(m, a, _, _)| m == member && a == asset)
+    };
+    let made: i64 = out
+        .lots
+        .iter()
+        .filter(|(t, _)| mine(&out.transfers[*t]))
+        .map(|(_, l)| l.remaining)
+        .sum();
     let spendable = loaded
         .wallets
         .get(&(member, asset))
-        .map_or(0, Wallet::spendable);
+        .map_or(0, Wallet::spendable)
+        + made;
     let (taken_now, _) = split_reversal(ctx.settings.refund_shortfall, spendable, points);
     let from_lots = points.min(spendable);
     if taken_now > 0 {
@@ -1218,7 +1252,13 @@ fn take_back(
         });
     }
     if from_lots > 0 {
-        debit_lots(member, asset, from_lots, loaded, rows)?;
+        let mut made: Vec<&mut LotColumns> = out
+            .lots
+            .iter_mut()
+            .filter(|(t, _)| mine(&out.transfers[*t]))
+            .map(|(_, l)| l)
+            .collect();
+        debit_lots(member, asset, from_lots, (at, &mut made), loaded, rows)?;
     }
     let wallet = loaded.wallets.entry((member, asset)).or_default();
     wallet.debt += points - from_lots;
@@ -1302,6 +1342,7 @@ fn grant(
 /// back (see [`take_back`]).
 fn void_grant(
     ctx: &LedgerContext,
+    at: OffsetDateTime,
     grant_key: &str,
     reason: &str,
     member: MemberId,
@@ -1339,6 +1380,7 @@ fn void_grant(
         };
         taken = take_back(
             ctx,
+            at,
             (Reversal::Grant, reason),
             member,
             (asset, posted),
@@ -1463,7 +1505,7 @@ fn redeem(
         reason,
         points: -plan.points,
     });
-    debit_lots(member, asset, plan.points, loaded, rows)?;
+    debit_lots(member, asset, plan.points, (e.at, &mut []), loaded, rows)?;
     loaded
         .redemptions
         .entry(order_key.to_owned())

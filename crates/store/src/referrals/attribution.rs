@@ -253,7 +253,9 @@ impl Store {
     /// Puts the not yet qualified referrals of `friends` (and, for a burst,
     /// the code's other sign-ups since the time given) in review beside
     /// `friend`'s, each marked `linked:<reason>`: one scheme is judged
-    /// whole.
+    /// whole. Those already rewarded go back to review too while some of
+    /// their rewards are still pending, which are withheld meanwhile
+    /// ([`Store::withhold_for_review`]).
     async fn hold_linked(
         &self,
         program: ProgramId,
@@ -266,12 +268,12 @@ impl Store {
         if friends.is_empty() && burst.is_none() {
             return Ok(());
         }
-        let rows: Vec<(Uuid, Json<Vec<String>>)> = with_db!(self, write, |pool| {
+        let rows: Vec<(Uuid, String, Json<Vec<String>>)> = with_db!(self, write, |pool| {
             let mut q = sqlx::QueryBuilder::new(
-                "SELECT referral_id, fraud_reasons FROM referrals WHERE program_id = ",
+                "SELECT referral_id, status, fraud_reasons FROM referrals WHERE program_id = ",
             );
             q.push_bind(program.0)
-                .push(" AND status = 'signed_up' AND friend_id <> ")
+                .push(" AND status IN ('signed_up', 'rewarded') AND friend_id <> ")
                 .push_bind(friend.0)
                 .push(" AND (friend_id IN (");
             let mut list = q.separated(", ");
@@ -292,9 +294,13 @@ impl Store {
             q.build_query_as().fetch_all(pool).await?
         });
         let mark = format!("linked:{}", because.code());
-        for (id, Json(mut reasons)) in rows {
+        for (id, status, Json(mut reasons)) in rows {
             if !reasons.contains(&mark) {
                 reasons.push(mark.clone());
+            }
+            if status == ReferralState::Rewarded.as_str() {
+                self.withhold_for_review(program, id, &reasons, at).await?;
+                continue;
             }
             with_db!(self, write, |pool| {
                 sqlx::query(

@@ -59,6 +59,8 @@ pub enum ChoiceOutcome {
     NoSuchOption(usize),
     /// The reward was voided (the friend's order was refunded).
     Voided,
+    /// The referral is in review: the choice waits for the decision.
+    InReview,
 }
 
 /// A reward about to be written.
@@ -74,12 +76,15 @@ struct NewReward {
     order_key: Option<String>,
     order_amount: i64,
     hold_until: OffsetDateTime,
+    /// 0 for the first grant; n for the grant made after n earlier ones
+    /// were voided by a review (see [`grant_key`]).
+    attempt: u32,
 }
 
 impl NewReward {
     fn grant_key(&self) -> Option<String> {
         (self.status == "granted" && self.reward.as_ref().and_then(Reward::ledger).is_some())
-            .then(|| grant_key(self.referral, self.level))
+            .then(|| grant_key(self.referral, self.level, self.attempt))
     }
 }
 
@@ -131,9 +136,25 @@ macro_rules! insert_reward {
 
 /// Why a reward waits for its member to be unblocked.
 const MEMBER_BLOCKED: &str = "member_blocked";
+/// Why a reward waits for an admin: its referral went back to review.
+pub(super) const UNDER_REVIEW: &str = "under_review";
 
-fn grant_key(referral: Uuid, level: u8) -> String {
-    format!("referral:{referral}:{level}")
+/// The ledger key of a reward's grant: `referral:<referral>:<level>`, and
+/// `…:<attempt>` for a grant made again after a review voided the earlier
+/// one (a grant key is booked once; a retry of the same attempt replays).
+fn grant_key(referral: Uuid, level: u8, attempt: u32) -> String {
+    match attempt {
+        0 => format!("referral:{referral}:{level}"),
+        n => format!("referral:{referral}:{level}:{n}"),
+    }
+}
+
+/// Which attempt `key` (a [`grant_key`]) is.
+fn attempt_of(key: &str) -> u32 {
+    key.split(':')
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A short code for a coupon or certificate, without look-alike characters.
@@ -376,6 +397,7 @@ impl Store {
                     order_key: order_key.clone(),
                     order_amount,
                     hold_until,
+                    attempt: 0,
                 }
             })
             .collect();
@@ -467,6 +489,14 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
+        self.grant_withheld(ctx, rows).await
+    }
+
+    /// Grants withheld rewards (`rows`) again: each under its next grant
+    /// key when a review voided the earlier grant, pending until its hold
+    /// ends as it would have been. A reward that still cannot be granted
+    /// (its member is blocked) stays withheld, with the new reason.
+    async fn grant_withheld(&self, ctx: &LedgerContext, rows: Vec<RewardRow>) -> Result<usize> {
         let at = now();
         let mut released = 0;
         for (referral_id, w) in rows.into_iter().map(RewardRow::into_record) {
@@ -491,29 +521,125 @@ impl Store {
                 order_key: referral.order_key.clone(),
                 order_amount: referral.order_amount.unwrap_or(0),
                 hold_until: w.hold_until,
+                // A key already booked (and voided) is not booked again.
+                attempt: w.grant_key.as_deref().map_or(0, |k| attempt_of(k) + 1),
             }];
             self.grant(ctx, &mut one, at).await?;
             let [r] = one;
-            if r.status != "granted" {
-                continue;
-            }
+            // Still withheld: the grant key stays the last one booked, so
+            // the next try takes the one after it.
+            let granted = r.status == "granted";
             with_db!(self, write, |pool| {
                 sqlx::query(
-                    "UPDATE referral_rewards SET status = 'granted', reason = NULL, grant_key = $3, \
-                       cost_minor = $4, updated_at = $5 \
+                    "UPDATE referral_rewards SET status = $3, reason = $4, \
+                       grant_key = COALESCE($5, grant_key), cost_minor = $6, updated_at = $7 \
                      WHERE program_id = $1 AND reward_id = $2 AND status = 'withheld'",
                 )
                 .bind(ctx.program.0)
                 .bind(w.id)
+                .bind(r.status)
+                .bind(r.reason.as_deref())
                 .bind(r.grant_key())
-                .bind(r.cost)
+                .bind(if granted { r.cost } else { w.cost_minor })
                 .bind(at)
                 .execute(pool)
                 .await?;
             });
-            released += 1;
+            released += usize::from(granted);
         }
         Ok(released)
+    }
+
+    /// Puts the rewarded referral `id`, found part of a scheme after it was
+    /// paid, back in review when some of its rewards are still pending:
+    /// their grants (still inside the hold) are voided and the rewards
+    /// withheld (`under_review`); a choice not made yet waits for the
+    /// decision. Rewards already the members' for good stay theirs (a
+    /// refund of the order still follows the refund rules). Returns whether
+    /// the referral moved.
+    pub(super) async fn withhold_for_review(
+        &self,
+        program: ProgramId,
+        id: Uuid,
+        reasons: &[String],
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let sql = format!(
+            "SELECT {REWARD_COLUMNS} FROM referral_rewards w WHERE program_id = $1 AND referral_id = $2 \
+               AND (status = 'awaiting_choice' OR (status = 'granted' AND EXISTS (SELECT 1 FROM holds h \
+                 WHERE h.program_id = w.program_id AND h.event_key = w.grant_key AND h.state = 'pending')))"
+        );
+        let rows: Vec<RewardRow> = with_db!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(program.0)
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+        });
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let moved = with_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE referrals SET status = 'review', fraud_reasons = $3, updated_at = $4 \
+                 WHERE program_id = $1 AND referral_id = $2 AND status = 'rewarded'",
+            )
+            .bind(program.0)
+            .bind(id)
+            .bind(Json(reasons))
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if moved == 0 {
+            return Ok(false);
+        }
+        let Some(ctx) = self.ledger_context(program).await? else {
+            return Ok(true);
+        };
+        let pending: Vec<RewardRecord> = rows
+            .into_iter()
+            .map(|r| r.into_record().1)
+            .filter(|w| w.status == "granted")
+            .collect();
+        let (pending, voids): (Vec<&RewardRecord>, Vec<EventIn>) = pending
+            .iter()
+            .filter_map(|w| {
+                let grant = w.grant_key.as_ref()?;
+                let void = EventIn::void_grant(
+                    format!("withhold:{grant}"),
+                    MemberRef::Id(w.member),
+                    at,
+                    grant.clone(),
+                    "referral reward withheld: the referral is under review",
+                );
+                Some((w, void))
+            })
+            .unzip();
+        let results = self.ingest(&ctx, &voids).await?;
+        for (w, result) in pending.into_iter().zip(results) {
+            if let ItemResult::Rejected(e) = result {
+                // Not voided (its member is blocked): it stays granted, and
+                // pending until the member is active again.
+                tracing::warn!(program = %program, reward = %w.id, error = %e,
+                    "a reward under review could not be withheld");
+                continue;
+            }
+            with_db!(self, write, |pool| {
+                sqlx::query(
+                    "UPDATE referral_rewards SET status = 'withheld', reason = $3, updated_at = $4 \
+                     WHERE program_id = $1 AND reward_id = $2 AND status = 'granted'",
+                )
+                .bind(program.0)
+                .bind(w.id)
+                .bind(UNDER_REVIEW)
+                .bind(at)
+                .execute(pool)
+                .await?;
+            });
+        }
+        Ok(true)
     }
 
     /// The referrer's rewarded referrals in the limit period, and what the
@@ -624,8 +750,10 @@ impl Store {
                        AND r.friend_id = e.member_id \
                      WHERE e.program_id = ",
                 );
+                // A referral in review with its order is one that was
+                // rewarded before (see `withhold_for_review`).
                 q.push_bind(ctx.program.0).push(
-                    " AND r.status = 'rewarded' AND e.kind = 'purchase' AND e.event_key IN (",
+                    " AND r.status IN ('rewarded', 'review') AND e.kind = 'purchase' AND e.event_key IN (",
                 );
                 let mut list = q.separated(", ");
                 for k in chunk {
@@ -661,23 +789,28 @@ impl Store {
             refunds.iter().map(|(k, at)| (k.as_str(), *at)).collect();
         for key in unqualified {
             let at = refund_at.get(key.as_str()).copied().unwrap_or_else(now);
-            // A reward withheld from a blocked member is voided too, so
-            // unblocking them does not pay for a refunded order.
+            // A reward withheld from a blocked member, or for a review, is
+            // voided too, so unblocking them or approving it does not pay
+            // for a refunded order.
             let sql = format!(
                 "SELECT {REWARD_COLUMNS} FROM referral_rewards WHERE program_id = $1 AND order_key = $2 \
-                   AND (status IN ('granted', 'awaiting_choice') OR (status = 'withheld' AND reason = $3))"
+                   AND (status IN ('granted', 'awaiting_choice') OR (status = 'withheld' AND reason IN ($3, $4)))"
             );
             let rows: Vec<RewardRow> = with_db!(self, write, |pool| {
                 sqlx::query_as(&sql)
                     .bind(ctx.program.0)
                     .bind(&key)
                     .bind(MEMBER_BLOCKED)
+                    .bind(UNDER_REVIEW)
                     .fetch_all(pool)
                     .await?
             });
             let rewards: Vec<RewardRecord> = rows.into_iter().map(|r| r.into_record().1).collect();
             let voids: Vec<EventIn> = rewards
                 .iter()
+                // Only a granted reward is in the ledger (a withheld one
+                // keeps the key of the grant its review voided).
+                .filter(|r| r.status == "granted")
                 .filter_map(|r| {
                     let grant = r.grant_key.as_ref()?;
                     Some(EventIn::void_grant(
@@ -734,6 +867,9 @@ impl Store {
             return Ok(ChoiceOutcome::NoSuchOption(index));
         };
         match offer.status.as_str() {
+            "awaiting_choice" if referral.status == ReferralState::Review => {
+                return Ok(ChoiceOutcome::InReview)
+            }
             "awaiting_choice" => {}
             "voided" | "clawed_back" => return Ok(ChoiceOutcome::Voided),
             _ if offer.kind == option.kind() && offer.amount == option.amount() => {
@@ -742,7 +878,7 @@ impl Store {
             _ => return Ok(ChoiceOutcome::ChosenOtherwise(offer.clone())),
         }
         let at = now();
-        let key = grant_key(referral.id, 1);
+        let key = grant_key(referral.id, 1, 0);
         if let Some(ledger) = option.ledger() {
             let grant = EventIn::grant(
                 key.clone(),
@@ -845,6 +981,7 @@ impl Store {
                     order_key: referral.order_key.clone(),
                     order_amount: referral.order_amount.unwrap_or(0),
                     hold_until,
+                    attempt: 0,
                 }
             })
             .collect();
@@ -873,9 +1010,13 @@ impl Store {
             Decision::Reject(reason) => (ReferralState::Rejected, Some(reason.as_str())),
         };
         let at = now();
+        // Approved, a referral that was rewarded before its review (see
+        // `withhold_for_review`) is rewarded again, not signed up.
         let moved = with_db!(self, write, |pool| {
             sqlx::query(
-                "UPDATE referrals SET status = $3, rejected_at = $4, reject_reason = COALESCE($5, reject_reason), \
+                "UPDATE referrals SET \
+                   status = CASE WHEN $3 = 'signed_up' AND rewarded_at IS NOT NULL THEN 'rewarded' ELSE $3 END, \
+                   rejected_at = $4, reject_reason = COALESCE($5, reject_reason), \
                    updated_at = $6 WHERE program_id = $1 AND referral_id = $2 AND status = 'review'",
             )
             .bind(ctx.program.0)
@@ -903,10 +1044,45 @@ impl Store {
                 Err(current.status)
             }));
         }
-        if matches!(decision, Decision::Approve) {
-            // The friend may have qualified while held.
-            let open = self.open_referrals(ctx.program, &[current.friend]).await?;
-            self.qualify(ctx, open).await?;
+        match decision {
+            Decision::Approve if current.rewarded_at.is_some() => {
+                // Its withheld rewards are granted again.
+                let sql = format!(
+                    "SELECT {REWARD_COLUMNS} FROM referral_rewards \
+                     WHERE program_id = $1 AND referral_id = $2 AND status = 'withheld' AND reason = $3"
+                );
+                let rows: Vec<RewardRow> = with_db!(self, write, |pool| {
+                    sqlx::query_as(&sql)
+                        .bind(ctx.program.0)
+                        .bind(id)
+                        .bind(UNDER_REVIEW)
+                        .fetch_all(pool)
+                        .await?
+                });
+                self.grant_withheld(ctx, rows).await?;
+            }
+            Decision::Approve => {
+                // The friend may have qualified while held.
+                let open = self.open_referrals(ctx.program, &[current.friend]).await?;
+                self.qualify(ctx, open).await?;
+            }
+            Decision::Reject(reason) => {
+                // What its review withheld, or a choice not made, is void.
+                with_db!(self, write, |pool| {
+                    sqlx::query(
+                        "UPDATE referral_rewards SET status = 'voided', reason = $3, updated_at = $4 \
+                         WHERE program_id = $1 AND referral_id = $2 \
+                           AND (status = 'awaiting_choice' OR (status = 'withheld' AND reason = $5))",
+                    )
+                    .bind(ctx.program.0)
+                    .bind(id)
+                    .bind(format!("referral rejected: {reason}"))
+                    .bind(at)
+                    .bind(UNDER_REVIEW)
+                    .execute(pool)
+                    .await?;
+                });
+            }
         }
         Ok(self.referral(ctx.program, id).await?.map(Ok))
     }
