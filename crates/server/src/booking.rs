@@ -134,7 +134,9 @@ async fn book_group(store: &Store, program: ProgramId, group: Vec<Job>) {
             }
         }
         Err(e) if events.len() == 1 => {
-            let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
+            }
         }
         Err(e) => {
             tracing::warn!(error = %e, events = events.len(), "a booking group failed; booking its events one by one");
