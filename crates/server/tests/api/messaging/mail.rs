@@ -1,7 +1,7 @@
 //! E-mail: an SMTP sink receives the automated messages, in the member's
 //! language; consent, unsubscribe links and quiet hours are honoured.
 
-use super::support::{worker, Behaviour, Receiver, SmtpSink};
+use super::support::{stepped_mailer, worker, Behaviour, Receiver, SmtpSink};
 use super::webhooks::subscribe;
 use crate::helpers::{json, Db, TestApp};
 use crate::on_both_databases;
@@ -284,11 +284,19 @@ async fn quiet_hours_delay_mail(db: Db) {
     let p = crate::helpers::problem(bad, 422, "invalid-field").await;
     assert_eq!(p["field"], "settings.messaging.quiet_hours.from_hour");
 
-    let _worker = worker(&app.store, smtp(&sink), 5, Duration::from_secs(5));
+    let worker = stepped_mailer(&app.store, smtp(&sink));
     app.member(json!({"email": "anna@example.com", "consent": {"email": true}}))
         .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        worker.run_once().await.unwrap() >= 1,
+        "the welcome mail is taken"
+    );
     assert!(sink.messages().is_empty(), "nothing is sent in quiet hours");
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        0,
+        "nothing is due again before the quiet hours end"
+    );
     let waiting = json(app.get("/api/v1/outbox?status=pending").await).await;
     let m = &waiting["items"][0];
     assert_eq!(m["attempts"], 0, "a deferral is not a failed try");

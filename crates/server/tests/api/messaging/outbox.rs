@@ -5,7 +5,7 @@ use super::support::{log_mailer, stepped_worker, worker, Behaviour, Receiver};
 use super::webhooks::subscribe;
 use crate::helpers::{json, problem, Db, TestApp};
 use crate::on_both_databases;
-use sarafan_core::outbox::Topic;
+use sarafan_core::outbox::{RetryPolicy, Topic};
 use sarafan_store::outbox::Outgoing;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -49,7 +49,7 @@ async fn fails_three_times_then_acknowledged_once(db: Db) {
     assert_eq!(queued["attempts"], 0);
     let id = queued["id"].as_str().unwrap();
 
-    let _worker = worker(&app.store, log_mailer(), 6, Duration::from_secs(5));
+    let running = worker(&app.store, log_mailer(), 6, Duration::from_secs(5));
     let done = wait_status(&app, id, "delivered").await;
     assert_eq!(done["attempts"], 4);
     let log = done["attempt_log"].as_array().unwrap();
@@ -64,7 +64,9 @@ async fn fails_three_times_then_acknowledged_once(db: Db) {
     );
     assert!(done["delivered_at"].is_string());
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    let idle = stepped_worker(&app.store, RetryPolicy::default(), true, &[]);
+    assert_eq!(idle.run_once().await.unwrap(), 0, "nothing left to try");
     let got = receiver.received();
     assert_eq!(got.len(), 4, "no try after the acknowledgement");
     assert_eq!(got.iter().filter(|r| r.acked).count(), 1);
@@ -77,7 +79,7 @@ async fn dead_letters_and_manual_retry(db: Db) {
     let app = TestApp::spawn(db).await;
     let receiver = Receiver::start(Behaviour::AlwaysFail).await;
     subscribe(&app, &receiver, json!(["member.created"])).await;
-    let _worker = worker(&app.store, log_mailer(), 3, Duration::from_secs(5));
+    let running = worker(&app.store, log_mailer(), 3, Duration::from_secs(5));
     app.member(json!({"external_id": "CRM-1"})).await;
     let id = only_message(&app).await["id"].as_str().unwrap().to_owned();
     let dead = wait_status(&app, &id, "dead").await;
@@ -89,12 +91,19 @@ async fn dead_letters_and_manual_retry(db: Db) {
         json(app.get("/api/v1/outbox?status=pending").await).await["items"],
         json!([])
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    let idle = stepped_worker(&app.store, RetryPolicy::default(), true, &[]);
+    assert_eq!(
+        idle.run_once().await.unwrap(),
+        0,
+        "a dead message is not taken"
+    );
     assert_eq!(
         receiver.received().len(),
         3,
         "a dead message is not tried again"
     );
+    let _worker = worker(&app.store, log_mailer(), 3, Duration::from_secs(5));
 
     receiver.set(Behaviour::Ok);
     let retried = app
@@ -289,7 +298,6 @@ async fn hold_until_lanes_meet(
 /// different members' messages go concurrently.
 async fn a_members_messages_arrive_in_order_other_members_concurrently(db: Db) {
     use sarafan_core::ids::MemberId;
-    use sarafan_core::outbox::{RetryPolicy, Topic};
     use sarafan_store::outbox::Outgoing;
 
     let app = TestApp::spawn(db).await;

@@ -262,6 +262,15 @@ impl Drop for Worker {
     }
 }
 
+impl Worker {
+    /// Stops the worker and waits until it has stopped.
+    pub async fn stop(mut self) {
+        self.0.abort();
+        let handle = std::mem::replace(&mut self.0, tokio::spawn(async {}));
+        let _ = handle.await;
+    }
+}
+
 pub fn worker(store: &Store, mailer: Mailer, max_attempts: u32, lease: Duration) -> Worker {
     Worker(spawn_delivery(
         store.clone(),
@@ -286,6 +295,14 @@ pub fn stepped_worker(
         .map(|(name, ip)| (name.to_string(), ip.parse().unwrap()))
         .collect();
     Arc::new(Stepped::new(store.clone(), config))
+}
+
+/// A worker the test drives round by round, mailing through `mailer`.
+pub fn stepped_mailer(store: &Store, mailer: Mailer) -> Arc<Stepped> {
+    Arc::new(Stepped::new(
+        store.clone(),
+        fast_config(mailer, 5, Duration::from_secs(30)),
+    ))
 }
 
 fn fast_config(mailer: Mailer, max_attempts: u32, lease: Duration) -> DeliveryConfig {

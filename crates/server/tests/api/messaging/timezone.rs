@@ -2,11 +2,10 @@
 //! fixed UTC offset, and an unknown zone is refused with nothing stored.
 
 use super::mail::smtp;
-use super::support::{worker, SmtpSink};
+use super::support::{stepped_mailer, SmtpSink};
 use crate::helpers::{json, problem, Db, TestApp};
 use crate::on_both_databases;
 use serde_json::json;
-use std::time::Duration;
 use time::macros::offset;
 use time::OffsetDateTime;
 
@@ -51,11 +50,19 @@ async fn quiet_hours_follow_the_program_time_zone(db: Db) {
         "nothing of the refused patch is stored"
     );
 
-    let _worker = worker(&app.store, smtp(&sink), 5, Duration::from_secs(5));
+    let worker = stepped_mailer(&app.store, smtp(&sink));
     app.member(json!({"email": "anna@example.com", "consent": {"email": true}}))
         .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        worker.run_once().await.unwrap() >= 1,
+        "the welcome mail is taken"
+    );
     assert!(sink.messages().is_empty(), "nothing is sent in quiet hours");
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        0,
+        "nothing is due again before the quiet hours end"
+    );
     let waiting = json(app.get("/api/v1/outbox?status=pending").await).await;
     let m = &waiting["items"][0];
     assert_eq!(m["attempts"], 0, "a deferral is not a failed try");
