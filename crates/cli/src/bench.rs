@@ -8,6 +8,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, Subcommand};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sarafan_core::ids::ProgramId;
 use sarafan_core::ledger::rules::{
     EarnRules, Line, Multiplier, Promotion, Purchase, Rate, Rounding,
 };
@@ -132,6 +133,44 @@ pub(crate) async fn bench_store(
     Ok((store, schema, tmp))
 }
 
+/// The backend's name, to start the lines a bench prints.
+fn tag(store: &Store) -> &'static str {
+    match store.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+/// A program for a bench, in roubles, its points expiring after a year,
+/// with [`rules`] and `members` members (`cust-0000000`, …); returns it
+/// with the members' external ids.
+async fn bench_program(
+    store: &Store,
+    name: &str,
+    members: usize,
+) -> Result<(ProgramId, Vec<String>)> {
+    let retailer = store.create_retailer("Sarafan bench retail").await?;
+    let program = store
+        .create_program(
+            retailer,
+            &NewProgram {
+                name: ProgramName::parse(name)?,
+                currency: Currency::parse(CURRENCY)?,
+                locale: Locale::parse("locale", "ru")?,
+                terms: String::new(),
+                settings: ProgramSettings {
+                    points_expire_after_days: Some(365),
+                    ..ProgramSettings::default()
+                },
+            },
+        )
+        .await?;
+    store.add_earn_rules(program.id, &rules()).await?;
+    let externals: Vec<String> = (0..members).map(|i| format!("cust-{i:07}")).collect();
+    store.bench_insert_members(program.id, &externals).await?;
+    Ok((program.id, externals))
+}
+
 async fn ingest(args: IngestArgs) -> Result<()> {
     ensure!(args.members > 0, "--members must be at least 1");
     ensure!(args.events > 0, "--events must be at least 1");
@@ -148,37 +187,16 @@ async fn ingest(args: IngestArgs) -> Result<()> {
 
 /// Runs the benchmark; `Err` when the run was wrong, not merely slow.
 async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
-    let tag = match store.backend() {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
+    let tag = tag(store);
 
     // Set-up (not measured): program, rules, members, events.
     let setup = Instant::now();
-    let retailer = store.create_retailer("Sarafan bench retail").await?;
-    let program = store
-        .create_program(
-            retailer,
-            &NewProgram {
-                name: ProgramName::parse("Sarafan bench")?,
-                currency: Currency::parse(CURRENCY)?,
-                locale: Locale::parse("locale", "ru")?,
-                terms: String::new(),
-                settings: ProgramSettings {
-                    points_expire_after_days: Some(365),
-                    ..ProgramSettings::default()
-                },
-            },
-        )
-        .await?;
-    store.add_earn_rules(program.id, &rules()).await?;
-    let externals: Vec<String> = (0..args.members).map(|i| format!("cust-{i:07}")).collect();
-    store.bench_insert_members(program.id, &externals).await?;
+    let (program, externals) = bench_program(store, "Sarafan bench", args.members).await?;
     let events = generate(args, &externals)?;
     if args.webhook {
         store
             .create_webhook(
-                program.id,
+                program,
                 "http://127.0.0.1:9/bench",
                 "bench",
                 &[Topic::PurchaseProcessed],
@@ -186,7 +204,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
             .await?;
     }
     let ctx = store
-        .ledger_context(program.id)
+        .ledger_context(program)
         .await?
         .context("the program just created is missing")?;
     println!(
@@ -252,7 +270,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
     let secs = elapsed.as_secs_f64();
     let events_per_s = events.len() as f64 / secs;
 
-    let counts = store.bench_ledger_counts(program.id).await?;
+    let counts = store.bench_ledger_counts(program).await?;
     let count = |t: &str| counts.iter().find(|(n, _)| *n == t).map_or(0, |(_, c)| *c);
     let rows = ["events", "transfers"]
         .iter()
@@ -295,7 +313,7 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
     // The baseline: the same rows again, as plain batched INSERTs into
     // copies of the same tables, committed as the pipeline committed them.
     let pipeline_rows_per_s = rows as f64 / secs;
-    let (raw_rows, raw) = store.bench_raw_insert(program.id, args.batch).await?;
+    let (raw_rows, raw) = store.bench_raw_insert(program, args.batch).await?;
     ensure!(
         raw_rows == rows,
         "the baseline inserted {raw_rows} rows, the pipeline wrote {rows}"
@@ -315,9 +333,9 @@ async fn measure(store: &Store, args: &IngestArgs) -> Result<()> {
 
     // Correctness.
     let verifying = Instant::now();
-    let violations = store.verify_ledger(program.id).await?;
+    let violations = store.verify_ledger(program).await?;
     let totals = store
-        .ledger_totals(program.id, sarafan_core::ledger::Asset::Points)
+        .ledger_totals(program, sarafan_core::ledger::Asset::Points)
         .await?;
     let mut problems = Vec::new();
     if accepted != events.len() {

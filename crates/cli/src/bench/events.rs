@@ -8,13 +8,12 @@
 //! answers do, and each latency counts from when its request was due, so a
 //! stall shows in the figures instead of slowing the sender down.
 
-use super::{bench_store, ms, percentile, rules, CATEGORIES, CURRENCY};
+use super::{bench_program, bench_store, ms, percentile, tag, CATEGORIES, CURRENCY};
 use anyhow::{ensure, Context, Result};
 use clap::Args;
 use sarafan_core::apikey::Scope;
-use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
 use sarafan_server::ServerConfig;
-use sarafan_store::{Backend, NewProgram, Store};
+use sarafan_store::Store;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,32 +63,9 @@ pub async fn events(args: EventsArgs) -> Result<()> {
 type Sample = (Duration, u16);
 
 async fn measure(store: &Store, args: &EventsArgs) -> Result<()> {
-    let tag = match store.backend() {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    let retailer = store.create_retailer("Sarafan bench retail").await?;
-    let program = store
-        .create_program(
-            retailer,
-            &NewProgram {
-                name: ProgramName::parse("Sarafan events bench")?,
-                currency: Currency::parse(CURRENCY)?,
-                locale: Locale::parse("locale", "ru")?,
-                terms: String::new(),
-                settings: ProgramSettings {
-                    points_expire_after_days: Some(365),
-                    ..ProgramSettings::default()
-                },
-            },
-        )
-        .await?;
-    store.add_earn_rules(program.id, &rules()).await?;
-    let externals: Vec<String> = (0..args.members).map(|i| format!("cust-{i:07}")).collect();
-    store.bench_insert_members(program.id, &externals).await?;
-    let (_, token) = store
-        .issue_api_key(program.id, "bench", Scope::Server)
-        .await?;
+    let tag = tag(store);
+    let (program, externals) = bench_program(store, "Sarafan events bench", args.members).await?;
+    let (_, token) = store.issue_api_key(program, "bench", Scope::Server).await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -154,12 +130,12 @@ async fn measure(store: &Store, args: &EventsArgs) -> Result<()> {
     );
 
     // Correctness: every 201 is one event row, the ledger balances.
-    let counts = store.bench_ledger_counts(program.id).await?;
+    let counts = store.bench_ledger_counts(program).await?;
     let rows = counts
         .iter()
         .find(|(n, _)| *n == "events")
         .map_or(0, |(_, c)| *c);
-    let violations = store.verify_ledger(program.id).await?;
+    let violations = store.verify_ledger(program).await?;
     ensure!(
         rows == booked as i64,
         "{booked} events answered 201 but {rows} event rows were written"

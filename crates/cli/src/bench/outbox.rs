@@ -9,7 +9,7 @@ use sarafan_core::outbox::Topic;
 use sarafan_core::program::{Currency, Locale, ProgramName, ProgramSettings};
 use sarafan_server::delivery::{mail::Mailer, spawn_delivery, DeliveryConfig};
 use sarafan_store::outbox::Outgoing;
-use sarafan_store::{Backend, NewProgram, Store};
+use sarafan_store::{NewProgram, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,10 +68,7 @@ async fn receiver() -> Result<(String, Arc<AtomicUsize>)> {
 }
 
 async fn measure(store: &Store, args: &OutboxArgs) -> Result<()> {
-    let tag = match store.backend() {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
+    let tag = super::tag(store);
     let retailer = store.create_retailer("Sarafan bench retail").await?;
     let program = store
         .create_program(
