@@ -17,17 +17,6 @@ on_both_databases!(
     concurrent_single_events_book_once
 );
 
-/// 1 point per 1.00 RUB.
-async fn one_point_per_rouble(app: &TestApp) {
-    let resp = app
-        .post(
-            "/api/v1/earn-rules",
-            json!({"effective_from": "2020-01-01T00:00:00Z", "base_rate": {"points": 1, "per_minor": 100}}),
-        )
-        .await;
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-}
-
 fn purchase(id: &str, external_id: &str, amount: i64) -> Value {
     json!({"type": "purchase", "id": id, "external_id": external_id, "amount": amount, "currency": "RUB"})
 }
@@ -43,7 +32,7 @@ async fn points(app: &TestApp, member: &str) -> i64 {
 /// key and the unknown member, each to its own caller only.
 async fn a_group_answers_each_caller(db: Db) {
     let app = TestApp::spawn(db).await;
-    one_point_per_rouble(&app).await;
+    app.one_point_per_rouble().await;
     let ann = app.member(json!({"external_id": "ann"})).await;
     let bob = app.member(json!({"external_id": "bob"})).await;
     let (booker, queue) = booking::queue();
@@ -109,7 +98,7 @@ async fn a_group_answers_each_caller(db: Db) {
 /// each order is booked once, the repeats replay, the balances are exact.
 async fn concurrent_single_events_book_once(db: Db) {
     let app = TestApp::spawn(db).await;
-    one_point_per_rouble(&app).await;
+    app.one_point_per_rouble().await;
     let members = ["m0", "m1", "m2"];
     let mut ids = Vec::new();
     for m in members {

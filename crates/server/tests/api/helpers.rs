@@ -166,6 +166,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Earn rules of 1 point per 1.00 RUB, in force since 2020.
+    pub async fn one_point_per_rouble(&self) {
+        let resp = self
+            .post(
+                "/api/v1/earn-rules",
+                serde_json::json!({"effective_from": "2020-01-01T00:00:00Z",
+                    "base_rate": {"points": 1, "per_minor": 100}}),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    }
+
     /// Registers a member and returns its id.
     pub async fn member(&self, body: Value) -> String {
         let resp = self.post("/api/v1/members", body).await;

@@ -87,13 +87,7 @@ async fn huge_day_settings_are_refused_and_purchases_still_book(db: Db) {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    let resp = app
-        .post(
-            "/api/v1/earn-rules",
-            json!({"effective_from": "2020-01-01T00:00:00Z", "base_rate": {"points": 1, "per_minor": 100}}),
-        )
-        .await;
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    app.one_point_per_rouble().await;
     let member = app.member(json!({"external_id": "C1"})).await;
     let resp = app
         .post(

@@ -1,7 +1,7 @@
 //! `points.expiring`: members hear once, in their language, what expires
 //! within the notice window; webhook subscribers get the payload.
 
-use super::ledger::{earn_rules, queued};
+use super::ledger::queued;
 use super::mail::{parse, smtp, Mail};
 use super::support::{worker, Behaviour, Receiver, SmtpSink};
 use super::webhooks::subscribe;
@@ -36,7 +36,7 @@ async fn expiring_points_are_noticed_once_per_locale(db: Db) {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    earn_rules(&app).await;
+    app.one_point_per_rouble().await;
     let receiver = Receiver::start(Behaviour::Ok).await;
     subscribe(&app, &receiver, json!(["points.expiring"])).await;
     let olga = app
@@ -134,7 +134,7 @@ async fn a_lot_earned_after_its_day_was_announced_brings_a_follow_up(db: Db) {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    earn_rules(&app).await;
+    app.one_point_per_rouble().await;
     app.member(
         json!({"external_id": "C1", "email": "olga@example.com", "consent": {"email": true}}),
     )

@@ -13,16 +13,6 @@ on_both_databases!(
     nobody_listening_queues_nothing
 );
 
-pub(super) async fn earn_rules(app: &TestApp) {
-    let resp = app
-        .post(
-            "/api/v1/earn-rules",
-            json!({"effective_from": "2020-01-01T00:00:00Z", "base_rate": {"points": 1, "per_minor": 100}}),
-        )
-        .await;
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-}
-
 fn purchase(id: &str, currency: &str) -> Value {
     json!({"type": "purchase", "id": id, "external_id": "C1", "amount": 50000, "currency": currency})
 }
@@ -41,7 +31,7 @@ pub(super) async fn queued(app: &TestApp, topic: &str) -> Vec<Value> {
 
 async fn purchases_and_grants_are_sent_once_signed(db: Db) {
     let app = TestApp::spawn(db).await;
-    earn_rules(&app).await;
+    app.one_point_per_rouble().await;
     let receiver = Receiver::start(Behaviour::Ok).await;
     subscribe(
         &app,
@@ -142,7 +132,7 @@ async fn purchases_and_grants_are_sent_once_signed(db: Db) {
 
 async fn nobody_listening_queues_nothing(db: Db) {
     let app = TestApp::spawn(db).await;
-    earn_rules(&app).await;
+    app.one_point_per_rouble().await;
     // Subscribed to another event type only, and the member takes no e-mail.
     let receiver = Receiver::start(Behaviour::Ok).await;
     subscribe(&app, &receiver, json!(["member.created"])).await;
