@@ -1,7 +1,7 @@
 //! `points.expiring`: members hear once, in their language, what expires
 //! within the notice window; webhook subscribers get the payload.
 
-use super::ledger::queued;
+use super::ledger::{outbox_total, queued};
 use super::mail::{parse, smtp, Mail};
 use super::support::{worker, Behaviour, Receiver, SmtpSink};
 use super::webhooks::subscribe;
@@ -78,7 +78,7 @@ async fn expiring_points_are_noticed_once_per_locale(db: Db) {
     let hooks = receiver.wait_for(3).await;
     // Welcome, share reminder and the notice, for each of the two.
     sink.wait_for(6).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbox_total(&app).await, 9, "nothing else is queued");
     let mails: Vec<Mail> = sink.messages().iter().map(|m| parse(m)).collect();
     let notices: Vec<&Mail> = mails
         .iter()
