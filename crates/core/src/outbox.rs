@@ -84,6 +84,63 @@ impl Topic {
     }
 }
 
+/// How a message travels; stored as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Webhook,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Email => "email",
+        }
+    }
+
+    /// `None` for a name this version does not know (a row written by
+    /// another version): such a message is cancelled, never guessed at.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Webhook, Self::Email]
+            .into_iter()
+            .find(|c| c.as_str() == raw)
+    }
+}
+
+/// What an e-mail is about: an event of a [`Topic`], or a sign-in the
+/// member asked for (which is no event receivers subscribe to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailSubject {
+    Event(Topic),
+    SignIn,
+}
+
+impl MailSubject {
+    /// The stored topic of a sign-in mail, and its template's name.
+    pub const SIGN_IN: &'static str = "sign_in";
+
+    /// `None` for a topic this version does not know: no e-mail is sent
+    /// for it (an unknown topic must not become some other mail).
+    pub fn parse(topic: &str) -> Option<Self> {
+        if topic == Self::SIGN_IN {
+            return Some(Self::SignIn);
+        }
+        Topic::ALL
+            .into_iter()
+            .find(|t| t.as_str() == topic)
+            .map(Self::Event)
+    }
+
+    /// The template the mail is written from.
+    pub fn template(self) -> &'static str {
+        match self {
+            Self::Event(t) => t.mail_template(),
+            Self::SignIn => Self::SIGN_IN,
+        }
+    }
+}
+
 /// How often a message is tried before it is dead-lettered, and how long to
 /// wait between tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,6 +515,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use time::macros::{date, datetime, time};
+
+    #[test]
+    fn channels_and_mail_subjects_parse_only_what_they_know() {
+        for c in [Channel::Webhook, Channel::Email] {
+            assert_eq!(Channel::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(Channel::parse("sms"), None);
+        assert_eq!(Channel::parse("Email"), None);
+        for t in Topic::ALL {
+            let subject = MailSubject::parse(t.as_str()).unwrap();
+            assert_eq!(subject, MailSubject::Event(t));
+            assert_eq!(subject.template(), t.mail_template());
+        }
+        assert_eq!(MailSubject::parse("sign_in"), Some(MailSubject::SignIn));
+        assert_eq!(MailSubject::SignIn.template(), "sign_in");
+        assert_eq!(MailSubject::parse("member.deleted"), None);
+        assert_eq!(MailSubject::parse(""), None);
+    }
 
     #[test]
     fn topics_round_trip() {

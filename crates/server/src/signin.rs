@@ -42,7 +42,7 @@ use uuid::Uuid;
 /// The session cookie: `<program id>.<token>`.
 pub const COOKIE: &str = "sarafan_session";
 /// The outbox topic (and mail template) of sign-in mails.
-pub const MAIL_TOPIC: &str = "sign_in";
+pub const MAIL_TOPIC: &str = sarafan_core::outbox::MailSubject::SIGN_IN;
 /// How long a session lasts.
 const SESSION_LIFETIME: Duration = Duration::days(30);
 

@@ -25,7 +25,7 @@
 use crate::paging::{cut, page_size, rows_to_read};
 use crate::{now, with_db, Result, Store, StoreError};
 use sarafan_core::ids::{MemberId, ProgramId};
-use sarafan_core::outbox::Topic;
+use sarafan_core::outbox::{Channel, Topic};
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -166,7 +166,7 @@ fn fan_out(
             .map_err(|err| StoreError::Corrupt(format!("webhook payload: {err}")))?;
             rows.push(NewRow {
                 id,
-                channel: "webhook",
+                channel: Channel::Webhook.as_str(),
                 topic: e.topic.as_str(),
                 endpoint: Some(*endpoint),
                 // Who it is about: the delivery keeps a member's messages
@@ -185,7 +185,7 @@ fn fan_out(
             }
             rows.push(NewRow {
                 id: Uuid::now_v7(),
-                channel: "email",
+                channel: Channel::Email.as_str(),
                 topic: e.topic.as_str(),
                 endpoint: None,
                 member: Some(member.0),

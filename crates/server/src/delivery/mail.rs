@@ -14,6 +14,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use minijinja::{context, Environment, ErrorKind, UndefinedBehavior};
 use sarafan_core::member::{Email, MemberStatus};
+use sarafan_core::outbox::MailSubject;
 use sarafan_store::outbox::{Claimed, Finish};
 use sarafan_store::{MailTemplate, Store};
 use serde_json::json;
@@ -593,6 +594,11 @@ pub async fn deliver(
             reason: reason.to_owned(),
         })
     };
+    let Some(subject) = MailSubject::parse(&c.message.topic) else {
+        return Ok(Finish::Cancelled {
+            reason: format!("no e-mail for the topic {:?}", c.message.topic),
+        });
+    };
     let (Some(member_id), Some(program)) = (c.message.member, store.program(c.program).await?)
     else {
         return cancelled("the member or program no longer exists");
@@ -605,7 +611,7 @@ pub async fn deliver(
     }
     // A sign-in code is sent because the member asked for it, not as an
     // automated e-mail: it needs no consent and ignores quiet hours.
-    let asked_for = c.message.topic == crate::signin::MAIL_TOPIC;
+    let asked_for = subject == MailSubject::SignIn;
     let mut data: serde_json::Value = serde_json::from_str(&c.message.payload).unwrap_or_default();
     let key = store.unsubscribe_key(c.program).await?;
     // A share-routine link goes to one of the member's contacts, who
@@ -657,11 +663,7 @@ pub async fn deliver(
         return Ok(Finish::Deferred { until: now + wait });
     }
     let unsubscribe_url = format!("{}/unsubscribe/{token}", config.public_url);
-    let name = match sarafan_core::outbox::Topic::parse("topic", &c.message.topic) {
-        Ok(t) => t.mail_template(),
-        Err(_) if asked_for => crate::signin::MAIL_TOPIC,
-        Err(_) => "welcome",
-    };
+    let name = subject.template();
     // A mail the member asked for is in the language of the page they
     // asked on.
     let locale = data["lang"]

@@ -23,7 +23,7 @@ pub use schedule::{run_schedules, spawn_schedules};
 
 use mail::Mailer;
 use sarafan_core::ids::ProgramId;
-use sarafan_core::outbox::RetryPolicy;
+use sarafan_core::outbox::{Channel, RetryPolicy};
 use sarafan_store::outbox::{Claimed, Finish};
 use sarafan_store::{Store, WebhookEndpoint};
 use std::collections::{HashMap, VecDeque};
@@ -347,12 +347,15 @@ impl Worker {
                 continue;
             }
             let started = Instant::now();
-            let finish = match c.message.channel.as_str() {
-                "webhook" => {
+            let finish = match Channel::parse(&c.message.channel) {
+                Some(Channel::Webhook) => {
                     let endpoint = b.endpoint.as_deref();
                     Ok(webhook::deliver(&self.config, &self.http, endpoint, &c).await)
                 }
-                _ => mail::deliver(&self.store, &self.config, &c).await,
+                Some(Channel::Email) => mail::deliver(&self.store, &self.config, &c).await,
+                None => Ok(Finish::Cancelled {
+                    reason: format!("no channel {:?} in this version", c.message.channel),
+                }),
             };
             let finish = match finish {
                 Ok(Finish::Failed { error, .. }) => self.failed(&c, error),

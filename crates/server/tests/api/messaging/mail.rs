@@ -9,8 +9,9 @@ use crate::on_both_databases;
 use mailparse::{MailHeaderMap, ParsedMail};
 use sarafan_core::ids::MemberId;
 use sarafan_core::outbox::Topic;
-use sarafan_server::delivery::mail::Mailer;
-use sarafan_store::outbox::Outgoing;
+use sarafan_server::delivery::mail::{self, Mailer};
+use sarafan_server::delivery::DeliveryConfig;
+use sarafan_store::outbox::{Claimed, Finish, Message, MessageStatus, Outgoing};
 use serde_json::json;
 use std::time::Duration;
 
@@ -18,7 +19,8 @@ on_both_databases!(
     welcome_and_reward_mails_per_locale,
     consent_and_unsubscribe_are_honoured,
     quiet_hours_delay_mail,
-    friend_joined_mail_when_the_referral_qualifies
+    friend_joined_mail_when_the_referral_qualifies,
+    an_unknown_topic_sends_no_mail
 );
 
 pub(super) fn smtp(sink: &SmtpSink) -> Mailer {
@@ -387,4 +389,41 @@ async fn friend_joined_mail_when_the_referral_qualifies(db: Db) {
     assert_eq!(outbox_total(&app).await, 4, "nothing else is queued");
     assert_eq!(sink.messages().len(), 3);
     assert_eq!(receiver.received().len(), 1);
+}
+
+/// A message whose topic this version does not know (written by another
+/// version) is cancelled with the reason; it never becomes some other
+/// mail (it used to be sent as a welcome).
+async fn an_unknown_topic_sends_no_mail(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let sink = SmtpSink::start().await;
+    let anna = app
+        .member(json!({"email": "anna@example.com", "consent": {"email": true}}))
+        .await;
+    let now = sarafan_store::now();
+    let claimed = Claimed {
+        program: app.program,
+        message: Message {
+            id: uuid::Uuid::now_v7(),
+            channel: "email".into(),
+            topic: "member.deleted".into(),
+            endpoint: None,
+            member: Some(MemberId(anna.parse().unwrap())),
+            payload: "{}".into(),
+            status: MessageStatus::Pending,
+            attempts: 0,
+            due_at: now,
+            last_error: None,
+            created_at: now,
+            delivered_at: None,
+        },
+        tries: 0,
+        lease_token: uuid::Uuid::now_v7(),
+    };
+    let config = DeliveryConfig::new(smtp(&sink), "http://sarafan.test");
+    match mail::deliver(&app.store, &config, &claimed).await.unwrap() {
+        Finish::Cancelled { reason } => assert!(reason.contains("member.deleted"), "{reason}"),
+        _ => panic!("a mail for an unknown topic was not cancelled"),
+    }
+    assert!(sink.messages().is_empty(), "no mail was sent");
 }
