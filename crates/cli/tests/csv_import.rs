@@ -1,76 +1,13 @@
 //! `sarafan import` and `sarafan export` through the real binary, on SQLite
 //! and on PostgreSQL (a fresh schema per test).
 
+mod common;
+
+use common::{run, text, Db};
 use std::path::Path;
-use std::process::{Command, Output};
-
-struct Db {
-    args: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Db {
-    /// The same database opened in the test, for what the CLI cannot do.
-    async fn store(&self) -> sarafan_store::Store {
-        let flag = |name: &str| {
-            self.args
-                .iter()
-                .position(|a| a == name)
-                .map(|i| self.args[i + 1].clone())
-        };
-        let mut opts = sarafan_store::ConnectOptions::new(flag("--database-url").unwrap());
-        opts.pg_schema = flag("--pg-schema");
-        sarafan_store::Store::open(&opts).await.unwrap()
-    }
-}
-
-fn sqlite() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    Db {
-        args: vec!["--database-url".into(), url],
-        _dir: dir,
-    }
-}
-
-fn postgres() -> Db {
-    let url = std::env::var("SARAFAN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/sarafan_test".into());
-    Db {
-        args: vec![
-            "--database-url".into(),
-            url,
-            "--pg-schema".into(),
-            format!("t_{}", uuid::Uuid::now_v7().simple()),
-        ],
-        _dir: tempfile::tempdir().unwrap(),
-    }
-}
-
-fn run(db: &Db, args: &[&str]) -> Output {
-    // The database flags belong to the last subcommand.
-    Command::new(env!("CARGO_BIN_EXE_sarafan"))
-        .args(args)
-        .args(&db.args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn program(db: &Db) -> String {
-    let o = run(
-        db,
-        &["program", "create", "--name", "Shop", "--currency", "RUB"],
-    );
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    out.split_whitespace().nth(1).unwrap().to_owned()
+    common::program(db).0
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
@@ -504,17 +441,6 @@ fn referrals_export(db: Db) {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains("--program"), "{err}");
-}
-
-macro_rules! on_both {
-    ($($name:ident),*) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() { super::$name(super::sqlite()) }
-            #[test]
-            fn postgres() { super::$name(super::postgres()) }
-        }
-    )*};
 }
 
 on_both!(
