@@ -424,7 +424,7 @@ pub async fn book_events(
         .ledger_context(program)
         .await?
         .ok_or_else(|| ApiError::not_found("this key's program no longer exists"))?;
-    let mut unknown = referrals::unknown_codes(store, program, events).await?;
+    let (mut unknown, referrers) = referrals::resolve_codes(store, program, events).await?;
     // Almost always every code is known and the events go as they are.
     let kept: Vec<EventIn>;
     let valid = if unknown.iter().any(Option::is_some) {
@@ -439,7 +439,7 @@ pub async fn book_events(
         events
     };
     let results = store.ingest(&ctx, valid).await?;
-    referrals::after_ingest(store, &ctx, valid, &results).await?;
+    referrals::after_ingest(store, &ctx, valid, &results, &referrers).await?;
     let mut results = results.into_iter();
     Ok(unknown
         .iter_mut()

@@ -1008,41 +1008,48 @@ fn code_of(event: &EventIn) -> Option<&str> {
     }
 }
 
-/// For each event, the problem its referral code is: unknown, or of
-/// another program (such an event is refused before anything is booked).
-pub async fn unknown_codes(
+/// The referral codes a batch's events carry, each looked up once: for
+/// each event, the problem its code is (unknown, or of another program;
+/// such an event is refused before anything is booked), and the referrer
+/// of each code that is this program's.
+pub async fn resolve_codes(
     store: &Store,
     program: ProgramId,
     events: &[EventIn],
-) -> ApiResult<Vec<Option<ApiError>>> {
-    let mut known: BTreeMap<&str, bool> = BTreeMap::new();
-    let mut out = Vec::with_capacity(events.len());
+) -> ApiResult<(Vec<Option<ApiError>>, BTreeMap<String, MemberId>)> {
+    let mut looked_up: BTreeMap<&str, Option<MemberId>> = BTreeMap::new();
+    let mut problems = Vec::with_capacity(events.len());
     for e in events {
         let Some(raw) = code_of(e) else {
-            out.push(None);
+            problems.push(None);
             continue;
         };
-        let ok = match known.get(raw) {
-            Some(&ok) => ok,
+        let referrer = match looked_up.get(raw) {
+            Some(&r) => r,
             None => {
-                let ok = match ReferralCode::parse(raw) {
+                let r = match ReferralCode::parse(raw) {
                     Ok(code) => store
                         .resolve_referral_code(&code)
                         .await?
-                        .is_some_and(|owner| owner.program == program),
-                    Err(_) => false,
+                        .filter(|owner| owner.program == program)
+                        .map(|owner| owner.member),
+                    Err(_) => None,
                 };
-                known.insert(raw, ok);
-                ok
+                looked_up.insert(raw, r);
+                r
             }
         };
-        out.push((!ok).then(|| {
+        problems.push(referrer.is_none().then(|| {
             ApiError::not_found(format!(
                 "no referral code {raw} in this program; send the code the friend typed or the link's ref"
             ))
         }));
     }
-    Ok(out)
+    let referrers = looked_up
+        .into_iter()
+        .filter_map(|(raw, r)| Some((raw.to_owned(), r?)))
+        .collect();
+    Ok((problems, referrers))
 }
 
 /// After a batch is booked: binds friends whose purchase carried a code,
@@ -1054,6 +1061,7 @@ pub async fn after_ingest(
     ctx: &LedgerContext,
     events: &[EventIn],
     results: &[ItemResult],
+    referrers: &BTreeMap<String, MemberId>,
 ) -> ApiResult<()> {
     let mut activity = Vec::new();
     for (e, r) in events.iter().zip(results) {
@@ -1062,22 +1070,20 @@ pub async fn after_ingest(
         };
         match &e.body {
             EventBody::Purchase(_) | EventBody::Custom { .. } => {
-                if let Some(code) = code_of(e).and_then(|c| ReferralCode::parse(c).ok()) {
-                    if let Some(owner) = store.resolve_referral_code(&code).await? {
-                        let touch = Touch {
-                            friend: o.member_id,
-                            referrer: owner.member,
-                            code: Some(code.as_str().to_owned()),
-                            channel: "code".into(),
-                            touched_at: e.at,
-                            payment: None,
-                            device: None,
-                            ip: None,
-                        };
-                        if owner.program == ctx.program {
-                            store.attribute(ctx.program, &touch, e.at).await?;
-                        }
-                    }
+                let referred = code_of(e)
+                    .and_then(|raw| Some((ReferralCode::parse(raw).ok()?, *referrers.get(raw)?)));
+                if let Some((code, referrer)) = referred {
+                    let touch = Touch {
+                        friend: o.member_id,
+                        referrer,
+                        code: Some(code.as_str().to_owned()),
+                        channel: "code".into(),
+                        touched_at: e.at,
+                        payment: None,
+                        device: None,
+                        ip: None,
+                    };
+                    store.attribute(ctx.program, &touch, e.at).await?;
                 }
                 activity.push(FriendActivity::Acted(o.member_id));
             }
