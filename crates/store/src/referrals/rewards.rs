@@ -566,19 +566,30 @@ impl Store {
     ) -> Result<bool> {
         let sql = format!(
             "SELECT {REWARD_COLUMNS} FROM referral_rewards w WHERE program_id = $1 AND referral_id = $2 \
-               AND (status = 'awaiting_choice' OR (status = 'granted' AND EXISTS (SELECT 1 FROM holds h \
+               AND (status = 'awaiting_choice' OR (status = 'withheld' AND reason = $3) \
+                 OR (status = 'granted' AND EXISTS (SELECT 1 FROM holds h \
                  WHERE h.program_id = w.program_id AND h.event_key = w.grant_key AND h.state = 'pending')))"
         );
         let rows: Vec<RewardRow> = with_db!(self, write, |pool| {
             sqlx::query_as(&sql)
                 .bind(program.0)
                 .bind(id)
+                .bind(UNDER_REVIEW)
                 .fetch_all(pool)
                 .await?
         });
         if rows.is_empty() {
             return Ok(false);
         }
+        // The rewards are withheld first and the referral moved last: a
+        // retry after a failure in between finds the referral still
+        // rewarded, with rewards withheld (selected above), and finishes.
+        // Voids are keyed and the status updates guarded, so a repeat
+        // changes nothing twice.
+        if let Some(ctx) = self.ledger_context(program).await? {
+            self.withhold_pending(&ctx, rows, at).await?;
+        }
+
         let moved = with_db!(self, write, |pool| {
             sqlx::query(
                 "UPDATE referrals SET status = 'review', fraud_reasons = $3, updated_at = $4 \
@@ -592,12 +603,18 @@ impl Store {
             .await?
             .rows_affected()
         });
-        if moved == 0 {
-            return Ok(false);
-        }
-        let Some(ctx) = self.ledger_context(program).await? else {
-            return Ok(true);
-        };
+        Ok(moved > 0)
+    }
+
+    /// Voids the pending grants among `rows` and marks their rewards
+    /// withheld for the review.
+    async fn withhold_pending(
+        &self,
+        ctx: &LedgerContext,
+        rows: Vec<RewardRow>,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let program = ctx.program;
         let pending: Vec<RewardRecord> = rows
             .into_iter()
             .map(|r| r.into_record().1)
@@ -617,7 +634,7 @@ impl Store {
                 Some((w, void))
             })
             .unzip();
-        let results = self.ingest(&ctx, &voids).await?;
+        let results = self.ingest(ctx, &voids).await?;
         for (w, result) in pending.into_iter().zip(results) {
             if let ItemResult::Rejected(e) = result {
                 // Not voided (its member is blocked): it stays granted, and
@@ -639,7 +656,7 @@ impl Store {
                 .await?;
             });
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The referrer's rewarded referrals in the limit period, and what the
@@ -873,7 +890,12 @@ impl Store {
             "awaiting_choice" => {}
             "voided" | "clawed_back" => return Ok(ChoiceOutcome::Voided),
             _ if offer.kind == option.kind() && offer.amount == option.amount() => {
-                return Ok(ChoiceOutcome::AlreadyChosen(offer.clone()))
+                // A retry after the choice was saved: the levels above are
+                // paid again in case the first call stopped before them
+                // (their grants are keyed, so a paid one replays).
+                self.pay_levels(ctx, referral, &option, offer.hold_until, now())
+                    .await?;
+                return Ok(ChoiceOutcome::AlreadyChosen(offer.clone()));
             }
             _ => return Ok(ChoiceOutcome::ChosenOtherwise(offer.clone())),
         }
