@@ -306,7 +306,7 @@ macro_rules! impl_enqueue {
                 sqlx::query(
                     "INSERT INTO outbox (program_id, message_id, channel, topic, endpoint_id, member_id, \
                      payload, status, due_ms, created_at, attempts, tries, secrets) \
-                     VALUES ($1, $2, 'email', $3, NULL, $4, $5, 'pending', $6, $7, 0, 0, $8)",
+                     VALUES ($1, $2, $9, $3, NULL, $4, $5, 'pending', $6, $7, 0, 0, $8)",
                 )
                 .bind(program.0)
                 .bind(Uuid::now_v7())
@@ -316,6 +316,7 @@ macro_rules! impl_enqueue {
                 .bind(unix_ms(at))
                 .bind(at)
                 .bind(secrets)
+                .bind(Channel::Email.as_str())
                 .execute(&mut *self)
                 .await?;
                 Ok(())
@@ -577,25 +578,39 @@ impl Store {
             let mut saved = Vec::with_capacity(tries.len());
             for (c, finish, duration) in tries {
                 let (status, due, counted, error, outcome) = match finish {
-                    Finish::Delivered => ("delivered", unix_ms(at), 1, None, Some("delivered")),
+                    Finish::Delivered => (
+                        MessageStatus::Delivered,
+                        unix_ms(at),
+                        1,
+                        None,
+                        Some("delivered"),
+                    ),
                     Finish::Failed { error, retry_at } => match retry_at {
                         Some(t) => (
-                            "pending",
+                            MessageStatus::Pending,
                             unix_ms(*t),
                             1,
                             Some(error.as_str()),
                             Some("failed"),
                         ),
-                        None => ("dead", unix_ms(at), 1, Some(error.as_str()), Some("failed")),
+                        None => (
+                            MessageStatus::Dead,
+                            unix_ms(at),
+                            1,
+                            Some(error.as_str()),
+                            Some("failed"),
+                        ),
                     },
                     Finish::Cancelled { reason } => (
-                        "cancelled",
+                        MessageStatus::Cancelled,
                         unix_ms(at),
                         1,
                         Some(reason.as_str()),
                         Some("cancelled"),
                     ),
-                    Finish::Deferred { until } => ("pending", unix_ms(*until), 0, None, None),
+                    Finish::Deferred { until } => {
+                        (MessageStatus::Pending, unix_ms(*until), 0, None, None)
+                    }
                 };
                 let attempts: Option<i32> = sqlx::query_scalar(
                     "UPDATE outbox SET status = $4, due_ms = $5, attempts = attempts + $6, tries = tries + $6, \
@@ -607,7 +622,7 @@ impl Store {
                 .bind(c.program.0)
                 .bind(c.message.id)
                 .bind(c.lease_token)
-                .bind(status)
+                .bind(status.as_str())
                 .bind(due)
                 .bind(counted)
                 .bind(error)

@@ -273,10 +273,7 @@ impl Worker {
                 // Behind a failed message: wait for its retry, untried.
                 Some(until) => {
                     lanes.in_flight -= waiting.messages.len();
-                    for c in waiting.messages {
-                        self.record(c, Finish::Deferred { until }, Duration::ZERO)
-                            .await;
-                    }
+                    self.defer(waiting.messages, until).await;
                 }
                 None => {
                     lanes.in_flight -= waiting.messages.len();
@@ -341,11 +338,6 @@ impl Worker {
     async fn deliver_lane(&self, mut b: Batch) -> LaneDone {
         let mut done = LaneDone { failed_until: None };
         while let Some(c) = b.messages.pop_front() {
-            if let Some(until) = done.failed_until {
-                self.record(c, Finish::Deferred { until }, Duration::ZERO)
-                    .await;
-                continue;
-            }
             let started = Instant::now();
             let finish = match Channel::parse(&c.message.channel) {
                 Some(Channel::Webhook) => {
@@ -366,22 +358,44 @@ impl Worker {
                 // A dead message holds nothing up.
                 done.failed_until = *retry_at;
             }
-            self.record(c, finish, started.elapsed()).await;
+            self.record([(c, finish, started.elapsed())]).await;
+            if let Some(until) = done.failed_until {
+                self.defer(std::mem::take(&mut b.messages), until).await;
+            }
         }
         done
     }
 
-    /// Saves how a try ended, with the other lanes' results of the moment.
-    async fn record(&self, claimed: Claimed, finish: Finish, took: Duration) {
-        log(&claimed, &finish);
-        let (saved, done) = oneshot::channel();
-        let save = Save {
-            claimed,
-            finish,
-            took,
-            saved,
-        };
-        if self.saves.send(save).await.is_ok() {
+    /// Defers messages behind a failed one to its retry time, untried.
+    async fn defer(&self, messages: VecDeque<Claimed>, until: OffsetDateTime) {
+        let deferred = Finish::Deferred { until };
+        self.record(
+            messages
+                .into_iter()
+                .map(|c| (c, deferred.clone(), Duration::ZERO)),
+        )
+        .await;
+    }
+
+    /// Saves how tries ended, with the other lanes' results of the moment,
+    /// and returns once all are saved.
+    async fn record(&self, tries: impl IntoIterator<Item = (Claimed, Finish, Duration)>) {
+        let mut saving = Vec::new();
+        for (claimed, finish, took) in tries {
+            log(&claimed, &finish);
+            let (saved, done) = oneshot::channel();
+            let save = Save {
+                claimed,
+                finish,
+                took,
+                saved,
+            };
+            if self.saves.send(save).await.is_err() {
+                break;
+            }
+            saving.push(done);
+        }
+        for done in saving {
             let _ = done.await;
         }
     }
