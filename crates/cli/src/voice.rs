@@ -30,7 +30,9 @@ pub enum SharedCommand {
         #[arg(long)]
         skill_id: String,
         /// A redirect URI of the skill's account linking (https); repeat.
-        #[arg(long = "redirect-uri")]
+        /// Required: the list replaces the stored one, and without any
+        /// every account linking would be refused.
+        #[arg(long = "redirect-uri", required = true)]
         redirect_uris: Vec<String>,
         /// Issue new secrets (the old ones stop working at once).
         #[arg(long)]

@@ -50,6 +50,12 @@ pub async fn events(args: EventsArgs) -> Result<()> {
     ensure!(args.clients > 0, "--clients must be at least 1");
     ensure!(args.seconds > 0, "--seconds must be at least 1");
     ensure!(args.rate != Some(0), "--rate must be at least 1");
+    ensure!(args.seconds <= 3600, "--seconds must be at most 3600");
+    ensure!(args.clients <= 10_000, "--clients must be at most 10000");
+    ensure!(
+        args.rate.map_or(0, u64::from) * args.seconds <= 10_000_000,
+        "--rate × --seconds must be at most 10,000,000 events; lower one of them"
+    );
     let (store, schema, _tmp) = bench_store(args.database_url.as_deref()).await?;
     let result = measure(&store, &args).await;
     if let (Some(schema), false) = (&schema, args.keep) {

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{context, Value};
 use sarafan_core::card::{card_number, parse_card_number};
 use sarafan_core::ids::MemberId;
+use sarafan_core::member::MemberStatus;
 use sarafan_core::member::{Email, ExternalId, Phone};
 use sarafan_core::staff::Permission;
 use sarafan_store::referrals::ReferralFilter;
@@ -57,7 +58,7 @@ fn row(lang: Lang, m: &Member) -> Value {
         external_id => m.external_id.clone(),
         card => m.card_serial.map(card_number),
         status => text(lang, &format!("console-status-{}", m.status.as_str()), &[]),
-        blocked => m.status.as_str() != "active",
+        blocked => m.status != MemberStatus::Active,
         joined => ledger_text::date(lang, m.created_at.date()),
     }
 }
@@ -227,7 +228,7 @@ async fn member_context(
     let Some(member) = store.member(program.id, id).await? else {
         return Ok(None);
     };
-    if member.status.as_str() == "erased" {
+    if member.status == MemberStatus::Erased {
         return Ok(None);
     }
     let lang = console.lang(neg);
