@@ -38,6 +38,20 @@ pub(super) async fn outbox_total(app: &TestApp) -> usize {
         .len()
 }
 
+/// The delivered messages, once there are `n`: a receiver acknowledges
+/// before the worker has saved the delivery.
+pub(super) async fn delivered(app: &TestApp, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        let page = json(app.get("/api/v1/outbox?status=delivered&limit=100").await).await;
+        let items = page["items"].as_array().unwrap();
+        if items.len() >= n {
+            return items.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} messages were ever saved as delivered");
+}
+
 async fn purchases_and_grants_are_sent_once_signed(db: Db) {
     let app = TestApp::spawn(db).await;
     app.one_point_per_rouble().await;
